@@ -1,0 +1,1 @@
+"""compressor: compact, adversarially robust networks and deployable engines."""

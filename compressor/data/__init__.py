@@ -1,0 +1,30 @@
+"""Datasets: each loads into in-memory train / validation / test splits; nothing downloads by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..registry import DATASETS
+from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratified_indices, to_unit_float
+from .loader import BatchLoader, random_crop_flip
+
+register_dataset = DATASETS.register
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    """Registered dataset names matching a glob `pattern` (``npz:PATH`` is not listed)."""
+    return DATASETS.names(pattern)
+
+
+def load_dataset(name: str, root: str | Path | None = None, *, download: bool = False,
+                 val_size: float | int | None = None, seed: int = 0) -> DataBundle:
+    """Load dataset `name` from `root` (its usual on-disk format) into train / val / test splits."""
+    factory = DATASETS.get(name)
+    return factory(root=Path(root).expanduser() if root else None, download=download, val_size=val_size, seed=seed)
+
+
+# Built-in datasets register themselves on import.
+from . import digits, torchvision_sets, cifar, tiny_imagenet, npz  # noqa: E402,F401
+
+__all__ = ["ArraySplit", "BatchLoader", "DataBundle", "DatasetInfo", "carve_validation", "list_datasets",
+           "load_dataset", "random_crop_flip", "register_dataset", "stratified_indices", "to_unit_float"]

@@ -1,0 +1,141 @@
+"""A generic name -> factory registry with typo suggestions, glob listing and entry-point plugins."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import logging
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable, Iterator
+
+from .errors import UnknownNameError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered object and its one-line description."""
+
+    name: str
+    obj: Any
+    description: str
+    source: str  # "builtin" or the distribution that provided it
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
+
+
+class Registry:
+    """Maps names to objects; built-ins are imported lazily, third-party plugins via entry points."""
+
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), group: str | None = None):
+        self.kind = kind
+        self.group = group or f"compressor.{kind}"
+        self._builtin_modules = builtin_modules
+        self._entries: dict[str, Entry] = {}
+        self._loaded = False
+        self._resolvers: list[Callable[[str], Any | None]] = []
+
+    def register(self, name: str | None = None, *, description: str | None = None,
+                 override: bool = False) -> Callable[[Any], Any]:
+        """Decorator: register `obj` under `name` (default: its ``__name__``)."""
+
+        def deco(obj: Any) -> Any:
+            key = name or getattr(obj, "name", None) or obj.__name__
+            self.add(key, obj, description=description, override=override)
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: Any, *, description: str | None = None, override: bool = False,
+            source: str = "builtin") -> None:
+        """Register `obj` under `name`; a second registration of a name is an error unless `override`."""
+        if name in self._entries and not override and self._entries[name].obj is not obj:
+            raise ValueError(f"{self.kind} '{name}' is already registered")
+        desc = description if description is not None else _first_line(getattr(obj, "__doc__", None))
+        self._entries[name] = Entry(name, obj, desc, source)
+
+    def add_resolver(self, resolver: Callable[[str], Any | None]) -> None:
+        """Add a function that resolves parametric names (e.g. ``tv:resnet50``) not listed by name."""
+        self._resolvers.append(resolver)
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for mod in self._builtin_modules:
+            importlib.import_module(mod)
+        for ep in metadata.entry_points(group=self.group):
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not break the toolkit
+                log.warning("could not load %s plugin '%s' (%s): %s", self.kind, ep.name, ep.value, exc)
+                continue
+            dist = getattr(ep, "dist", None)
+            src = dist.name if dist is not None else ep.value
+            if ep.name not in self._entries:
+                self.add(ep.name, obj, source=src)
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Sorted names, optionally filtered by a glob pattern such as ``'pgd*'``."""
+        self._ensure_loaded()
+        names = sorted(self._entries)
+        return [n for n in names if fnmatch.fnmatchcase(n, pattern)] if pattern else names
+
+    def entries(self, pattern: str | None = None) -> list[Entry]:
+        """Entries whose names match `pattern` (all when None)."""
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except UnknownNameError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> Any:
+        """The object registered as `name`; unknown names raise with a 'did you mean' suggestion."""
+        self._ensure_loaded()
+        if name in self._entries:
+            return self._entries[name].obj
+        for resolve in self._resolvers:
+            obj = resolve(name)
+            if obj is not None:
+                return obj
+        raise UnknownNameError(self.unknown_message(name))
+
+    def unknown_message(self, name: str) -> str:
+        """One line naming the unknown `name`, a suggestion and where to see the list."""
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        return f"unknown {self.singular} '{name}': {hint}run `compressor list {self.kind}` to see all"
+
+    @property
+    def singular(self) -> str:
+        return self.kind[:-1] if self.kind.endswith("s") else self.kind
+
+
+MODELS = Registry("models", ("compressor.models",))
+DATASETS = Registry("datasets", ("compressor.data",))
+ATTACKS = Registry("attacks", ("compressor.attacks",))
+PRUNERS = Registry("pruners", ("pruners",))
+TRANSFORMS = Registry("transforms", ("pruners",))
+EXPORTERS = Registry("exporters", ("exporters",))
+
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS)}
+
+
+def get_registry(kind: str) -> Registry:
+    """The registry of `kind` (models, datasets, attacks, pruners, transforms, exporters)."""
+    if kind in REGISTRIES:
+        return REGISTRIES[kind]
+    close = difflib.get_close_matches(kind, list(REGISTRIES), n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise UnknownNameError(f"unknown kind '{kind}': {hint}choose one of {', '.join(REGISTRIES)}")
