@@ -97,13 +97,21 @@ def stratified_indices(y: np.ndarray | torch.Tensor, fraction_or_count: float, s
     idx = np.arange(len(y))
     if fraction_or_count <= 0:
         return idx, idx[:0]
-    rest, held = train_test_split(idx, test_size=fraction_or_count, random_state=seed, stratify=y)
+    try:
+        rest, held = train_test_split(idx, test_size=fraction_or_count, random_state=seed, stratify=y)
+    except ValueError as exc:  # a size out of range, fewer held-out samples than classes, a class of one
+        raise CompressorError(f"cannot hold out a stratified split of {fraction_or_count} from {len(y)} samples "
+                              f"({exc})") from exc
     return np.sort(rest), np.sort(held)
 
 
 def carve_validation(train: ArraySplit, val_size: float | int, seed: int = 0) -> tuple[ArraySplit, ArraySplit]:
     """Carve a stratified validation split from `train` (never from the test set)."""
-    rest, held = stratified_indices(train.y.numpy(), val_size, seed)
+    try:
+        rest, held = stratified_indices(train.y.numpy(), val_size, seed)
+    except CompressorError as exc:
+        raise CompressorError(f"validation split: {exc}; pass another --val-size (a count, or a fraction in (0, 1))"
+                              ) from exc
     return train.subset(rest), train.subset(held)
 
 

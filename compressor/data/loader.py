@@ -54,7 +54,8 @@ class BatchLoader:
         idx = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
         if self.world_size > 1:  # equal shards, padded by wrapping around like DistributedSampler
             per_rank = -(-n // self.world_size)
-            idx = torch.cat([idx, idx[: per_rank * self.world_size - n]])
+            pad = per_rank * self.world_size - n  # may exceed n (tiny splits, many ranks): repeat as needed
+            idx = torch.cat([idx, idx.repeat(-(-pad // n))[:pad]]) if n else idx
             idx = idx[self.rank::self.world_size]
         return idx
 

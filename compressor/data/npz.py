@@ -1,1 +1,125 @@
-"""(being written)"""
+"""``npz:PATH``: any image classification set saved as a NumPy .npz file (x, y or x_train, y_train, x_test, y_test)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import CompressorError
+from ..registry import DATASETS
+from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratified_indices
+
+PREFIX = "npz:"
+TEST_FRACTION = 0.2  # with only x, y: the fixed stratified test split
+DEFAULT_VAL_FRACTION = 0.1  # validation, carved from the training part
+KEYS_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y', or x_train/y_train/x_test/y_test"
+
+
+def _images(arr: np.ndarray, where: str) -> torch.Tensor:
+    """An NCHW / NHWC / NHW image array -> a uint8 (or float in [0, 1]) NCHW tensor."""
+    if arr.dtype != np.uint8 and not (arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1):
+        raise CompressorError(f"{where} is {arr.dtype}: expected uint8 pixels in 0..255 (or floats in [0, 1])")
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[1] not in (1, 3):
+            if arr.shape[3] not in (1, 3):
+                raise CompressorError(f"{where} has shape {arr.shape}: expected 1 or 3 channels in position 1 (NCHW) "
+                                      "or 3 (NHWC)")
+            arr = arr.transpose(0, 3, 1, 2)
+    else:
+        raise CompressorError(f"{where} has shape {arr.shape}: expected (N,C,H,W), (N,H,W,C) or (N,H,W) images")
+    x = torch.from_numpy(np.ascontiguousarray(arr))
+    return x if x.dtype == torch.uint8 else x.float()
+
+
+def _labels(arr: np.ndarray, n: int, where: str) -> torch.Tensor:
+    """Integer labels, one per image."""
+    if arr.dtype.kind not in "iu":
+        raise CompressorError(f"{where} is {arr.dtype}: expected integer class labels")
+    arr = arr.reshape(-1) if arr.ndim == 2 and arr.shape[1] == 1 else arr
+    if arr.ndim != 1:
+        raise CompressorError(f"{where} has shape {arr.shape}: expected one label per image, shape (N,)")
+    if len(arr) != n:
+        raise CompressorError(f"{where} has {len(arr)} labels for {n} images: they must match")
+    if len(arr) and arr.min() < 0:
+        raise CompressorError(f"{where} contains the negative label {arr.min()}: labels must be 0..num_classes-1")
+    return torch.from_numpy(arr.astype(np.int64))
+
+
+def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
+    x = _images(data[xkey], f"{path}: '{xkey}'")
+    return ArraySplit(x, _labels(data[ykey], len(x), f"{path}: '{ykey}'"))
+
+
+def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: int = 0) -> DataBundle:
+    """Read `path` into train / val / test splits (see the module docstring for the accepted keys)."""
+    if not path.is_file():
+        raise CompressorError(f"{name}: no file {path}; give the path of an .npz holding {KEYS_HELP}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CompressorError(f"{path} is not a readable .npz file ({exc}); save it with numpy.savez") from exc
+    with data:
+        keys = set(data.files)
+        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+            train = _split(data, "x_train", "y_train", path)
+            test = _split(data, "x_test", "y_test", path)
+            if {"x_val", "y_val"} <= keys:
+                val = _split(data, "x_val", "y_val", path)
+                notes = f"{path}: train / val / test as stored"
+            else:
+                train, val = carve_validation(train, val_size or DEFAULT_VAL_FRACTION, seed)
+                notes = (f"{path}: train / test as stored; validation ({val_size or DEFAULT_VAL_FRACTION}) "
+                         f"carved stratified from train, seed {seed}")
+        elif {"x", "y"} <= keys:
+            full = _split(data, "x", "y", path)
+            trainval, test_idx = stratified_indices(full.y.numpy(), TEST_FRACTION, seed)
+            train, val = carve_validation(full.subset(trainval), val_size or DEFAULT_VAL_FRACTION, seed)
+            test = full.subset(test_idx)
+            notes = (f"{path}: fixed stratified split of x, y with seed {seed}: {TEST_FRACTION:.0%} test, then "
+                     f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest")
+        else:
+            raise CompressorError(f"{path} has keys {sorted(keys) or 'none'}: expected {KEYS_HELP}")
+    shapes = {tuple(s.x.shape[1:]) for s in (train, val, test) if len(s)}
+    if len(shapes) > 1:
+        raise CompressorError(f"{path}: the splits have different image shapes {sorted(shapes)}; they must match")
+    if len(train) == 0:
+        raise CompressorError(f"{path}: the training split is empty")
+    c, h, w = train.x.shape[1:]
+    xf = train.float_images()
+    mean = tuple(round(float(v), 4) for v in xf.mean(dim=(0, 2, 3)))
+    std = tuple(round(float(v), 4) for v in xf.std(dim=(0, 2, 3)))
+    num_classes = int(max(int(s.y.max()) for s in (train, val, test) if len(s))) + 1
+    info = DatasetInfo(
+        name=name, num_classes=num_classes, input_shape=(int(c), int(h), int(w)), mean=mean, std=std,
+        classes=tuple(str(i) for i in range(num_classes)), augment="none",
+        default_eps=8 / 255 if c == 3 else 0.1, notes=notes,
+    )
+    return DataBundle(info, train, val, test)
+
+
+def _resolve(name: str) -> Callable | None:
+    """``npz:PATH`` -> a dataset factory reading PATH (relative paths: the working directory, then --data-root)."""
+    if not name.startswith(PREFIX):
+        return None
+    text = name[len(PREFIX):].strip()
+
+    def factory(root: Path | None = None, download: bool = False, val_size: float | int | None = None,
+                seed: int = 0, **_) -> DataBundle:
+        """A NumPy .npz image classification file."""
+        if not text:
+            raise CompressorError(f"'{name}' names no file: write npz:PATH, e.g. npz:data/mine.npz")
+        path = Path(text).expanduser()
+        if not path.is_absolute() and not path.exists() and root is not None and (root / path).exists():
+            path = root / path
+        return load_npz(path, name, val_size, seed)
+
+    return factory
+
+
+DATASETS.add_resolver(_resolve)

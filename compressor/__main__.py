@@ -1,0 +1,5 @@
+"""`python -m compressor`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,66 @@
+"""Per-layer statistics: parameters, sparsity, singular values, condition numbers, Lipschitz bound."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """The weight reshaped to (out, in * kh * kw) — the matrix whose singular values we report."""
+    return weight.detach().reshape(weight.shape[0], -1).double()
+
+
+def condition_number(weight: torch.Tensor) -> dict[str, float]:
+    """sigma_max, sigma_min, kappa = sigma_max / sigma_min and the Frobenius norm of one weight."""
+    s = torch.linalg.svdvals(weight_matrix(weight).cpu())
+    smax, smin = float(s.max()), float(s.min())
+    kappa = smax / smin if smin > 0 else math.inf
+    return {"sigma_max": smax, "sigma_min": smin, "kappa": kappa, "frobenius": float(weight.detach().double().norm())}
+
+
+def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, module) of every Conv and Linear layer, in model order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+
+
+def layer_stats(model: nn.Module, with_svd: bool = True) -> list[dict[str, Any]]:
+    """One row per Conv/Linear layer: shape, parameters, nonzeros, sparsity and (optionally) singular values."""
+    rows = []
+    for name, mod in prunable_layers(model):
+        w = mod.weight.detach()
+        nnz = int(torch.count_nonzero(w))
+        row: dict[str, Any] = {"layer": name, "type": type(mod).__name__, "shape": list(w.shape),
+                               "params": w.numel(), "nonzeros": nnz, "sparsity": 1.0 - nnz / w.numel()}
+        if with_svd:
+            row.update(condition_number(w))
+        rows.append(row)
+    return rows
+
+
+def model_summary(model: nn.Module, with_svd: bool = True) -> dict[str, Any]:
+    """Totals, global sparsity of prunable weights and per-layer statistics of `model`."""
+    rows = layer_stats(model, with_svd)
+    total = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(p)) for p in model.parameters())
+    prunable = sum(r["params"] for r in rows)
+    prunable_nnz = sum(r["nonzeros"] for r in rows)
+    summary: dict[str, Any] = {
+        "parameters": total, "nonzero_parameters": nonzero, "prunable_parameters": prunable,
+        "global_sparsity": 1.0 - prunable_nnz / prunable if prunable else 0.0, "layers": rows,
+    }
+    if with_svd and rows:
+        kappas = [r["kappa"] for r in rows]
+        finite = [k for k in kappas if math.isfinite(k)]
+        summary["kappa_mean"] = sum(finite) / len(finite) if finite else math.inf
+        summary["kappa_max"] = max(kappas)
+        # product of per-layer spectral norms: an upper bound on the Lipschitz constant for 1-Lipschitz
+        # activations (for convs, the reshaped-matrix norm stands in for the operator norm)
+        summary["lipschitz_bound"] = math.exp(sum(math.log(r["sigma_max"]) for r in rows)) if all(
+            r["sigma_max"] > 0 for r in rows) else 0.0
+    return summary

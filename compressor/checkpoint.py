@@ -1,0 +1,258 @@
+"""One safe checkpoint format (loaded with ``torch.load(weights_only=True)``) plus the formats users bring."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import pickle
+import platform
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .errors import CompressorError
+from .io import atomic_write, check_output
+
+FORMAT = "compressor.checkpoint"
+FORMAT_VERSION = 1
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape a result."""
+    import numpy
+
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(numpy.__version__)}
+    for mod in ("torchvision", "compressor"):
+        try:
+            from importlib.metadata import version
+
+            versions[mod] = version(mod)
+        except Exception:  # not installed as a distribution
+            pass
+    return versions
+
+
+def make_provenance(seed: int | None = None, metrics: Mapping[str, Any] | None = None, **extra: Any) -> dict:
+    """Command line, library versions, seed, metrics and time, for the record."""
+    return {
+        "command": " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)),
+        "versions": library_versions(),
+        "seed": seed,
+        "metrics": dict(metrics or {}),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, nn.Module) and not hasattr(model, "normalize"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@dataclass
+class Checkpoint:
+    """A model's architecture, weights and everything later stages need to know about it."""
+
+    arch: str
+    arch_kwargs: dict
+    state_dict: dict
+    dataset: dict = field(default_factory=dict)
+    compression: list = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.arch_kwargs.get("num_classes", self.dataset.get("num_classes", 0)))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.get("input_shape", ()))
+
+    def to_dict(self) -> dict:
+        """The dict that is saved: plain containers and tensors only."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "classes": list(self.dataset.get("classes", [])),
+            "input_shape": list(self.input_shape),
+            "normalization": {"mean": list(self.arch_kwargs.get("mean", [])),
+                              "std": list(self.arch_kwargs.get("std", []))},
+            "dataset": self.dataset,
+            "state_dict": self.state_dict,
+            "compression": self.compression,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "checkpoint") -> "Checkpoint":
+        """Validate and read a saved dict."""
+        version = d.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CompressorError(f"{source} has checkpoint format version {version!r}, this compressor reads "
+                                  f"up to {FORMAT_VERSION}: upgrade compressor")
+        missing = [k for k in ("arch", "arch_kwargs", "state_dict") if k not in d]
+        if missing:
+            raise CompressorError(f"{source} is missing {', '.join(missing)}: it is not a complete compressor checkpoint")
+        return cls(arch=d["arch"], arch_kwargs=dict(d["arch_kwargs"]), state_dict=d["state_dict"],
+                   dataset=dict(d.get("dataset") or {}), compression=list(d.get("compression") or []),
+                   provenance=dict(d.get("provenance") or {}))
+
+    def build_model(self) -> nn.Module:
+        """Rebuild the architecture (structural compression included) and load the weights strictly."""
+        from .models import create_model
+
+        model = create_model(self.arch, **self.arch_kwargs)
+        apply_structure(model, self.compression)
+        fit_state_dict(model, self.state_dict, what=f"arch '{self.arch}'")
+        return model
+
+
+def apply_structure(model: nn.Module, compression: list) -> None:
+    """Re-apply recorded structural transforms (those marked ``structural``) so shapes match the weights."""
+    from .registry import TRANSFORMS
+
+    for entry in compression:
+        if entry.get("structural"):
+            TRANSFORMS.get(entry["name"]).rebuild(model, entry)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, *, arch: str, arch_kwargs: Mapping[str, Any],
+                    dataset: Mapping[str, Any] | None = None, compression: list | None = None,
+                    provenance: Mapping[str, Any] | None = None, force: bool = False) -> Checkpoint:
+    """Save `model` atomically; an existing `path` is kept unless `force`."""
+    path = check_output(path, force)
+    sd = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
+    ckpt = Checkpoint(arch=arch, arch_kwargs=_plain(dict(arch_kwargs)), state_dict=sd, dataset=_plain(dict(dataset or {})),
+                      compression=_plain(list(compression or [])), provenance=_plain(dict(provenance or {})))
+    atomic_write(path, lambda tmp: torch.save(ckpt.to_dict(), tmp))
+    return ckpt
+
+
+def _plain(obj: Any) -> Any:
+    """Convert tuples and numpy scalars to what ``weights_only`` loading accepts."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, str):
+        return str(obj)  # str subclasses such as torch's TorchVersion are not allowed by weights_only
+    if isinstance(obj, (int, float, bool, type(None), torch.Tensor)):
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with its checkpoint metadata when the file had any."""
+
+    model: nn.Module
+    checkpoint: Checkpoint | None
+    source: str  # "checkpoint", "state_dict", "exported" or "pickle"
+    path: Path
+
+
+def _read(path: Path, trust_pickle: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle:
+            reason = str(exc).strip().splitlines()
+            detail = next((ln.strip() for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), "")
+            raise CompressorError(
+                f"{path} contains pickled Python objects{f' ({detail})' if detail else ''}; unpickling can run "
+                "arbitrary code, so it is refused: re-save it as a state dict, or pass --trust-pickle only if you "
+                "trust its source") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CompressorError(f"cannot read {path}: the file is corrupt or truncated ({_short(exc)})") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CompressorError(f"cannot read {path} even with --trust-pickle: {_short(exc)}") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
+def _find_state_dict(obj: Any) -> dict | None:
+    if isinstance(obj, Mapping):
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return dict(obj)
+        for key in ("state_dict", "model_state_dict", "model", "net", "params"):
+            if key in obj:
+                found = _find_state_dict(obj[key])
+                if found is not None:
+                    return found
+    return None
+
+
+def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load `state_dict` strictly, accepting a ``module.`` prefix and missing normalisation buffers."""
+    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    own = model.state_dict()
+    norm_keys = {k for k in own if k.split(".")[-2:-1] == ["normalize"] or k.startswith("normalize.")}
+    missing = [k for k in own if k not in sd and k not in norm_keys]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
+        raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check --arch and --num-classes")
+    for k in norm_keys:
+        sd.setdefault(k, own[k])
+    model.load_state_dict(sd, strict=True)
+
+
+def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
+               trust_pickle: bool = False) -> LoadedModel:
+    """Load a compressor checkpoint, a plain state dict (needs `arch`), a ``.pt2`` export or a trusted pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompressorError(f"checkpoint {path} does not exist: check the path")
+    if path.suffix == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:
+            raise CompressorError(f"cannot read {path} as a torch.export program: {_short(exc)}") from None
+        return LoadedModel(program.module(), None, "exported", path)
+    obj = _read(path, trust_pickle)
+    if isinstance(obj, nn.Module):
+        return LoadedModel(obj.eval(), None, "pickle", path)
+    if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
+        ckpt = Checkpoint.from_dict(dict(obj), str(path))
+        return LoadedModel(ckpt.build_model(), ckpt, "checkpoint", path)
+    sd = _find_state_dict(obj)
+    if sd is None:
+        raise CompressorError(f"{path} holds neither a compressor checkpoint nor a state dict: "
+                              "save the model's state_dict(), or export it with torch.export (.pt2)")
+    if arch is None:
+        raise CompressorError(f"{path} is a plain state dict: pass --arch NAME (see `compressor list models`) "
+                              "and --num-classes so the architecture can be built")
+    from .models import create_model
+
+    kwargs = dict(arch_kwargs or {})
+    model = create_model(arch, **kwargs)
+    fit_state_dict(model, sd, what=f"--arch {arch}")
+    ckpt = Checkpoint(arch=arch, arch_kwargs=_plain(kwargs), state_dict=model.state_dict())
+    return LoadedModel(model, ckpt, "state_dict", path)

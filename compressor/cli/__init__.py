@@ -1,0 +1,32 @@
+"""The `compressor` command line: a thin layer over the library's public API."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import CompressorError
+
+app = typer.Typer(
+    name="compressor",
+    help="Make neural networks compact and adversarially robust, and turn them into deployable engines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+from . import demo, evaluate, inspect, listing, train  # noqa: E402,F401  (commands register on import)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, prog_name="compressor", standalone_mode=True)
+    except CompressorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: a training run continues from its last finished epoch with --resume", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,72 @@
+"""`compressor eval`: clean and robust accuracy of a model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..reporting import stdout_console, table, to_json
+from ..workflows import evaluate_model, open_model
+from . import app
+from .options import (Arch, DataRoot, Dataset, Device, Download, Eps, Json, Mean, NumClasses, Seed, Std, TrustPickle,
+                      eps_value, existing_file, float_list, names_list)
+
+
+@app.command("eval")
+def eval_cmd(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
+    dataset: Optional[str] = Dataset,
+    data_root: Optional[Path] = DataRoot,
+    download: bool = Download,
+    attacks: str = typer.Option("fgsm,pgd20", "--attacks", help="Comma-separated attacks, e.g. fgsm,pgd20,cw."),
+    eps: Optional[str] = Eps,
+    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    n: Optional[int] = typer.Option(None, "--n", help="Evaluate the first N images of the split (default: all)."),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    split: str = typer.Option("test", "--split", help="test, val or train."),
+    seed: int = Seed,
+    device: str = Device,
+    arch: Optional[str] = Arch,
+    num_classes: Optional[int] = NumClasses,
+    mean: Optional[str] = Mean,
+    std: Optional[str] = Std,
+    trust_pickle: bool = TrustPickle,
+    json_out: bool = Json,
+) -> None:
+    """Clean accuracy and accuracy under attacks (eval mode, fp32), with the per-sample worst case."""
+    existing_file(model_path, "model")
+    eps_v = eps_value(eps)
+    attack_names = names_list(attacks)
+    from ..attacks import build_attack
+
+    for a in attack_names:  # fail on a bad name before loading anything
+        build_attack(a, eps_v or 1.0, norm)
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, arch=arch,
+                              num_classes=num_classes, mean=float_list(mean, "--mean"), std=float_list(std, "--std"),
+                              trust_pickle=trust_pickle, seed=seed)
+    if data is None:
+        from ..errors import CompressorError
+
+        raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
+    total = min(n or len(data.split(split)), len(data.split(split)))
+    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=None if not json_out else None, transient=True, disable=json_out) as bar:
+        task = bar.add_task("eval", total=total)
+        res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
+                             split=split, seed=seed, device=device, progress=lambda k: bar.advance(task, k))
+    res["model"] = str(model_path)
+    if json_out:
+        print(to_json(res))
+        return
+    console = stdout_console()
+    if res.get("note"):
+        console.print(f"note: {res['note']}")
+    rows = [("clean", res["clean_accuracy"], None, res["clean_images_per_s"])]
+    rows += [(name, r["accuracy"], r["seconds"], r["images_per_s"]) for name, r in res["attacks"].items()]
+    if "worst_case_accuracy" in res:
+        rows.append(("worst case", res["worst_case_accuracy"], None, None))
+    console.print(table(f"{model_path} on {res['dataset']} {split} (n={res['n']}, {norm} eps={res['eps']:.4g}, "
+                        f"seed {seed})", ["attack", "accuracy", "seconds", "images/s"], rows))

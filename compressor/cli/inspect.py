@@ -1,0 +1,59 @@
+"""`compressor inspect`: layers, parameters, sparsity and condition numbers of a model file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..analysis import model_summary
+from ..reporting import stdout_console, table, to_json
+from ..workflows import open_model
+from . import app
+from .options import Arch, DataRoot, Dataset, Json, Mean, NumClasses, Std, TrustPickle, existing_file, float_list
+
+
+@app.command("inspect")
+def inspect_cmd(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
+    svd: bool = typer.Option(True, "--svd/--no-svd", help="Compute singular values and condition numbers."),
+    dataset: Optional[str] = Dataset,
+    data_root: Optional[Path] = DataRoot,
+    arch: Optional[str] = Arch,
+    num_classes: Optional[int] = NumClasses,
+    mean: Optional[str] = Mean,
+    std: Optional[str] = Std,
+    trust_pickle: bool = TrustPickle,
+    json_out: bool = Json,
+) -> None:
+    """Per-layer shape, parameters, sparsity, kappa = sigma_max / sigma_min and spectral norm."""
+    existing_file(model_path, "model")
+    from ..checkpoint import load_model
+
+    if arch is not None:
+        loaded, _ = open_model(model_path, dataset=dataset, data_root=data_root, arch=arch, num_classes=num_classes,
+                               mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
+    else:
+        loaded = load_model(model_path, trust_pickle=trust_pickle)
+    summary = model_summary(loaded.model, with_svd=svd)
+    ck = loaded.checkpoint
+    meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size}
+    if ck is not None:
+        meta.update({"arch": ck.arch, "dataset": ck.dataset.get("name"), "input_shape": list(ck.input_shape),
+                     "num_classes": ck.num_classes, "compression": ck.compression,
+                     "metrics": ck.provenance.get("metrics", {}), "created": ck.provenance.get("created")})
+    report = {**meta, **summary}
+    if json_out:
+        print(to_json(report))
+        return
+    console = stdout_console()
+    head = [(k, meta[k]) for k in ("arch", "dataset", "source", "num_classes", "file_bytes") if k in meta]
+    head += [(k, summary[k]) for k in ("parameters", "nonzero_parameters", "prunable_parameters", "global_sparsity",
+                                       "kappa_mean", "kappa_max", "lipschitz_bound") if k in summary]
+    head += [(f"metric {k}", v) for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))]
+    console.print(table(str(model_path), ["key", "value"], head))
+    cols = ["layer", "type", "shape", "params", "sparsity"] + (["sigma_max", "sigma_min", "kappa"] if svd else [])
+    rows = [[r["layer"], r["type"], "x".join(map(str, r["shape"])), r["params"], r["sparsity"]]
+            + ([r["sigma_max"], r["sigma_min"], r["kappa"]] if svd else []) for r in summary["layers"]]
+    console.print(table("layers (kappa of the weight reshaped to out x in*kh*kw)", cols, rows))

@@ -1,0 +1,53 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import CompressorError
+from ..parsing import parse_eps
+
+Dataset = typer.Option(None, "--dataset", "-d", help="Dataset name (see `compressor list datasets`) or npz:PATH.")
+DataRoot = typer.Option(None, "--data-root", help="Folder holding the dataset in its usual on-disk format.")
+Download = typer.Option(False, "--download", help="Allow downloading the dataset (off: nothing downloads).")
+Json = typer.Option(False, "--json", help="Print the report as JSON on stdout.")
+Force = typer.Option(False, "--force", help="Overwrite an existing output.")
+Seed = typer.Option(0, "--seed", help="Random seed.")
+Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+TrustPickle = typer.Option(False, "--trust-pickle",
+                           help="Allow loading a pickled nn.Module (runs code from the file: trusted files only).")
+Arch = typer.Option(None, "--arch", help="Architecture for a plain state dict (see `compressor list models`).")
+NumClasses = typer.Option(None, "--num-classes", help="Number of classes for --arch (default: the dataset's).")
+Mean = typer.Option(None, "--mean", help="Per-channel input mean for --arch, e.g. 0.485,0.456,0.406.")
+Std = typer.Option(None, "--std", help="Per-channel input std for --arch.")
+Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default: the dataset's).")
+
+
+def eps_value(text: Optional[str], name: str = "--eps") -> Optional[float]:
+    """Parse an eps option; None stays None (the dataset's default)."""
+    return None if text is None else parse_eps(text, name=name)
+
+
+def float_list(text: Optional[str], name: str) -> Optional[list[float]]:
+    """Parse ``0.5,0.5,0.5``."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CompressorError(f"{name} '{text}' must be comma-separated numbers, like 0.5,0.5,0.5") from None
+
+
+def names_list(text: str) -> list[str]:
+    """Parse ``fgsm,pgd20``."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def existing_file(path: Path, what: str = "input") -> Path:
+    """Fail with one line if an input file is missing."""
+    if not path.is_file():
+        raise CompressorError(f"{what} {path} does not exist: check the path")
+    return path

@@ -1,0 +1,73 @@
+"""`compressor train`: standard, PGD-AT or TRADES training to a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..parsing import parse_eps
+from ..reporting import stdout_console, table, to_json
+from ..training import TrainConfig
+from ..workflows import train
+from . import app
+from .options import DataRoot, Device, Download, Force, Json, Seed
+
+
+@app.command("train")
+def train_cmd(
+    arch: str = typer.Option("cnn-small", "--arch", "-a", help="Model (see `compressor list models`)."),
+    dataset: str = typer.Option("digits", "--dataset", "-d", help="Dataset (see `compressor list datasets`)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.pt)."),
+    data_root: Optional[Path] = DataRoot,
+    download: bool = Download,
+    adv: str = typer.Option("pgd", "--adv", help="none, pgd (PGD-AT) or trades."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(0.1, "--lr"),
+    momentum: float = typer.Option(0.9, "--momentum"),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine, multistep or constant."),
+    eps: Optional[str] = typer.Option(None, "--eps", help="Training budget, e.g. 8/255 (default: the dataset's)."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Attack step size (default 2.5 * eps / steps)."),
+    steps: int = typer.Option(10, "--steps", help="Attack steps while training."),
+    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off."),
+    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    val_size: Optional[float] = typer.Option(None, "--val-size", help="Validation split carved from train "
+                                             "(fraction or count; default: the dataset's)."),
+    val_n: int = typer.Option(1000, "--val-n", help="Validation images used per epoch."),
+    select: str = typer.Option("auto", "--select", help="Checkpoint selection: auto, robust, clean or last."),
+    seed: int = Seed,
+    device: str = Device,
+    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA), bf16 or off."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.state."),
+    keep_state: bool = typer.Option(False, "--keep-state", help="Keep OUTPUT.state after success."),
+    force: bool = Force,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_out: bool = Json,
+) -> None:
+    """Train a model (standard, PGD-AT or TRADES); the best epoch by validation accuracy is saved."""
+    eps_v = parse_eps(eps) if eps is not None else None  # None: the dataset's default budget
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         schedule=schedule, adv=adv, eps=eps_v, alpha=parse_eps(alpha, name="--alpha") if alpha else None,
+                         steps=steps, beta=beta, norm=norm, val_n=val_n, select=select, seed=seed, device=device,
+                         amp=amp)
+    vs = int(val_size) if val_size is not None and val_size >= 1 else val_size
+    report = train(arch, dataset, output, config, data_root=data_root, download=download, val_size=vs,
+                   force=force, resume=resume, keep_state=keep_state, quiet=quiet or json_out)
+    if report.get("world_size", 1) > 1 and not _is_rank0():
+        return
+    if json_out:
+        print(to_json(report))
+        return
+    best = report["best"]
+    rows = [(k, best[k]) for k in ("val_clean_acc", "val_pgd_acc", "train_clean_acc", "train_adv_acc", "loss") if k in best]
+    stdout_console().print(table(f"trained {arch} on {report['dataset']} ({adv}); best epoch {report['best_epoch']} "
+                                 f"-> {output}", ["key", "value"], rows))
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,38 @@
+"""Parsing of user-facing values such as ``8/255``."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .errors import CompressorError
+
+_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_FRACTION = re.compile(rf"^\s*({_NUMBER})\s*(?:/\s*({_NUMBER}))?\s*$")
+
+
+def parse_eps(value: str | float, *, name: str = "eps", allow_zero: bool = False) -> float:
+    """Parse a perturbation budget: ``0.03``, ``8/255`` or a float; must be positive and finite."""
+    if isinstance(value, (int, float)):
+        eps = float(value)
+    else:
+        m = _FRACTION.match(str(value))
+        if not m:
+            raise CompressorError(f"{name} '{value}' is not a number: write it like 0.031 or 8/255")
+        num = float(m.group(1))
+        den = float(m.group(2)) if m.group(2) else 1.0
+        if den == 0:
+            raise CompressorError(f"{name} '{value}' divides by zero: write it like 8/255")
+        eps = num / den
+    if not math.isfinite(eps) or eps < 0 or (eps == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise CompressorError(f"{name} must be {bound}, got '{value}': write it like 8/255")
+    return eps
+
+
+def parse_int_list(value: str, *, name: str) -> list[int]:
+    """Parse ``'30,40'`` into ``[30, 40]``."""
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise CompressorError(f"{name} '{value}' must be comma-separated integers, like 30,40") from None

@@ -1,0 +1,362 @@
+"""The training engine: standard, PGD-AT and TRADES; per-epoch state for --resume; best-by-validation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import BatchLoader, DataBundle
+from ..errors import CompressorError
+from ..evaluation import evaluate
+from ..attacks import PGD
+from ..io import atomic_write
+from .callbacks import Callback, StopTraining
+from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
+from .losses import craft_pgd_at, craft_trades, trades_loss
+
+STATE_FORMAT = "compressor.train-state"
+ADV_MODES = ("none", "pgd", "trades")
+SCHEDULES = ("cosine", "multistep", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with the state, so --resume uses the same)."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the run, for multistep
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    adv: str = "pgd"
+    eps: float | None = None  # None: the dataset's default budget
+    alpha: float | None = None  # default 2.5 * eps / steps (2/255 at 8/255 and 10 steps)
+    steps: int = 10
+    beta: float = 6.0
+    norm: str = "linf"
+    craft_mode: str = "eval"  # model mode while crafting training examples: eval (TRADES' choice) or train
+    val_steps: int = 10
+    val_n: int | None = 1000
+    select: str = "auto"  # robust, clean or last; auto = robust for adversarial training, else clean
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"  # auto (bf16 on CUDA), bf16 or off
+    channels_last: str = "auto"  # auto (on CUDA), on or off
+    log_every: int = 10
+
+    def validate(self) -> None:
+        """Reject impossible settings with one clear line."""
+        if self.adv not in ADV_MODES:
+            raise CompressorError(f"unknown --adv '{self.adv}': choose one of {', '.join(ADV_MODES)}")
+        if self.schedule not in SCHEDULES:
+            raise CompressorError(f"unknown --schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise CompressorError("--epochs and --batch-size must be at least 1")
+        if not self.lr > 0:
+            raise CompressorError(f"--lr must be > 0, got {self.lr}")
+        if self.adv != "none" and self.eps is not None and not self.eps > 0:
+            raise CompressorError(f"--eps must be > 0 for adversarial training, got {self.eps}")
+        if self.select not in ("auto", "robust", "clean", "last"):
+            raise CompressorError(f"unknown --select '{self.select}': choose robust, clean or last")
+        if self.craft_mode not in ("eval", "train"):
+            raise CompressorError(f"--craft-mode must be eval or train, got '{self.craft_mode}'")
+
+    @property
+    def step_size(self) -> float:
+        return 2.5 * self.eps / self.steps if self.alpha is None else self.alpha
+
+    @property
+    def selection(self) -> str:
+        if self.select != "auto":
+            return self.select
+        return "robust" if self.adv != "none" else "clean"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-epoch history and the selected epoch's validation metrics."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    marks = [m * total for m in cfg.milestones]
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+        if cfg.schedule == "multistep":
+            return cfg.gamma ** sum(step >= m for m in marks)
+        return 1.0
+
+    return factor
+
+
+class Trainer:
+    """Runs a training schedule on a model; pruners plug in through `Callback`s, never by copying this loop."""
+
+    def __init__(self, model: nn.Module, data: DataBundle, config: TrainConfig,
+                 callbacks: Sequence[Callback] = (), *, state_path: str | Path | None = None,
+                 ctx: DistContext | None = None, quiet: bool = False, console=None):
+        if config.eps is None:
+            config = replace(config, eps=data.info.default_eps)
+        config.validate()
+        self.config = config
+        self.data = data
+        self.callbacks = list(callbacks)
+        self.state_path = Path(state_path) if state_path else None
+        self.ctx = ctx or init_distributed(config.device)
+        self.quiet = quiet or not self.ctx.is_main
+        self.console = console
+        dev = self.ctx.device
+        self.amp = config.amp == "bf16" or (config.amp == "auto" and dev.type == "cuda")
+        self.channels_last = config.channels_last == "on" or (config.channels_last == "auto" and dev.type == "cuda")
+        self.model = model.to(dev)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net: nn.Module = self.model  # what the training forward goes through (DDP wrapper if any)
+        self.loader = BatchLoader(data.train, config.batch_size, shuffle=True, augment=data.info.augment,
+                                  drop_last=len(data.train) >= config.batch_size * self.ctx.world_size,
+                                  seed=config.seed, rank=self.ctx.rank, world_size=self.ctx.world_size, device=dev)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.epoch = 0
+        self.global_step = 0
+        self.result = TrainResult()
+        self._best_score = -math.inf
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------- setup
+    def build_optimizer(self) -> None:
+        """(Re)build the optimiser and schedule, e.g. after a transform changed the parameters."""
+        groups = None
+        for cb in self.callbacks:
+            groups = cb.param_groups(self) or groups
+        params = groups if groups is not None else [p for p in self.model.parameters()]
+        cfg = self.config
+        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg, len(self.loader)))
+        for _ in range(self.global_step):  # keep the schedule's position when rebuilt mid-run
+            self.scheduler.step()
+        if self.ctx.distributed and self.net is self.model:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=ids)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state at the end of an epoch."""
+        rng = {"cpu": torch.get_rng_state()}
+        if self.ctx.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.ctx.device)
+        return {
+            "format": STATE_FORMAT, "format_version": 1, "epoch": self.epoch, "global_step": self.global_step,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "best_score": self._best_score,
+            "best_state": self._best_state, "best_epoch": self.result.best_epoch,
+            "best_metrics": self.result.best_metrics, "history": self.result.history, "rng": rng,
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
+        }
+
+    def save_state(self) -> None:
+        """Write the training state atomically (rank 0 only)."""
+        if self.state_path is not None and self.ctx.is_main:
+            state = self.state_dict()
+            atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
+
+    def load_state(self, path: str | Path) -> None:
+        """Continue from a saved training state."""
+        path = Path(path)
+        if not path.is_file():
+            raise CompressorError(f"no training state at {path} to resume from: run without --resume to start afresh")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CompressorError(f"cannot read training state {path} ({type(exc).__name__}): it is corrupt; "
+                                  "delete it and start afresh") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise CompressorError(f"{path} is not a compressor training state")
+        saved = state["config"]
+        for key in ("epochs", "batch_size", "adv", "schedule", "seed"):
+            if saved.get(key) != getattr(self.config, key):
+                raise CompressorError(f"--resume with a different {key} ({getattr(self.config, key)!r}, the saved "
+                                      f"run used {saved.get(key)!r}): use the original settings")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self._best_score, self._best_state = state["best_score"], state["best_state"]
+        self.result.best_epoch, self.result.best_metrics = state["best_epoch"], state["best_metrics"]
+        self.result.history = list(state["history"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and self.ctx.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.ctx.device)
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(cb_state)
+
+    # ----------------------------------------------------------------- steps
+    def _craft(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        was_training = self.model.training
+        if cfg.craft_mode == "eval":
+            self.model.eval()
+        fn = craft_trades if cfg.adv == "trades" else craft_pgd_at
+        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            x_adv = fn(self.model, x, y, eps=cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm)
+        self.model.train(was_training)
+        return x_adv
+
+    def training_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One optimiser step; returns detached per-batch sums (no host synchronisation)."""
+        cfg = self.config
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x_adv = self._craft(x, y) if cfg.adv != "none" else None
+        out: dict[str, torch.Tensor] = {}
+        with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            if cfg.adv == "none":
+                logits = self.net(x)
+                loss = F.cross_entropy(logits.float(), y)
+                out["clean_correct"] = (logits.argmax(1) == y).sum()
+            elif cfg.adv == "pgd":
+                logits = self.net(x_adv)
+                loss = F.cross_entropy(logits.float(), y)
+                out["adv_correct"] = (logits.argmax(1) == y).sum()
+            else:
+                logits_nat = self.net(x)
+                logits_adv = self.net(x_adv)
+                loss = trades_loss(logits_nat, logits_adv, y, cfg.beta)
+                out["clean_correct"] = (logits_nat.argmax(1) == y).sum()
+                out["adv_correct"] = (logits_adv.argmax(1) == y).sum()
+            for cb in self.callbacks:
+                extra = cb.extra_loss(self, x, y)
+                if extra is not None:
+                    loss = loss + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for cb in self.callbacks:
+            cb.on_after_backward(self)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        for cb in self.callbacks:
+            cb.on_step_end(self)
+        out["loss"] = loss.detach() * len(y)
+        return out
+
+    def validate(self) -> dict[str, float]:
+        """Clean and PGD accuracy on the validation split (eval mode, fp32), sharded over ranks."""
+        cfg = self.config
+        val = self.data.val.head(cfg.val_n) if cfg.val_n else self.data.val
+        shard = val.subset(torch.arange(self.ctx.rank, len(val), self.ctx.world_size))
+        attacks = [PGD(cfg.eps, cfg.norm, steps=cfg.val_steps)] if cfg.adv != "none" or cfg.select == "robust" else []
+        res = evaluate(self.model, shard, attacks, batch_size=max(cfg.batch_size, 256), device=self.ctx.device)
+        counts = torch.tensor([res["clean_accuracy"] * res["n"],
+                               (res["attacks"][attacks[0].name]["accuracy"] * res["n"]) if attacks else 0.0,
+                               float(res["n"])], dtype=torch.float64, device=self.ctx.device)
+        counts = all_reduce_sum(counts, self.ctx).tolist()
+        metrics = {"val_clean_acc": counts[0] / max(counts[2], 1)}
+        if attacks:
+            metrics["val_pgd_acc"] = counts[1] / max(counts[2], 1)
+        return metrics
+
+    # ----------------------------------------------------------------- loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train for the configured epochs (continuing a saved state with `resume`) and load the best weights."""
+        cfg = self.config
+        t_start = time.perf_counter()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        self.build_optimizer()
+        if resume:
+            if self.state_path is None:
+                raise CompressorError("--resume needs the training state path")
+            self.load_state(self.state_path)
+        from .progress import TrainProgress
+
+        with TrainProgress(cfg.epochs, len(self.loader), disabled=self.quiet, console=self.console) as progress:
+            progress.advance_epochs(self.epoch)
+            try:
+                while self.epoch < cfg.epochs:
+                    self._run_epoch(progress)
+            except StopTraining:
+                pass
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        if self._best_state is not None and cfg.selection != "last":
+            self.model.load_state_dict(self._best_state)
+        barrier(self.ctx)
+        self.result.seconds = time.perf_counter() - t_start
+        return self.result
+
+    def _run_epoch(self, progress) -> None:
+        cfg = self.config
+        epoch = self.epoch
+        self.loader.set_epoch(epoch)
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, epoch)
+        self.model.train()
+        dev = self.ctx.device
+        sums = {k: torch.zeros((), device=dev) for k in ("loss", "clean_correct", "adv_correct")}
+        seen = 0
+        t0 = time.perf_counter()
+        progress.start_epoch(epoch)
+        for step, (x, y) in enumerate(self.loader):
+            out = self.training_step(x, y)
+            for k, v in out.items():
+                sums[k] += v
+            seen += len(y)
+            if (step + 1) % cfg.log_every == 0 or step + 1 == len(self.loader):
+                progress.update(step + 1, self._running(sums, seen), seen * self.ctx.world_size / (time.perf_counter() - t0))
+        train_time = time.perf_counter() - t0
+        totals = all_reduce_sum(torch.stack([sums["loss"], sums["clean_correct"], sums["adv_correct"],
+                                             torch.tensor(float(seen), device=dev)]), self.ctx).tolist()
+        n = max(totals[3], 1)
+        metrics: dict[str, Any] = {"epoch": epoch + 1, "loss": totals[0] / n, "lr": self.optimizer.param_groups[0]["lr"],
+                                   "images_per_s": totals[3] / train_time, "epoch_seconds": train_time}
+        if cfg.adv in ("none", "trades"):
+            metrics["train_clean_acc"] = totals[1] / n
+        if cfg.adv != "none":
+            metrics["train_adv_acc"] = totals[2] / n
+        metrics.update(self.validate())
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, metrics)
+        score = {"robust": metrics.get("val_pgd_acc", -1.0), "clean": metrics["val_clean_acc"],
+                 "last": float(epoch)}[cfg.selection]
+        if score > self._best_score:
+            self._best_score = score
+            self._best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+            self.result.best_epoch = epoch + 1
+            self.result.best_metrics = dict(metrics)
+        self.result.history.append(metrics)
+        self.epoch = epoch + 1
+        self.save_state()
+        progress.end_epoch(metrics)
+
+    @staticmethod
+    def _running(sums: dict[str, torch.Tensor], seen: int) -> dict[str, float]:
+        vals = torch.stack([sums["loss"], sums["clean_correct"], sums["adv_correct"]]).tolist()  # one sync
+        return {"loss": vals[0] / seen, "clean": vals[1] / seen, "adv": vals[2] / seen}

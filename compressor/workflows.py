@@ -1,0 +1,113 @@
+"""The library's high-level operations; the CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .attacks import build_attack
+from .checkpoint import LoadedModel, load_model, make_provenance, save_checkpoint
+from .data import DataBundle, DatasetInfo, load_dataset
+from .errors import CompressorError
+from .evaluation import evaluate
+from .io import check_output
+from .models import create_model
+from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
+from .training.distributed import pick_device
+
+
+def model_kwargs(info: DatasetInfo, num_classes: int | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, **extra: Any) -> dict[str, Any]:
+    """create_model keyword arguments for a dataset (overridable class count and normalisation)."""
+    return {"num_classes": num_classes or info.num_classes, "in_chans": info.input_shape[0],
+            "mean": list(mean if mean is not None else info.mean), "std": list(std if std is not None else info.std),
+            **extra}
+
+
+def state_path_for(output: str | Path) -> Path:
+    """Where the per-epoch training state of a run writing `output` lives."""
+    output = Path(output)
+    return output.with_name(output.name + ".state")
+
+
+def train(arch: str, dataset: str, output: str | Path, config: TrainConfig, *, data_root: str | Path | None = None,
+          download: bool = False, val_size: float | int | None = None, arch_kwargs: dict | None = None,
+          callbacks: Sequence[Callback] = (), force: bool = False, resume: bool = False,
+          keep_state: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train `arch` on `dataset` (standard, PGD-AT or TRADES) and save the best-by-validation checkpoint."""
+    config.validate()
+    output = Path(output)
+    state = state_path_for(output)
+    if resume and not state.is_file():
+        raise CompressorError(f"no training state at {state} to resume from: run without --resume to start afresh")
+    check_output(output, force)
+    ctx = init_distributed(config.device)
+    try:
+        data = load_dataset(dataset, data_root, download=download, val_size=val_size, seed=config.seed)
+        torch.manual_seed(config.seed)
+        kwargs = model_kwargs(data.info, **(arch_kwargs or {}))
+        model = create_model(arch, **kwargs)
+        trainer = Trainer(model, data, config, callbacks, state_path=state, ctx=ctx, quiet=quiet)
+        result = trainer.fit(resume=resume)
+        report = {"arch": arch, "dataset": data.info.name, "output": str(output), "best_epoch": result.best_epoch,
+                  "best": result.best_metrics, "history": result.history, "seconds": result.seconds,
+                  "world_size": ctx.world_size, "device": str(ctx.device), "config": asdict(trainer.config)}
+        if ctx.is_main:
+            save_checkpoint(output, trainer.model, arch=arch, arch_kwargs=kwargs, dataset=data.info.as_dict(),
+                            provenance=make_provenance(config.seed, result.best_metrics, train_config=asdict(trainer.config),
+                                                       best_epoch=result.best_epoch),
+                            force=force)
+            if not keep_state:
+                state.unlink(missing_ok=True)
+        return report
+    finally:
+        shutdown(ctx)
+
+
+def open_model(path: str | Path, *, dataset: str | None = None, data_root: str | Path | None = None,
+               download: bool = False, arch: str | None = None, num_classes: int | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               trust_pickle: bool = False, seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
+    """Load a model file and, when a dataset is named or recorded in the checkpoint, its data."""
+    data = None
+    if dataset is not None:
+        data = load_dataset(dataset, data_root, download=download, seed=seed)
+    kwargs = None
+    if arch is not None:
+        if data is None:
+            raise CompressorError("--arch needs --dataset so the input channels and normalisation are known")
+        kwargs = model_kwargs(data.info, num_classes, mean, std)
+    loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle)
+    if data is None and loaded.checkpoint is not None and loaded.checkpoint.dataset.get("name"):
+        data = load_dataset(loaded.checkpoint.dataset["name"], data_root, download=download, seed=seed)
+    return loaded, data
+
+
+def evaluate_model(model: nn.Module, data: DataBundle, attacks: Sequence[str], *, eps: float | None = None,
+                   norm: str = "linf", n: int | None = None, batch_size: int = 256, split: str = "test",
+                   seed: int = 0, device: str = "auto", progress=None) -> dict[str, Any]:
+    """Clean and robust accuracy of `model` on a split of `data` (eval mode, fp32, fixed seed)."""
+    eps = data.info.default_eps if eps is None else eps
+    built = [build_attack(a, eps, norm) for a in attacks]
+    part = data.split(split)
+    note = None
+    if n is not None and n > len(part):
+        note = f"--n {n} is larger than the {split} split; using all {len(part)} samples"
+        n = len(part)
+    dev = pick_device(device)
+    model = model.to(dev).float()
+    cpu_rng = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        res = evaluate(model, part, built, batch_size=batch_size, n=n, device=dev, progress=progress)
+    finally:
+        torch.set_rng_state(cpu_rng)
+    res.update({"dataset": data.info.name, "split": split, "eps": eps, "norm": norm, "seed": seed,
+                "device": str(dev)})
+    if note:
+        res["note"] = note
+    return res

@@ -1,0 +1,54 @@
+"""Shared fixtures: real digits data and small models trained on it (once per test session)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from compressor.data import load_dataset
+from compressor.models import create_model
+from compressor.training import TrainConfig, Trainer
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return load_dataset("digits")
+
+
+def train_digits(bundle, adv: str, epochs: int = 8, seed: int = 0, **overrides):
+    """A cnn-small trained on digits on the CPU (quietly)."""
+    torch.manual_seed(seed)
+    info = bundle.info
+    model = create_model("cnn-small", info.num_classes, info.input_shape[0], info.mean, info.std)
+    cfg = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, adv=adv, eps=0.1, steps=7, val_steps=10, seed=seed,
+                      device="cpu", **overrides)
+    Trainer(model, bundle, cfg, quiet=True).fit()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def standard_model(digits):
+    return train_digits(digits, "none")
+
+
+@pytest.fixture(scope="session")
+def robust_model(digits):
+    return train_digits(digits, "pgd")
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run the installed console entry point in a subprocess (the real thing, as a user would)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "compressor", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=600)
