@@ -6,8 +6,9 @@ import json
 import math
 from typing import Any, Iterable, Sequence
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 
 def jsonable(obj: Any) -> Any:
@@ -45,16 +46,17 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
-    """A rich table with formatted cells."""
-    t = Table(title=title, title_justify="left")
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Group:
+    """A bold title line over a rich table with formatted cells."""
+    t = Table()
     for c in columns:
         t.add_column(c, justify="left" if c in ("name", "layer", "attack", "type", "description", "key") else "right")
     for r in rows:
         t.add_row(*(fmt(v) for v in r))
-    return t
+    return Group(Text(title, style="bold"), t)
 
 
 def stdout_console() -> Console:
-    """The console for results (stdout); progress and logs go to stderr."""
-    return Console(soft_wrap=False)
+    """The console for results (stdout); progress and logs go to stderr. Wide when piped, so tables stay whole."""
+    console = Console(soft_wrap=False)
+    return console if console.is_terminal else Console(soft_wrap=False, width=200)

@@ -1,0 +1,397 @@
+#!/usr/bin/env python
+"""Training-step throughput of standard, PGD-10 and TRADES training (images/s and cost ratios).
+
+Times the library's real code path: a `compressor.training.Trainer` (after `build_optimizer()`) and
+its `training_step(x, y)`, one Trainer per mode, on
+
+* ``digits``   -- the ``cnn-small`` model on the real scikit-learn digits data, batch 128;
+* ``resnet18`` -- the zoo ``resnet18`` on CIFAR-10-shaped synthetic data (3x32x32, 10 classes,
+  uniform-random images, random labels: throughput only), batch 32 on CPU / 128 on GPU.
+
+After warm-up steps the modes' timed steps are interleaved round-robin in one process, so that a
+change of machine load touches every mode alike and the ratios PGD-10 / standard and TRADES-10 /
+standard come from the same run. On CUDA every timed step is bracketed by ``torch.cuda.synchronize``.
+
+Reference costs, in forward+backward passes of one batch ("passes"):
+
+* PGD-10: 10 attack iterations (forward + backward to the input) + 1 training forward+backward = 11.
+* TRADES-10: 10 attack iterations + the training step's natural and adversarial forwards with one
+  ``backward()`` that runs back through both graphs (2 passes' worth) = 12; crafting also runs one
+  no-grad clean forward for the KL target (about 1/3 pass), so the physical count is about 12.3 --
+  inside the 10 % allowance of the goal.
+
+The goal is a measured ratio of at most 1.1 x the reference (12.1 for PGD-10, 13.2 for TRADES-10).
+
+Usage (from the repository root)::
+
+    python benchmarks/train_throughput.py                      # auto device, both workloads
+    python benchmarks/train_throughput.py --device cpu --workloads digits --steps 20 --warmup 5
+
+Writes ``<out>/train_throughput-<device-kind>-<YYYY-MM-DD>.json`` and a ``.md`` table beside it
+(device kind: ``cpu``, or ``cuda-<gpu-name>``); an existing file is kept unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+try:
+    import compressor  # noqa: F401
+except ImportError:  # run from a checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compressor.checkpoint import library_versions
+from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
+from compressor.errors import CompressorError
+from compressor.io import atomic_write_text, check_output
+from compressor.models import create_model
+from compressor.reporting import fmt, to_json
+from compressor.training import TrainConfig, Trainer
+
+FORMAT = "compressor.benchmark.train_throughput"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+ATTACK_STEPS = 10
+
+# mode name -> (TrainConfig.adv, reference passes, how the reference is counted)
+MODES: dict[str, tuple[str, int, str]] = {
+    "standard": ("none", 1, "1 training forward+backward"),
+    "pgd10": ("pgd", 11, "10 attack forward+backward (to the input) + 1 training forward+backward"),
+    "trades10": ("trades", 12, "10 attack forward+backward + natural and adversarial training forwards with one "
+                               "backward through both (2 passes' worth); plus one no-grad clean forward for the KL "
+                               "target (~1/3 pass, inside the 10 % allowance)"),
+}
+GOAL_FACTOR = 1.1
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+# ---------------------------------------------------------------- workloads
+def _digits_bundle(batch: int) -> DataBundle:
+    return load_dataset("digits")
+
+
+def _synthetic_cifar_bundle(batch: int, n_batches: int = 4, seed: int = 0) -> DataBundle:
+    """CIFAR-10-shaped synthetic data: uniform-random images in [0, 1], random labels (throughput only)."""
+    gen = torch.Generator().manual_seed(seed)
+    info = DatasetInfo(name="synthetic-cifar10-shape", num_classes=10, input_shape=(3, 32, 32), mean=CIFAR_MEAN,
+                       std=CIFAR_STD, classes=tuple(str(i) for i in range(10)), augment="none", default_eps=8 / 255,
+                       notes="synthetic data: throughput only")
+
+    def split(n: int) -> ArraySplit:
+        return ArraySplit(torch.rand((n, 3, 32, 32), generator=gen), torch.randint(0, 10, (n,), generator=gen))
+
+    return DataBundle(info, split(batch * n_batches), split(batch), split(batch))
+
+
+# name -> model, data factory, description, notes, (batch, warmup, steps) on CPU and on CUDA
+WORKLOADS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "model": "cnn-small", "data": _digits_bundle,
+        "description": "cnn-small on the real scikit-learn digits (1x8x8, 10 classes)",
+        "notes": "real data",
+        "cpu": (128, 10, 50), "cuda": (128, 20, 100),
+    },
+    "resnet18": {
+        "model": "resnet18", "data": _synthetic_cifar_bundle,
+        "description": "resnet18 on a CIFAR-10 shape (3x32x32, 10 classes)",
+        "notes": "synthetic data: throughput only (uniform-random images, random labels)",
+        "cpu": (32, 3, 5), "cuda": (128, 10, 50),
+    },
+}
+
+
+# ---------------------------------------------------------------- machine
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_driver() -> str | None:
+    try:
+        import pynvml  # type: ignore
+
+        pynvml.nvmlInit()
+        ver = pynvml.nvmlSystemGetDriverVersion()
+        return ver.decode() if isinstance(ver, bytes) else str(ver)
+    except Exception:
+        pass
+    try:
+        res = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+        if res.returncode == 0 and res.stdout.strip():
+            return res.stdout.strip().splitlines()[0]
+    except Exception:
+        pass
+    return None
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """CPU model, cores, torch threads and, on CUDA, the GPU's name, driver and memory."""
+    info: dict[str, Any] = {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info["gpu"] = {
+            "name": torch.cuda.get_device_name(device),
+            "driver": _gpu_driver(),
+            "cuda_runtime": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "capability": f"{props.major}.{props.minor}",
+            "memory_gib": round(props.total_memory / 2**30, 1),
+        }
+    return info
+
+
+def device_kind(device: torch.device) -> str:
+    """``cpu``, or ``cuda-<gpu name>`` (lower case, dashes) so that results of different GPUs do not collide."""
+    if device.type != "cuda":
+        return device.type
+    slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+    return f"cuda-{slug}" if slug else "cuda"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---------------------------------------------------------------- measurement
+def _percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def measure_workload(name: str, device: torch.device, *, warmup: int | None = None, steps: int | None = None,
+                     seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time `Trainer.training_step` for every mode on workload `name`; modes interleaved round-robin."""
+    spec = WORKLOADS[name]
+    batch, default_warmup, default_steps = spec["cuda" if device.type == "cuda" else "cpu"]
+    warmup = default_warmup if warmup is None else warmup
+    steps = default_steps if steps is None else steps
+    if steps < 1 or warmup < 0:
+        raise CompressorError("--steps must be at least 1 and --warmup at least 0")
+    bundle: DataBundle = spec["data"](batch)
+    info = bundle.info
+
+    trainers: dict[str, Trainer] = {}
+    for mode, (adv, _, _) in MODES.items():
+        torch.manual_seed(seed)  # the same initial weights for every mode
+        model = create_model(spec["model"], info.num_classes, info.input_shape[0], info.mean, info.std)
+        cfg = TrainConfig(epochs=1, batch_size=batch, adv=adv, steps=ATTACK_STEPS, device=str(device), seed=seed)
+        trainer = Trainer(model, bundle, cfg, quiet=True)
+        trainer.build_optimizer()
+        trainer.model.train()
+        trainers[mode] = trainer
+
+    # the batches come from the Trainer's own loader (already on the device), drawn before any timing
+    first = next(iter(trainers.values()))
+    batches = [(x, y) for x, y in first.loader]
+    if not batches:
+        raise CompressorError(f"workload {name}: the training split holds fewer than {batch} samples")
+    cfg0 = first.config
+
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    last_loss: dict[str, float] = {}
+
+    def one_step(mode: str, i: int) -> float:
+        x, y = batches[i % len(batches)]
+        trainer = trainers[mode]
+        _sync(device)
+        t0 = time.perf_counter()
+        out = trainer.training_step(x, y)
+        _sync(device)
+        dt = time.perf_counter() - t0
+        last_loss[mode] = out["loss"]
+        return dt
+
+    log(f"[{name}] batch {batch}, {warmup} warm-up + {steps} timed steps per mode, device {device}")
+    t_start = time.perf_counter()
+    for i in range(warmup):
+        for mode in MODES:
+            one_step(mode, i)
+    order = list(MODES)
+    for i in range(steps):
+        k = i % len(order)  # rotate the order each round: no mode always runs right after another
+        for mode in order[k:] + order[:k]:
+            times[mode].append(one_step(mode, warmup + i))
+    wall = time.perf_counter() - t_start
+
+    rows = []
+    std_median = float(np.median(times["standard"]))
+    for mode, (adv, ref, how) in MODES.items():
+        t = times[mode]
+        median = float(np.median(t))
+        ratio = median / std_median
+        goal = GOAL_FACTOR * ref if ref > 1 else None
+        rows.append({
+            "mode": mode, "adv": adv, "attack_steps": ATTACK_STEPS if adv != "none" else 0, "batch_size": batch,
+            "median_s_per_step": median, "p90_s_per_step": _percentile(t, 90), "mean_s_per_step": float(np.mean(t)),
+            "min_s_per_step": float(np.min(t)), "images_per_s": batch / median,
+            "ratio_to_standard": ratio, "reference_passes": ref, "reference_count": how,
+            "goal_ratio_max": goal, "within_goal": (ratio <= goal) if goal is not None else None,
+            "last_loss": float(last_loss[mode].item() / batch), "times_s": t,
+        })
+        log(f"  {mode:9s} median {median * 1e3:9.2f} ms  p90 {_percentile(t, 90) * 1e3:9.2f} ms  "
+            f"{batch / median:10.1f} img/s  ratio {ratio:6.2f} (reference {ref})")
+    return {
+        "name": name, "model": spec["model"], "description": spec["description"], "data": info.name,
+        "notes": spec["notes"], "input_shape": list(info.input_shape), "num_classes": info.num_classes,
+        "batch_size": batch, "warmup_steps": warmup, "timed_steps": steps,
+        "eps": cfg0.eps, "alpha": cfg0.step_size, "norm": cfg0.norm, "craft_mode": cfg0.craft_mode,
+        "amp_bf16": first.amp, "channels_last": first.channels_last, "wall_seconds": wall,
+        "ratios": {r["mode"]: r["ratio_to_standard"] for r in rows if r["mode"] != "standard"},
+        "modes": rows,
+    }
+
+
+# ---------------------------------------------------------------- report
+def render_markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = [
+        f"# Training-step throughput ({res['device_kind']}, {res['date']})",
+        "",
+        f"- date (UTC): {res['started_utc']}",
+        f"- command: `{res['command']}`",
+        f"- machine: {m['cpu_model']}, {m['cpu_count']} cores (affinity {m['cpu_affinity']}), "
+        f"torch threads {m['torch_threads']}",
+    ]
+    if "gpu" in m:
+        g = m["gpu"]
+        lines.append(f"- GPU: {g['name']} ({g['memory_gib']} GiB, capability {g['capability']}), driver {g['driver']}, "
+                     f"CUDA {g['cuda_runtime']}, cuDNN {g['cudnn']}")
+    lines += [
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
+        "- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in res["load_average_start"])
+        + "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"]),
+        "- each step is `Trainer.training_step(x, y)` after `build_optimizer()`; modes interleaved round-robin "
+        "in one process; ratio = median step time / standard's median step time",
+        "- reference passes (forward+backward of one batch): PGD-10 = 10 attack + 1 training = 11; "
+        "TRADES-10 = 10 attack + natural and adversarial forwards with one backward through both (2) = 12, "
+        "plus a no-grad clean forward (~1/3); goal: ratio <= 1.1 x reference",
+        "",
+    ]
+    for w in res["workloads"]:
+        lines += [
+            f"## {w['name']}: {w['description']}",
+            "",
+            f"{w['notes']}; batch {w['batch_size']}; {w['warmup_steps']} warm-up + {w['timed_steps']} timed steps "
+            f"per mode; eps {w['eps']:.4g}, step size {w['alpha']:.4g}, crafting in {w['craft_mode']} mode; "
+            f"bf16 autocast {'on' if w['amp_bf16'] else 'off'}, channels_last {'on' if w['channels_last'] else 'off'}",
+            "",
+            "| mode | batch | median s/step | p90 s/step | images/s | ratio to standard | reference | goal (<=) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in w["modes"]:
+            goal = "-" if r["goal_ratio_max"] is None else (
+                f"{r['goal_ratio_max']:.1f} {'(met)' if r['within_goal'] else '(missed)'}")
+            lines.append(f"| {r['mode']} | {r['batch_size']} | {r['median_s_per_step']:.4f} | "
+                         f"{r['p90_s_per_step']:.4f} | {fmt(r['images_per_s'], 1)} | {r['ratio_to_standard']:.2f} | "
+                         f"{r['reference_passes']} | {goal} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train_throughput.py",
+                                description="images/s of standard, PGD-10 and TRADES training steps")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: CUDA when available, else CPU")
+    p.add_argument("--workloads", default="digits,resnet18",
+                   help=f"comma-separated, from: {', '.join(WORKLOADS)}")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per mode (default per workload: digits 50, resnet18 5 on CPU / 50 on CUDA)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3 on CPU / 10 on CUDA)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing results file")
+    return p
+
+
+def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = print) -> tuple[dict[str, Any], Path, Path]:
+    """Measure and write the results; returns (results, json path, markdown path)."""
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise CompressorError(f"unknown workload(s) {', '.join(unknown) or '(none given)'}: "
+                              f"choose from {', '.join(WORKLOADS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CompressorError("--device cuda but no CUDA device is available")
+    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CompressorError("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
+
+    started = _dt.datetime.now(_dt.timezone.utc)
+    kind = device_kind(device)
+    stem = f"train_throughput-{kind}-{started:%Y-%m-%d}"
+    json_path = check_output(Path(args.out) / f"{stem}.json", args.force)
+    md_path = check_output(Path(args.out) / f"{stem}.md", args.force)
+
+    load_start = list(os.getloadavg())
+    res: dict[str, Any] = {
+        "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
+        "started_utc": started.isoformat(timespec="seconds"), "command": command,
+        "device": str(device), "device_kind": kind, "machine": machine_info(device), "versions": library_versions(),
+        "load_average_start": load_start, "reference_goal_factor": GOAL_FACTOR,
+        "reference_passes": {m: {"passes": ref, "count": how} for m, (_, ref, how) in MODES.items()},
+    }
+    log(f"train throughput on {kind} ({res['machine']['cpu_model']}, torch threads {torch.get_num_threads()}), "
+        f"load average {load_start[0]:.2f}")
+    res["workloads"] = [measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log)
+                        for n in names]
+    res["load_average_end"] = list(os.getloadavg())
+    res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(json_path, to_json(res) + "\n")
+    atomic_write_text(md_path, render_markdown(res))
+    log(f"wrote {json_path} and {md_path}")
+    return res, json_path, md_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (2 on a user error)."""
+    if argv is None:
+        argv = sys.argv[1:]
+        command = shlex.join(["python", sys.argv[0], *argv])
+    else:
+        argv = list(argv)
+        command = f"train_throughput.main({argv!r})"
+    args = build_parser().parse_args(argv)
+    try:
+        run(args, command)
+    except CompressorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
