@@ -345,16 +345,29 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         raise CompressorError("--device cuda but no CUDA device is available")
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CompressorError("--threads must be at least 1")
-        torch.set_num_threads(args.threads)
-
+    if args.threads is not None and args.threads < 1:
+        raise CompressorError("--threads must be at least 1")
     started = _dt.datetime.now(_dt.timezone.utc)
     kind = device_kind(device)
     stem = f"train_throughput-{kind}-{started:%Y-%m-%d}"
     json_path = check_output(Path(args.out) / f"{stem}.json", args.force)
     md_path = check_output(Path(args.out) / f"{stem}.md", args.force)
+
+    threads_before = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices):  # leave a calling process (a test, a notebook) as it was
+            return _measure_and_write(args, command, device, kind, started, json_path, md_path, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _measure_and_write(args: argparse.Namespace, command: str, device: torch.device, kind: str,
+                       started: _dt.datetime, json_path: Path, md_path: Path, log: Callable[[str], None]
+                       ) -> tuple[dict[str, Any], Path, Path]:
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
 
     load_start = list(os.getloadavg())
     res: dict[str, Any] = {
@@ -383,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = shlex.join(["python", sys.argv[0], *argv])
     else:
         argv = list(argv)
-        command = f"train_throughput.main({argv!r})"
+        command = "train_throughput.main: " + shlex.join(argv)  # called as a function, not from a shell
     args = build_parser().parse_args(argv)
     try:
         run(args, command)

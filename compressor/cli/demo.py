@@ -8,8 +8,7 @@ import typer
 
 from ..io import atomic_write_text
 from ..reporting import stdout_console, table, to_json
-from ..training import TrainConfig
-from ..workflows import evaluate_model, open_model, train
+from .. import evaluate_model, open_model, train, TrainConfig
 from . import app
 from .options import Force, Json, Seed
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..reporting import stdout_console, table, to_json
-from ..workflows import evaluate_model, open_model
+from .. import evaluate_model, open_model
 from . import app
 from .options import (Arch, DataRoot, Dataset, Device, Download, Eps, Json, Mean, NumClasses, Seed, Std, TrustPickle,
                       eps_value, existing_file, float_list, names_list)

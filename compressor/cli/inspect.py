@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..analysis import model_summary
+from .. import model_summary, open_model
 from ..reporting import stdout_console, table, to_json
-from ..workflows import open_model
 from . import app
 from .options import Arch, DataRoot, Dataset, Json, Mean, NumClasses, Std, TrustPickle, existing_file, float_list
 

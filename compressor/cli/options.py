@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import CompressorError
-from ..parsing import parse_eps
+from .. import parse_eps
 
 Dataset = typer.Option(None, "--dataset", "-d", help="Dataset name (see `compressor list datasets`) or npz:PATH.")
 DataRoot = typer.Option(None, "--data-root", help="Folder holding the dataset in its usual on-disk format.")

@@ -7,10 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..parsing import parse_eps
+from .. import parse_eps, train, TrainConfig
 from ..reporting import stdout_console, table, to_json
-from ..training import TrainConfig
-from ..workflows import train
 from . import app
 from .options import DataRoot, Device, Download, Force, Json, Seed
 

@@ -1,0 +1,74 @@
+"""benchmarks/train_throughput.py: a tiny real run on digits writes complete, sane results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """The benchmark script, imported from its path (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("train_throughput_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_digits_run_writes_json_and_markdown(bench, tmp_path, capsys):
+    # one thread: the test may share the CPU with other workers, and oversubscribed threads make step times erratic
+    args = ["--device", "cpu", "--workloads", "digits", "--warmup", "1", "--steps", "3", "--threads", "1",
+            "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    (json_path,) = tmp_path.glob("train_throughput-cpu-*.json")
+    md_path = json_path.with_suffix(".md")
+    assert md_path.is_file()
+
+    res = json.loads(json_path.read_text())
+    for key in ("date", "started_utc", "command", "machine", "versions", "load_average_start", "load_average_end",
+                "device", "workloads"):
+        assert key in res, key
+    assert res["device"] == "cpu" and res["machine"]["cpu_count"] >= 1 and res["machine"]["torch_threads"] == 1
+    assert res["machine"]["cpu_model"]
+    assert "torch" in res["versions"] and len(res["load_average_start"]) == 3
+    assert "--workloads digits" in res["command"]
+
+    (w,) = res["workloads"]
+    assert w["name"] == "digits" and w["model"] == "cnn-small" and w["batch_size"] == 128
+    assert w["warmup_steps"] == 1 and w["timed_steps"] == 3
+    rows = {r["mode"]: r for r in w["modes"]}
+    assert set(rows) == {"standard", "pgd10", "trades10"}
+    for r in rows.values():
+        assert len(r["times_s"]) == 3
+        assert 0 < r["median_s_per_step"] <= r["p90_s_per_step"]
+        assert r["images_per_s"] == pytest.approx(128 / r["median_s_per_step"])
+        assert r["last_loss"] == r["last_loss"]  # finite training, not NaN
+    assert rows["standard"]["ratio_to_standard"] == 1.0
+    assert rows["pgd10"]["reference_passes"] == 11 and rows["trades10"]["reference_passes"] == 12
+    # ten attack iterations on top of the update: an adversarial step must cost more than a standard one
+    assert w["ratios"]["pgd10"] > 1 and w["ratios"]["trades10"] > 1
+    assert w["ratios"]["pgd10"] == rows["pgd10"]["ratio_to_standard"]
+
+    md = md_path.read_text()
+    assert "| pgd10 | 128 |" in md and res["machine"]["cpu_model"] in md and "ratio to standard" in md
+
+    # an existing result is kept unless --force (refused before any measuring)
+    capsys.readouterr()
+    assert bench.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unknown_workload_is_a_clear_error(bench, tmp_path, capsys):
+    assert bench.main(["--device", "cpu", "--workloads", "mnist", "--out", str(tmp_path)]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
