@@ -111,11 +111,11 @@ class Registry:
                 return obj
         raise UnknownNameError(self.unknown_message(name))
 
-    def unknown_message(self, name: str) -> str:
-        """One line naming the unknown `name`, a suggestion and where to see the list."""
-        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+    def unknown_message(self, name: str, suffix: str = "") -> str:
+        """One line naming the unknown `name` (+ `suffix`, e.g. steps), a suggestion and where to see the list."""
+        close = [c + suffix for c in difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)]
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        return f"unknown {self.singular} '{name}': {hint}run `compressor list {self.kind}` to see all"
+        return f"unknown {self.singular} '{name}{suffix}': {hint}run `compressor list {self.kind}` to see all"
 
     @property
     def singular(self) -> str:

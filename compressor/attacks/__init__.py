@@ -90,7 +90,8 @@ def build_attack(spec: str, eps: float, norm: str = "linf", **overrides: Any) ->
     else:
         m = _SPEC.match(spec)
         if not m or m.group("name") not in ATTACKS.names() or m.group("steps") is None:
-            raise CompressorError(ATTACKS.unknown_message(spec))
+            base = m.group("name") if m else spec
+            raise CompressorError(ATTACKS.unknown_message(base, spec[len(base):]))
         cls = ATTACKS.get(m.group("name"))
         extra = {"steps": int(m.group("steps"))}
         if m.group("restarts"):

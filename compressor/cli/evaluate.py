@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..reporting import stdout_console, table, to_json
@@ -53,7 +54,7 @@ def eval_cmd(
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
     total = min(n or len(data.split(split)), len(data.split(split)))
     with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=None if not json_out else None, transient=True, disable=json_out) as bar:
+                  console=Console(stderr=True), transient=True, disable=json_out) as bar:
         task = bar.add_task("eval", total=total)
         res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
                              split=split, seed=seed, device=device, progress=lambda k: bar.advance(task, k))

@@ -72,7 +72,7 @@ def test_cw_margin_matches_definition():
 
 
 def test_bad_attack_specs():
-    with pytest.raises(CompressorError, match="did you mean"):
+    with pytest.raises(CompressorError, match="did you mean 'pgd20'"):
         build_attack("pdg20", 0.1)
     with pytest.raises(CompressorError):
         build_attack("pgd0", 0.1)
