@@ -74,6 +74,7 @@ MODES: dict[str, tuple[str, int, str]] = {
                                "target (~1/3 pass, inside the 10 % allowance)"),
 }
 GOAL_FACTOR = 1.1
+BUSY_LOAD = 0.5  # a 1-minute load average above this many per core at the start marks the machine busy
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -109,7 +110,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "model": "resnet18", "data": _synthetic_cifar_bundle,
         "description": "resnet18 on a CIFAR-10 shape (3x32x32, 10 classes)",
         "notes": "synthetic data: throughput only (uniform-random images, random labels)",
-        "cpu": (32, 3, 5), "cuda": (128, 10, 50),
+        "cpu": (32, 1, 5), "cuda": (128, 10, 50),
     },
 }
 
@@ -286,7 +287,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     lines += [
         "- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
         "- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in res["load_average_start"])
-        + "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"]),
+        + "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"])
+        + (" -- **busy at start: CPU timings noisy**" if res["busy_at_start"] else " (quiet at start)"),
         "- each step is `Trainer.training_step(x, y)` after `build_optimizer()`; modes interleaved round-robin "
         "in one process; ratio = median step time / standard's median step time",
         "- reference passes (forward+backward of one batch): PGD-10 = 10 attack + 1 training = 11; "
@@ -326,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps per mode (default per workload: digits 50, resnet18 5 on CPU / 50 on CUDA)")
     p.add_argument("--warmup", type=int, default=None,
-                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3 on CPU / 10 on CUDA)")
+                   help="warm-up steps per mode (default per workload: digits 10, resnet18 1 on CPU / 10 on CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")
@@ -377,8 +379,12 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
         "load_average_start": load_start, "reference_goal_factor": GOAL_FACTOR,
         "reference_passes": {m: {"passes": ref, "count": how} for m, (_, ref, how) in MODES.items()},
     }
+    res["busy_at_start"] = load_start[0] > BUSY_LOAD * (os.cpu_count() or 1)
     log(f"train throughput on {kind} ({res['machine']['cpu_model']}, torch threads {torch.get_num_threads()}), "
         f"load average {load_start[0]:.2f}")
+    if res["busy_at_start"]:
+        log("warning: the machine is busy (1-minute load average above half the cores): CPU timings will be noisy; "
+            "re-run when it is quiet")
     res["workloads"] = [measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log)
                         for n in names]
     res["load_average_end"] = list(os.getloadavg())
