@@ -1,16 +1,32 @@
-"""Clean and robust accuracy of a model on a split, with the per-sample worst case over attacks."""
+"""Clean and robust accuracy of a model on a split, with the per-sample worst case over attacks, the
+protocol guards, and the adversarial examples (kept on request, saved as .npz)."""
 
 from __future__ import annotations
 
+import json
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .attacks import Attack
+from .attacks import Attack, check_logits, gradient_warning, logits_fn, masking_warnings
 from .data import ArraySplit, BatchLoader
+from .io import atomic_write
+
+# progress(stage, images): called after each batch with "clean" or an attack's name
+Progress = Callable[[str, int], None]
+
+BALL_TOLERANCE = 1e-5  # float slack when checking that an attack stayed inside the eps-ball and [0, 1]
+
+ADV_FORMAT = "compressor.adversarial/1"
+ADV_KEYS_HELP = ("indices (int64, N: positions in the evaluated split), y (int64, N: labels), clean_correct (bool, N), "
+                 "x_adv_<attack> (float32, N x C x H x W in [0, 1]; the clean image where the attack did not run or "
+                 "failed), robust_<attack> (bool, N), meta (JSON string: format, dataset, split, norm, eps, seed, "
+                 "attacks and their protocols)")
 
 
 @contextmanager
@@ -29,47 +45,77 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model: nn.Module, split: ArraySplit, attacks: Sequence[Attack] = (), *, batch_size: int = 256,
-             n: int | None = None, device: str | torch.device = "cpu", progress=None) -> dict[str, Any]:
+def _ball_excess(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """How far the batch goes beyond the eps-ball or [0, 1] at worst (a 0-d tensor; <= 0 when inside)."""
+    d = (x_adv - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    box = torch.maximum(-x_adv.amin(), x_adv.amax() - 1)
+    return torch.maximum((size - eps).amax(), box)
+
+
+def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit, attacks: Sequence[Attack] = (), *,
+             batch_size: int = 256, n: int | None = None, device: str | torch.device = "cpu",
+             progress: Progress | None = None, keep_adv: bool = False) -> dict[str, Any]:
     """Clean accuracy, accuracy under each attack and the per-sample worst case, in eval mode and fp32.
 
     Each attack runs on the points that are classified correctly without attack (the others already
-    count as failures), so accuracies are comparable and no time is wasted.
+    count as failures), so accuracies are comparable and no time is wasted. `model` may be any callable
+    ``x -> logits`` (only black-box attacks work on one without gradients). Protocol guards run on the
+    first batch when there are attacks (probabilities instead of logits: an error; all-zero input
+    gradients: a warning) and on the results (attacks leaving the eps-ball, signs of gradient masking);
+    the warnings are returned in ``warnings``. With `keep_adv`, ``adversarial`` holds the per-sample
+    results and the adversarial images (see `save_adversarial`).
     """
     device = torch.device(device)
     data = split.head(n) if n else split
     loader = BatchLoader(data, batch_size, device=device)
-    clean_ok = torch.zeros(len(data), dtype=torch.bool, device=device)
-    ok = {a.name: torch.zeros(len(data), dtype=torch.bool, device=device) for a in attacks}
+    predict = logits_fn(model)
+    total = len(data)
+    clean_ok = torch.zeros(total, dtype=torch.bool, device=device)
+    ok = {a.name: torch.zeros(total, dtype=torch.bool, device=device) for a in attacks}
+    excess = {a.name: torch.zeros((), device=device) for a in attacks}
     seconds = {a.name: 0.0 for a in attacks}
     attacked = {a.name: 0 for a in attacks}
+    adv = {a.name: [] for a in attacks} if keep_adv else {}
+    warnings: list[str] = []
     t_clean = 0.0
-    with eval_mode(model):
+    with eval_mode(model) if isinstance(model, nn.Module) else nullcontext():
         start = 0
         for x, y in loader:
             sl = slice(start, start + len(y))
             t0 = time.perf_counter()
             with torch.no_grad():
-                pred = model(x).argmax(1)
+                logits = predict(x)
+                pred = logits.argmax(1)
             clean_ok[sl] = pred == y
             _sync(device)
             t_clean += time.perf_counter() - t0
+            if start == 0 and attacks:
+                check_logits(logits)
+                if any(a.white_box for a in attacks):
+                    warnings += filter(None, [gradient_warning(predict, x, y)])
+            if progress is not None:
+                progress("clean", len(y))
             idx = torch.nonzero(clean_ok[sl]).squeeze(1)  # one sync per batch, outside attack loops
             for a in attacks:
-                if len(idx) == 0:
-                    continue
-                t0 = time.perf_counter()
-                x_adv = a(model, x[idx], y[idx])
-                with torch.no_grad():
-                    survived = model(x_adv).argmax(1) == y[idx]
-                ok[a.name][start + idx] = survived
-                _sync(device)
-                seconds[a.name] += time.perf_counter() - t0
-                attacked[a.name] += len(idx)
-            if progress is not None:
-                progress(len(y))
+                x_adv = x.clone() if keep_adv else None
+                if len(idx):
+                    t0 = time.perf_counter()
+                    x_a = a(model, x[idx], y[idx])
+                    with torch.no_grad():
+                        survived = predict(x_a).argmax(1) == y[idx]
+                    ok[a.name][start + idx] = survived
+                    _sync(device)
+                    seconds[a.name] += time.perf_counter() - t0
+                    attacked[a.name] += len(idx)
+                    excess[a.name] = torch.maximum(excess[a.name], _ball_excess(x_a, x[idx], a.eps, a.norm))
+                    if keep_adv:
+                        x_adv[idx] = x_a.detach().to(x_adv.dtype)
+                if keep_adv:
+                    adv[a.name].append(x_adv.cpu())
+                if progress is not None:
+                    progress(a.name, len(y))
             start += len(y)
-    total = len(data)
     worst = clean_ok.clone()
     for v in ok.values():
         worst &= v
@@ -84,8 +130,40 @@ def evaluate(model: nn.Module, split: ArraySplit, attacks: Sequence[Attack] = ()
             "accuracy": ok[a.name].float().mean().item() if total else 0.0,
             "seconds": seconds[a.name],
             "images_per_s": attacked[a.name] / seconds[a.name] if seconds[a.name] > 0 else None,
+            "attacked": attacked[a.name],
             "protocol": a.protocol(),
         }
+        if excess[a.name].item() > BALL_TOLERANCE:
+            warnings.append(f"{a.name} returned images up to {excess[a.name].item():.2g} outside the {a.norm} "
+                            f"eps-ball or [0, 1]: its accuracy is not a valid robustness number")
+        warnings += [w for w in getattr(a, "warnings", []) if w not in warnings]
     if attacks:
         result["worst_case_accuracy"] = worst.float().mean().item() if total else 0.0
+        warnings += masking_warnings(result["attacks"], attacks)
+    result["warnings"] = warnings
+    if keep_adv:
+        result["adversarial"] = {
+            "indices": torch.arange(total), "y": data.y.clone(), "clean_correct": clean_ok.cpu(),
+            "x_adv": {name: torch.cat(parts) if parts else data.float_images() for name, parts in adv.items()},
+            "robust": {name: v.cpu() for name, v in ok.items()},
+        }
     return result
+
+
+def save_adversarial(path: str | Path, adversarial: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write `evaluate(..., keep_adv=True)["adversarial"]` to an .npz atomically (keys: `ADV_KEYS_HELP`)."""
+    arrays: dict[str, np.ndarray] = {
+        "indices": adversarial["indices"].numpy().astype(np.int64),
+        "y": adversarial["y"].numpy().astype(np.int64),
+        "clean_correct": adversarial["clean_correct"].numpy().astype(bool),
+        "meta": np.array(json.dumps({"format": ADV_FORMAT, "keys": ADV_KEYS_HELP, **meta})),
+    }
+    for name, x_adv in adversarial["x_adv"].items():
+        arrays[f"x_adv_{name}"] = x_adv.numpy().astype(np.float32)
+        arrays[f"robust_{name}"] = adversarial["robust"][name].numpy().astype(bool)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a bare name
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import pyautoattack
 import torch
 from torch import nn
 
-from .attacks import build_attack
-from .checkpoint import LoadedModel, load_model, make_provenance, save_checkpoint
+from .attacks import build_attack, preserved_rng
+from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
 from .data import DataBundle, DatasetInfo, load_dataset
 from .errors import CompressorError
-from .evaluation import evaluate
+from .evaluation import ADV_KEYS_HELP, Progress, evaluate, save_adversarial
 from .io import check_output
 from .models import create_model
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
@@ -87,27 +88,46 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     return loaded, data
 
 
-def evaluate_model(model: nn.Module, data: DataBundle, attacks: Sequence[str], *, eps: float | None = None,
-                   norm: str = "linf", n: int | None = None, batch_size: int = 256, split: str = "test",
-                   seed: int = 0, device: str = "auto", progress=None) -> dict[str, Any]:
-    """Clean and robust accuracy of `model` on a split of `data` (eval mode, fp32, fixed seed)."""
+def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataBundle, attacks: Sequence[str], *,
+                   eps: float | None = None, norm: str = "linf", n: int | None = None, batch_size: int = 256,
+                   split: str = "test", seed: int = 0, device: str = "auto", progress: Progress | None = None,
+                   save_adv: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+    """Clean and robust accuracy of `model` on a split of `data` (eval mode, fp32, fixed seed), with the protocol.
+
+    The global RNG state (CPU and CUDA) is restored afterwards. With `save_adv`, the adversarial
+    examples of every attack are written there as an .npz (see `compressor.evaluation.ADV_KEYS_HELP`);
+    an existing file is refused unless `force`.
+    """
     eps = data.info.default_eps if eps is None else eps
-    built = [build_attack(a, eps, norm) for a in attacks]
+    built = list({a.name: a for a in (build_attack(spec, eps, norm, seed=seed) for spec in attacks)}.values())
+    if batch_size < 1:
+        raise CompressorError(f"--batch-size must be >= 1, got {batch_size}")
+    if n is not None and n < 1:
+        raise CompressorError(f"--n must be >= 1, got {n}: leave it out to evaluate the whole split")
+    if save_adv is not None:
+        check_output(save_adv, force)
     part = data.split(split)
     note = None
     if n is not None and n > len(part):
         note = f"--n {n} is larger than the {split} split; using all {len(part)} samples"
         n = len(part)
     dev = pick_device(device)
-    model = model.to(dev).float()
-    cpu_rng = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        res = evaluate(model, part, built, batch_size=batch_size, n=n, device=dev, progress=progress)
-    finally:
-        torch.set_rng_state(cpu_rng)
+    if isinstance(model, nn.Module):
+        model = model.to(dev).float()
+    with preserved_rng(dev):
+        torch.manual_seed(seed)  # CPU and every CUDA device
+        res = evaluate(model, part, built, batch_size=batch_size, n=n, device=dev, progress=progress,
+                       keep_adv=save_adv is not None)
+    adversarial = res.pop("adversarial", None)
+    protocol = {"dataset": data.info.name, "split": split, "n": res["n"], "norm": norm, "eps": eps, "seed": seed,
+                "batch_size": batch_size, "device": str(dev), "model_mode": "eval", "dtype": "float32",
+                "attacks": {a.name: a.protocol() for a in built},
+                "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}
     res.update({"dataset": data.info.name, "split": split, "eps": eps, "norm": norm, "seed": seed,
-                "device": str(dev)})
+                "device": str(dev), "protocol": protocol})
     if note:
         res["note"] = note
+    if save_adv is not None:
+        save_adversarial(save_adv, adversarial, protocol)
+        res["adversarial_file"] = {"path": str(save_adv), "keys": ADV_KEYS_HELP}
     return res

@@ -20,7 +20,9 @@ class Attack:
     """A configured attack: ``attack(model, x, y)`` returns adversarial images in [0, 1]."""
 
     name = "attack"
-    white_box = True
+    white_box = True  # False: needs only x -> logits queries (any callable model)
+    seeded = False  # True: takes a `seed` (build_attack passes the evaluation's)
+    suffix_option: str | None = "steps"  # what the number in ``name<N>`` sets (None: no number allowed)
 
     def __init__(self, eps: float, norm: str = "linf", **options: Any):
         self.eps = float(eps)
@@ -40,6 +42,7 @@ class FGSM(Attack):
     """Fast gradient sign method (one step of size eps, no random start)."""
 
     name = "fgsm"
+    suffix_option = None
 
     def __init__(self, eps: float, norm: str = "linf", loss: str = "ce"):
         super().__init__(eps, norm, loss=loss)
@@ -82,8 +85,9 @@ class CW(PGD):
 _SPEC = re.compile(r"^(?P<name>[a-z][a-z_-]*?)(?P<steps>\d+)?(?:x(?P<restarts>\d+))?$")
 
 
-def build_attack(spec: str, eps: float, norm: str = "linf", **overrides: Any) -> Attack:
-    """Build an attack from a name such as ``fgsm``, ``pgd20``, ``pgd50x5`` or ``cw``."""
+def build_attack(spec: str, eps: float, norm: str = "linf", *, seed: int | None = None, **overrides: Any) -> Attack:
+    """Build an attack from a name such as ``fgsm``, ``pgd20``, ``pgd50x5``, ``cw``, ``apgd-ce``, ``square1000``
+    or ``aa``; `seed` reaches the attacks that take one (the pyautoattack-backed ones)."""
     spec = spec.strip().lower()
     if spec in ATTACKS:
         cls, extra = ATTACKS.get(spec), {}
@@ -93,9 +97,14 @@ def build_attack(spec: str, eps: float, norm: str = "linf", **overrides: Any) ->
             base = m.group("name") if m else spec
             raise CompressorError(ATTACKS.unknown_message(base, spec[len(base):]))
         cls = ATTACKS.get(m.group("name"))
-        extra = {"steps": int(m.group("steps"))}
+        option = getattr(cls, "suffix_option", "steps")
+        if option is None:
+            raise CompressorError(f"attack '{m.group('name')}' takes no step count: write '{m.group('name')}'")
+        extra = {option: int(m.group("steps"))}
         if m.group("restarts"):
             extra["restarts"] = int(m.group("restarts"))
+    if seed is not None and getattr(cls, "seeded", False):
+        extra["seed"] = seed
     try:
         attack = cls(eps=eps, norm=norm, **{**extra, **overrides})
     except TypeError as exc:
@@ -104,5 +113,11 @@ def build_attack(spec: str, eps: float, norm: str = "linf", **overrides: Any) ->
     return attack
 
 
-__all__ = ["Attack", "CW", "FGSM", "LOSSES", "PGD", "build_attack", "ce_loss", "cw_margin_loss", "fgsm",
-           "kl_loss", "pgd", "project", "random_init", "register_attack"]
+from . import autoattack  # noqa: E402  (registers the pyautoattack-backed attacks; needs Attack above)
+from .autoattack import APGD, APGDDLR, APGDT, FABT, AutoAttackSuite, ReferenceAttack, Square  # noqa: E402
+from .guards import check_logits, gradient_warning, logits_fn, masking_warnings, preserved_rng  # noqa: E402
+
+__all__ = ["APGD", "APGDDLR", "APGDT", "Attack", "AutoAttackSuite", "CW", "FABT", "FGSM", "LOSSES", "PGD",
+           "ReferenceAttack", "Square", "build_attack", "ce_loss", "check_logits", "cw_margin_loss", "fgsm",
+           "gradient_warning", "kl_loss", "logits_fn", "masking_warnings", "pgd", "preserved_rng", "project",
+           "random_init", "register_attack"]

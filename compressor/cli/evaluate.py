@@ -12,8 +12,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..reporting import stdout_console, table, to_json
 from .. import evaluate_model, open_model
 from . import app
-from .options import (Arch, DataRoot, Dataset, Device, Download, Eps, Json, Mean, NumClasses, Seed, Std, TrustPickle,
-                      eps_value, existing_file, float_list, names_list)
+from .options import (Arch, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NumClasses, Seed, Std,
+                      TrustPickle, eps_value, existing_file, float_list, names_list)
+
+# shown in the table's settings column, in this order, when an attack's protocol has them
+SETTINGS = ("steps", "restarts", "queries", "targets", "version", "eot_iter")
 
 
 @app.command("eval")
@@ -22,7 +25,8 @@ def eval_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     download: bool = Download,
-    attacks: str = typer.Option("fgsm,pgd20", "--attacks", help="Comma-separated attacks, e.g. fgsm,pgd20,cw."),
+    attacks: str = typer.Option("fgsm,pgd20", "--attacks",
+                                help="Comma-separated attacks, e.g. fgsm,pgd20,cw,aa (see `compressor list attacks`)."),
     eps: Optional[str] = Eps,
     norm: str = typer.Option("linf", "--norm", help="linf or l2."),
     n: Optional[int] = typer.Option(None, "--n", help="Evaluate the first N images of the split (default: all)."),
@@ -35,16 +39,23 @@ def eval_cmd(
     mean: Optional[str] = Mean,
     std: Optional[str] = Std,
     trust_pickle: bool = TrustPickle,
+    save_adv: Optional[Path] = typer.Option(
+        None, "--save-adv", metavar="FILE",
+        help="Write the adversarial examples to FILE (.npz: float32 x_adv_<attack> in [0, 1], y, indices into the "
+             "split, clean_correct, robust_<attack>, meta)."),
+    force: bool = Force,
     json_out: bool = Json,
 ) -> None:
     """Clean accuracy and accuracy under attacks (eval mode, fp32), with the per-sample worst case."""
     existing_file(model_path, "model")
     eps_v = eps_value(eps)
-    attack_names = names_list(attacks)
     from ..attacks import build_attack
+    from ..io import check_output
 
-    for a in attack_names:  # fail on a bad name before loading anything
-        build_attack(a, eps_v or 1.0, norm)
+    # fail on a bad name or output before loading anything; names as the report spells them, each once
+    attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
+    if save_adv is not None:
+        check_output(save_adv, force)
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, arch=arch,
                               num_classes=num_classes, mean=float_list(mean, "--mean"), std=float_list(std, "--std"),
                               trust_pickle=trust_pickle, seed=seed)
@@ -53,21 +64,35 @@ def eval_cmd(
 
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
     total = min(n or len(data.split(split)), len(data.split(split)))
-    with Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    stages = ["clean", *attack_names]
+    with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True, disable=json_out) as bar:
-        task = bar.add_task("eval", total=total)
+        tasks = {name: bar.add_task(name, total=total) for name in stages}
         res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
-                             split=split, seed=seed, device=device, progress=lambda k: bar.advance(task, k))
+                             split=split, seed=seed, device=device, save_adv=save_adv, force=force,
+                             progress=lambda stage, k: bar.advance(tasks[stage], k))
     res["model"] = str(model_path)
+    for w in res["warnings"]:
+        typer.echo(f"warning: {w}", err=True)
     if json_out:
         print(to_json(res))
         return
     console = stdout_console()
     if res.get("note"):
         console.print(f"note: {res['note']}")
-    rows = [("clean", res["clean_accuracy"], None, res["clean_images_per_s"])]
-    rows += [(name, r["accuracy"], r["seconds"], r["images_per_s"]) for name, r in res["attacks"].items()]
+    rows = [("clean", res["clean_accuracy"], None, res["clean_images_per_s"], "")]
+    rows += [(name, r["accuracy"], r["seconds"], r["images_per_s"], _settings(r["protocol"]))
+             for name, r in res["attacks"].items()]
     if "worst_case_accuracy" in res:
-        rows.append(("worst case", res["worst_case_accuracy"], None, None))
+        rows.append(("worst case", res["worst_case_accuracy"], None, None, "robust only if every attack fails"))
     console.print(table(f"{model_path} on {res['dataset']} {split} (n={res['n']}, {norm} eps={res['eps']:.4g}, "
-                        f"seed {seed})", ["attack", "accuracy", "seconds", "images/s"], rows))
+                        f"seed {seed})", ["attack", "accuracy", "seconds", "images/s", "settings"], rows))
+    versions = res["protocol"]["versions"]
+    console.print(f"eval mode, fp32, {res['device']}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if "adversarial_file" in res:
+        console.print(f"adversarial examples: {res['adversarial_file']['path']}")
+
+
+def _settings(protocol: dict) -> str:
+    """An attack's main settings in a few words (the full protocol is in --json)."""
+    return ", ".join(f"{k.replace('_', ' ')} {protocol[k]}" for k in SETTINGS if k in protocol)
