@@ -110,7 +110,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "model": "resnet18", "data": _synthetic_cifar_bundle,
         "description": "resnet18 on a CIFAR-10 shape (3x32x32, 10 classes)",
         "notes": "synthetic data: throughput only (uniform-random images, random labels)",
-        "cpu": (32, 1, 5), "cuda": (128, 10, 50),
+        "cpu": (32, 3, 10), "cuda": (128, 10, 50),
     },
 }
 
@@ -326,9 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", default="digits,resnet18",
                    help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per mode (default per workload: digits 50, resnet18 5 on CPU / 50 on CUDA)")
+                   help="timed steps per mode (default per workload: digits 50, resnet18 10 on CPU / 50 on CUDA)")
     p.add_argument("--warmup", type=int, default=None,
-                   help="warm-up steps per mode (default per workload: digits 10, resnet18 1 on CPU / 10 on CUDA)")
+                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3 on CPU / 10 on CUDA)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")
