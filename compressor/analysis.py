@@ -17,11 +17,21 @@ def weight_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 def condition_number(weight: torch.Tensor) -> dict[str, float]:
-    """sigma_max, sigma_min, kappa = sigma_max / sigma_min and the Frobenius norm of one weight."""
-    s = torch.linalg.svdvals(weight_matrix(weight).cpu())
+    """sigma_max, sigma_min, kappa = sigma_max / sigma_min and the Frobenius norm of one weight.
+
+    A matrix whose sigma_min is at round-off level (numpy's matrix_rank tolerance) is singular: kappa is
+    inf, not 1e16. `rank` and `kappa_support` = sigma_max / the smallest nonzero singular value (the
+    conditioning of the map on its support) stay informative for such, e.g. highly pruned, layers.
+    """
+    m = weight_matrix(weight).cpu()
+    s = torch.linalg.svdvals(m)
     smax, smin = float(s.max()), float(s.min())
-    kappa = smax / smin if smin > 0 else math.inf
-    return {"sigma_max": smax, "sigma_min": smin, "kappa": kappa, "frobenius": float(weight.detach().double().norm())}
+    tol = smax * max(m.shape) * torch.finfo(torch.float64).eps
+    support = s[s > tol]
+    kappa = smax / smin if smin > tol else math.inf
+    return {"sigma_max": smax, "sigma_min": smin, "kappa": kappa, "rank": int(support.numel()),
+            "kappa_support": smax / float(support.min()) if support.numel() else math.inf,
+            "frobenius": float(weight.detach().double().norm())}
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

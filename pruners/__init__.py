@@ -1,5 +1,7 @@
 """Robustness-aware pruners and structural transforms; each registers in `compressor.registry`.
 
+Built-in pruners: magnitude, hydra, tscnc, admm and random. A pruner is a `Pruner` (a training Callback)
+with a typed config; `prune` runs one on a checkpoint, `prune_model` on a model in memory.
 Third-party pruners register through the ``compressor.pruners`` entry-point group and transforms
 through ``compressor.transforms``.
 """
@@ -9,4 +11,15 @@ from compressor.registry import PRUNERS, TRANSFORMS
 register_pruner = PRUNERS.register
 register_transform = TRANSFORMS.register
 
-__all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform"]
+from .allocation import Allocator  # noqa: E402  (the built-ins below need register_pruner)
+from .base import Phase, Pruner, build_config  # noqa: E402
+from .config import PrunerConfig, option  # noqa: E402
+from .masking import MaskedLayers, WeightMask, finalize, is_masked  # noqa: E402
+from .monitor import ConditionTracker, condition_summary  # noqa: E402
+from .schedules import Schedule  # noqa: E402
+from . import admm, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
+from .workflow import make_pruner, prune, prune_model  # noqa: E402
+
+__all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform", "Allocator", "ConditionTracker",
+           "MaskedLayers", "Phase", "Pruner", "PrunerConfig", "Schedule", "WeightMask", "build_config",
+           "condition_summary", "finalize", "is_masked", "make_pruner", "option", "prune", "prune_model"]

@@ -1,0 +1,162 @@
+"""`compressor prune`: prune a checkpoint with a registered pruner; method options come from the pruners' configs."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from .. import TrainConfig
+from ..errors import CompressorError
+from ..registry import PRUNERS
+from ..reporting import stdout_console, table, to_json
+from . import app
+from .options import DataRoot, Dataset, Device, Download, Eps, Force, Json, Seed, TrustPickle, eps_value, existing_file
+
+log = logging.getLogger(__name__)
+PREFIX = "cfg__"  # Python names of the generated options (flags come from the config fields)
+
+
+def _method_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
+    """CLI flag -> (ConfigField, {method: its default}), over every registered pruner's config."""
+    from pruners.config import config_fields
+
+    fields: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for entry in PRUNERS.entries():
+        for f in config_fields(entry.obj.Config):
+            known = fields.get(f.flag)
+            if known is not None and (known[0].type is not f.type or known[0].name != f.name):
+                log.warning("pruner %s: option %s clashes with another pruner's; ignored", entry.name, f.flag)
+                continue
+            fields.setdefault(f.flag, (f, {}))[1][entry.name] = f.default
+    return fields
+
+
+def _default_text(defaults: dict[str, Any]) -> str:
+    shown = {m: d for m, d in defaults.items() if d not in (None, {}, "")}
+    if not shown:
+        return ""
+    values = list(dict.fromkeys(map(str, shown.values())))
+    if len(values) == 1:
+        return f" Default: {values[0]}."
+    common = max(values, key=lambda v: sum(str(d) == v for d in shown.values()))
+    others = ", ".join(f"{m}: {d}" for m, d in shown.items() if str(d) != common)
+    return f" Default: {common} ({others})."
+
+
+def _generated_parameters(fields: dict[str, tuple[Any, dict[str, Any]]]) -> list[inspect.Parameter]:
+    params = []
+    for flag, (f, defaults) in fields.items():
+        scope = "" if len(defaults) == len(PRUNERS.names()) else f"[{', '.join(defaults)}] "
+        extra = f" Choices: {', '.join(f.choices)}." if f.choices else ""
+        decls = (f"{flag}/--no-{flag[2:]}",) if f.type is bool else (flag,)
+        opt = typer.Option(None, *decls, help=f"{scope}{f.help}{extra}{_default_text(defaults)}", show_default=False)
+        params.append(inspect.Parameter(PREFIX + f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
+                                        annotation=Optional[f.type]))
+    return params
+
+
+def _pruner_options(method: str, given: dict[str, Any], fields: dict[str, tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
+    """The config options given on the command line, checked against `method`."""
+    options = {}
+    for flag, (f, owners) in fields.items():
+        value = given.get(PREFIX + f.name)
+        if value is None:
+            continue
+        if method not in owners:
+            raise CompressorError(f"{flag} is an option of {', '.join(owners)}, not of --method {method}: drop it "
+                                  f"or choose --method {next(iter(owners))}")
+        options[f.name] = f.parse(value) if f.parse else value
+    return options
+
+
+def prune_cmd(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt) to prune."),
+    method: str = typer.Option(..., "--method", "-m", help="Pruner (see `compressor list pruners`): magnitude, "
+                                                             "hydra, tscnc, admm or random."),
+    output: Path = typer.Option(..., "--output", "-o", help="Pruned checkpoint to write (.pt)."),
+    dataset: Optional[str] = Dataset,
+    data_root: Optional[Path] = DataRoot,
+    download: bool = Download,
+    adv: Optional[str] = typer.Option(None, "--adv", help="trades or pgd (default: the method's, TRADES except "
+                                                           "admm's PGD-AT)."),
+    epochs_prune: int = typer.Option(10, "--epochs-prune", help="Epochs of the prune phase (mask search)."),
+    epochs_finetune: int = typer.Option(10, "--epochs-finetune", help="Epochs of fine-tuning with fixed masks."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Prune-phase learning rate (default: the method's; "
+                                                          "0.1 for HYDRA's scores, else 0.01)."),
+    lr_finetune: Optional[float] = typer.Option(None, "--lr-finetune", help="Fine-tune learning rate (default 0.01)."),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    eps: Optional[str] = Eps,
+    steps: int = typer.Option(10, "--steps", help="Attack steps while training."),
+    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off."),
+    val_n: int = typer.Option(1000, "--val-n", help="Validation images used per epoch."),
+    eval_attack: str = typer.Option("pgd20", "--eval-attack", help="Attack for the before/after test accuracy."),
+    eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
+    plots: bool = typer.Option(False, "--plots", help="Write kappa plots (PNG) next to the output."),
+    seed: int = Seed,
+    device: str = Device,
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.<phase>.state."),
+    keep_state: bool = typer.Option(False, "--keep-state", help="Keep the phase states after success."),
+    force: bool = Force,
+    trust_pickle: bool = TrustPickle,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_out: bool = Json,
+    **method_options: Any,
+) -> None:
+    """Prune a model (masks folded into plain weights) and report sparsity, accuracy and condition numbers."""
+    from pruners import prune
+
+    existing_file(model_path, "model")
+    cls = PRUNERS.get(method)
+    options = _pruner_options(method, method_options, _FIELDS)
+    from ..attacks import build_attack
+
+    build_attack(eval_attack, 1.0)  # a bad attack name fails before anything runs
+    config = TrainConfig(batch_size=batch_size, adv=adv or cls.default_adv, eps=eps_value(eps), steps=steps, beta=beta,
+                         val_n=val_n, seed=seed, device=device)
+    report = prune(model_path, method, output, options=options, config=config, dataset=dataset, data_root=data_root,
+                   download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
+                   lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
+                   resume=resume, keep_state=keep_state, quiet=quiet or json_out, trust_pickle=trust_pickle,
+                   console=Console(stderr=True))
+    if "before" not in report:  # a non-zero DDP rank
+        return
+    if json_out:
+        print(to_json(report))
+        return
+    _print(report)
+
+
+def _print(report: dict[str, Any]) -> None:
+    console = stdout_console()
+    attack = report["eval"]["attack"]
+    keys = [("clean accuracy", "clean_accuracy"), (f"{attack} accuracy", f"{attack}_accuracy"),
+            ("sparsity", "sparsity"), ("kappa mean (non-singular layers)", "kappa_mean"), ("kappa max", "kappa_max"),
+            ("singular layers (kappa inf)", "singular_layers"), ("kappa on the support, mean", "kappa_support_mean"),
+            ("kappa on the support, max", "kappa_support_max"), ("Lipschitz bound", "lipschitz_bound")]
+    rows = [(label, report["before"][k], report["after"][k]) for label, k in keys]
+    console.print(table(f"{report['method']}: {report['sparsity_target']:.2%} target, {report['sparsity_achieved']:.2%} "
+                        f"achieved ({report['allocation']}, {report['pattern']}) on {report['dataset']} test "
+                        f"(n={report['eval']['n']}) -> {report['output']}", ["key", "before", "after"], rows))
+    layer_rows = [(r["layer"], "x".join(map(str, r["shape"])), r["pattern"], r["sparsity"], r["kappa_before"],
+                   r["kappa_after"], r["kappa_support_after"], r["rank_after"]) for r in report["layers"]]
+    console.print(table("layers (kappa of the weight reshaped to out x in*kh*kw)",
+                        ["layer", "shape", "pattern", "sparsity", "kappa before", "kappa after", "kappa support after",
+                         "rank after"], layer_rows))
+    if report["pattern_skipped"]:
+        console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report['pattern_skipped'])}")
+    for p in report.get("plots", []):
+        console.print(f"plot: {p}")
+    console.print(f"time: {report['seconds']:.1f}s")
+
+
+_FIELDS = _method_fields()
+_sig = inspect.signature(prune_cmd)
+prune_cmd.__signature__ = _sig.replace(parameters=[p for p in _sig.parameters.values()
+                                                   if p.kind is not inspect.Parameter.VAR_KEYWORD]
+                                       + _generated_parameters(_FIELDS))
+app.command("prune")(prune_cmd)

@@ -1,0 +1,117 @@
+"""HYDRA (Sehwag et al., NeurIPS 2020): learned importance scores S, forward weight W ⊙ TopK(|S|) with a
+straight-through gradient; prune phase (weights frozen, scores trained), then fine-tune (scores frozen)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from compressor.errors import CompressorError
+
+from . import register_pruner
+from .base import Pruner
+from .config import PrunerConfig, option
+
+SCORE_INITS = ("scaled", "kaiming")
+
+
+def init_scores(weights: list[torch.Tensor], how: str = "scaled", seed: int = 0) -> list[torch.Tensor]:
+    """scaled: S = sqrt(6 / fan_in) * W / max|W| per layer (the first mask is per-layer magnitude pruning);
+    kaiming: uniform in +-sqrt(6 / fan_in)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for w in weights:
+        w = w.detach()
+        bound = math.sqrt(6.0 / (w[0].numel()))
+        if how == "scaled":
+            out.append(bound * w / w.abs().max().clamp_min(1e-30))
+        else:
+            out.append(((torch.rand(w.shape, generator=gen) * 2 - 1) * bound).to(w))
+    return out
+
+
+@dataclass
+class HydraConfig(PrunerConfig):
+    """HYDRA's settings on top of the shared ones."""
+
+    score_init: str = option("scaled", "score initialisation, scaled (sqrt(6/fan_in) * W / max|W|: the "
+                                       "first mask is magnitude pruning) or kaiming (random).", choices=SCORE_INITS)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.score_init not in SCORE_INITS:
+            raise CompressorError(f"unknown --score-init '{self.score_init}': choose scaled or kaiming")
+
+
+@register_pruner("hydra")
+class HydraPruner(Pruner):
+    """HYDRA: learned scores, top-k with a straight-through gradient; weights frozen while pruning."""
+
+    name = "hydra"
+    Config = HydraConfig
+    config: HydraConfig
+    default_lr = (0.1, 0.01)  # scores in the prune phase, weights in the fine-tune phase (HYDRA's values)
+    needs_prune_phase = True
+
+    def __init__(self, config=None, **options):
+        super().__init__(config, **options)
+        self._frozen: list[torch.nn.Parameter] = []
+        self._ramp = None
+
+    @property
+    def hard(self) -> bool:
+        return not self.pruning
+
+    def scores(self, trainer):
+        return [s.detach().abs() for s in self.layers.scores]
+
+    def on_train_begin(self, trainer) -> None:
+        super().on_train_begin(trainer)
+        if self.pruning:
+            if not self.layers.scores:
+                self.layers.set_scores(init_scores(self.layers.effective(), self.config.score_init,
+                                                   trainer.config.seed))
+            scores = {id(s) for s in self.layers.scores}
+            self._frozen = [p for p in trainer.model.parameters() if p.requires_grad and id(p) not in scores]
+            for p in self._frozen:
+                p.requires_grad_(False)
+        elif self.layers.scores:  # leaving the prune phase: the scores' final top-k becomes a hard mask
+            masks = self.compute_masks(self.scores(trainer))
+            self._release()
+            self.layers.set_masks(masks)
+            self.at_target = True
+
+    def _release(self) -> None:
+        self.layers.set_scores(None)
+        for p in self._frozen:
+            p.requires_grad_(True)
+        self._frozen = []
+
+    def param_groups(self, trainer):
+        return [{"params": self.layers.scores}] if self.pruning else None
+
+    def on_epoch_begin(self, trainer, epoch: int) -> None:
+        if not self.pruning:
+            return super().on_epoch_begin(trainer, epoch)
+        self._ramp = self.ramp(epoch)
+        self._refresh()
+        self.at_target = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
+
+    def _refresh(self) -> None:
+        """Masks = TopK(|S|) at the current target; the stored weights are left alone (they are frozen)."""
+        self.layers.set_masks(self.compute_masks(self.scores(None), self._ramp), zero_weights=False)
+
+    def on_step_end(self, trainer) -> None:
+        if self.pruning:
+            self._refresh()
+        else:
+            super().on_step_end(trainer)
+
+    def final_masks(self):
+        if self.layers.scores:
+            masks = self.compute_masks(self.scores(None))
+            self._release()
+            return masks
+        return super().final_masks()

@@ -1,0 +1,188 @@
+"""Pruning jobs: `prune_model` runs a pruner's phases on a model in memory; `prune` does a checkpoint file end
+to end (evaluate, prune, fine-tune, evaluate, save with metadata, plots)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from compressor.checkpoint import make_provenance, save_checkpoint
+from compressor.data import DataBundle
+from compressor.errors import CompressorError
+from compressor.io import check_output
+from compressor.registry import PRUNERS
+from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
+from compressor.workflows import evaluate_model, open_model
+
+from .base import Pruner
+from .monitor import ConditionTracker, condition_summary
+from .plots import plot_kappa_epochs, plot_kappa_layers
+
+PHASES = ("prune", "finetune")
+LAYER_STATS = ("kappa", "kappa_support", "rank", "sigma_max", "sigma_min", "frobenius")
+
+
+def make_pruner(method: str, **options: Any) -> Pruner:
+    """The registered pruner `method` configured with `options` (unknown names are one-line errors)."""
+    return PRUNERS.get(method)(**options)
+
+
+def phase_state_path(output: str | Path, phase: str) -> Path:
+    """Where the per-epoch training state of one phase of a job writing `output` lives."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.{phase}.state")
+
+
+def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: TrainConfig, *, epochs_prune: int,
+                epochs_finetune: int, lr: float | None = None, lr_finetune: float | None = None,
+                state_prefix: str | Path | None = None, resume: bool = False, callbacks: Sequence[Callback] = (),
+                track: bool = True, ctx=None, quiet: bool = False, console=None) -> dict[str, Any]:
+    """Run `pruner`'s phases (one Trainer each) on `model`, fold the masks in, and return what happened.
+
+    With `state_prefix`, each phase keeps a per-epoch state beside it for `resume`; a finished phase
+    is replayed from its state (no training) so that the next one starts exactly where it started.
+    """
+    phases = pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)
+    pruner.attach(model)
+    extra = [ConditionTracker()] if track else []
+    torch.manual_seed(config.seed)  # a resumed job replays to the same state, so this is the same for both
+    runs, history = [], []
+    t0 = time.perf_counter()
+    for phase in phases:
+        pruner.start_phase(phase)
+        cfg = replace(config, epochs=phase.epochs, lr=phase.lr, select=phase.select or config.select)
+        state = phase_state_path(state_prefix, phase.name) if state_prefix is not None else None
+        if console is not None and not quiet:
+            console.print(f"{pruner.name}: {phase.name} phase, {phase.epochs} epochs, lr {phase.lr:g}")
+        trainer = Trainer(model, data, cfg, [pruner, *extra, *callbacks], state_path=state, ctx=ctx, quiet=quiet,
+                          console=console)
+        result = trainer.fit(resume=bool(resume and state is not None and state.is_file()))
+        history += [{"phase": phase.name, **h} for h in result.history]
+        runs.append({"phase": phase.name, "epochs": phase.epochs, "lr": phase.lr, "select": trainer.config.selection,
+                     "best_epoch": result.best_epoch, "seconds": result.seconds,
+                     "best": {k: v for k, v in result.best_metrics.items() if k != "layers"}})
+    done = pruner.finish(model)
+    return {"method": pruner.name, "phases": runs, "history": history, "seconds": time.perf_counter() - t0, **done}
+
+
+def _accuracies(res: dict[str, Any]) -> dict[str, float]:
+    out = {"clean_accuracy": res["clean_accuracy"]}
+    out.update({f"{k}_accuracy": v["accuracy"] for k, v in res["attacks"].items()})
+    return out
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def prune(model_path: str | Path, method: str, output: str | Path, *, options: dict[str, Any] | None = None,
+          config: TrainConfig | None = None, dataset: str | None = None, data_root: str | Path | None = None,
+          download: bool = False, epochs_prune: int = 10, epochs_finetune: int = 10, lr: float | None = None,
+          lr_finetune: float | None = None, eval_attack: str = "pgd20", eval_n: int | None = None,
+          plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
+          quiet: bool = False, trust_pickle: bool = False, console=None,
+          warn: Callable[[str], None] = _stderr) -> dict[str, Any]:
+    """Prune a checkpoint with `method` and save it (masks folded, metadata appended) with a full report.
+
+    The report holds the achieved global and per-layer sparsity, clean and `eval_attack` accuracy on
+    the test split before and after, condition-number statistics before, every epoch and after, and the
+    time taken. Bad input raises CompressorError before anything is written.
+    """
+    t_start = time.perf_counter()
+    pruner = make_pruner(method, **(options or {}))
+    config = config or TrainConfig(adv=pruner.default_adv)
+    config.validate()
+    pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)  # epoch counts fit the method
+    output = Path(output)
+    check_output(output, force)
+    plot_paths = [output.with_name(f"{output.stem}.kappa-{kind}.png") for kind in ("layers", "epochs")]
+    for p in plot_paths if plots else ():
+        check_output(p, force)
+    states = [phase_state_path(output, p) for p in PHASES]
+    if resume and not any(s.is_file() for s in states):
+        raise CompressorError(f"no pruning state beside {output} to resume from: run without --resume to start afresh")
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download,
+                              trust_pickle=trust_pickle, seed=config.seed)
+    ck = loaded.checkpoint
+    if ck is None:
+        raise CompressorError(f"{model_path} is a {loaded.source} model without its architecture: prune needs a "
+                              "compressor checkpoint (save one with `compressor train`)")
+    if data is None:
+        raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
+    model = loaded.model
+    allocator = pruner.check(model)
+    if allocator.skipped:
+        n, m = pruner.config.nm
+        warn(f"warning: pattern {n}:{m} skipped for {', '.join(allocator.skipped)} (input size not divisible by "
+             f"{m}); these layers are pruned unstructured")
+    eps = config.eps if config.eps is not None else data.info.default_eps
+    ctx = init_distributed(config.device)
+    try:
+        def measure() -> dict[str, Any]:
+            res = evaluate_model(model, data, [eval_attack], eps=eps, norm=config.norm, n=eval_n, seed=config.seed,
+                                 device=str(ctx.device))
+            return {**_accuracies(res), "n": res["n"], **condition_summary(model)}
+
+        before = measure() if ctx.is_main else {}
+        job = prune_model(model, data, pruner, config, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune,
+                          lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
+                          console=console)
+        if not ctx.is_main:
+            return job
+        after = measure()
+        report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
+                         eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
+        entry = {"name": pruner.name, "kind": "prune", "structural": False,
+                 **{k: report[k] for k in ("sparsity_target", "sparsity_achieved", "allocation", "pattern",
+                                           "pattern_skipped", "schedule", "epochs_prune", "epochs_finetune", "adv")},
+                 "per_layer": {r["layer"]: r["sparsity"] for r in report["layers"]}, "config": report["config"]}
+        save_checkpoint(output, model, arch=ck.arch, arch_kwargs=ck.arch_kwargs, dataset=ck.dataset or data.info.as_dict(),
+                        compression=[*ck.compression, entry],
+                        provenance=make_provenance(config.seed, {k: after[k] for k in after if k.endswith("accuracy")},
+                                                   prune=entry, train_config=asdict(config), source=str(model_path)),
+                        force=force)
+        if plots:
+            title = f"{pruner.name} at {report['sparsity_achieved']:.1%} sparsity ({ck.arch}, {data.info.name})"
+            names = [r["layer"] for r in report["layers"]]
+            plot_kappa_layers(plot_paths[0], names, [before["layers"][n]["kappa"] for n in names],
+                              [after["layers"][n]["kappa"] for n in names], title)
+            plot_kappa_epochs(plot_paths[1], job["history"], {n: before["layers"][n]["kappa"] for n in names}, title)
+            report["plots"] = [str(p) for p in plot_paths]
+        if not keep_state:
+            for s in states:
+                s.unlink(missing_ok=True)
+        report["seconds"] = time.perf_counter() - t_start
+        return report
+    finally:
+        shutdown(ctx)
+
+
+def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: dict[str, Any], *, loaded_path,
+            output: Path, data: DataBundle, eps: float, eval_attack: str, config: TrainConfig,
+            epochs: tuple[int, int]) -> dict[str, Any]:
+    """The JSON report of one pruning job."""
+    c = pruner.config
+    layers = []
+    for row in job["layers"]:
+        n = row["layer"]
+        layers.append({**row, "sparsity": after["layers"][n]["sparsity"], "mask_sparsity": row["sparsity"],
+                       **{f"{k}_before": before["layers"][n][k] for k in LAYER_STATS},
+                       **{f"{k}_after": after["layers"][n][k] for k in LAYER_STATS}})
+    summary = ("clean_accuracy", f"{eval_attack}_accuracy", "sparsity", "kappa_mean", "kappa_max", "singular_layers",
+               "kappa_support_mean", "kappa_support_max", "lipschitz_bound")
+    return {
+        "method": pruner.name, "input": str(loaded_path), "output": str(output), "dataset": data.info.name,
+        "sparsity_target": c.sparsity, "sparsity_achieved": after["sparsity"], "allocation": c.allocation,
+        "pattern": c.pattern, "pattern_skipped": job["pattern_skipped"], "schedule": c.schedule,
+        "epochs_prune": epochs[0], "epochs_finetune": epochs[1], "adv": config.adv,
+        "eval": {"split": "test", "n": after["n"], "attack": eval_attack, "eps": eps},
+        "before": {k: before[k] for k in summary}, "after": {k: after[k] for k in summary},
+        "layers": layers, "phases": job["phases"], "history": job["history"], "config": c.as_dict(),
+        "train": asdict(config), "prune_seconds": job["seconds"],
+    }

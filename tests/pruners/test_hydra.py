@@ -1,0 +1,64 @@
+from dataclasses import replace
+
+import torch
+from torch.nn.utils import parametrize
+
+from compressor.training import Trainer
+from pruners import make_pruner
+from pruners.allocation import keep_count, top_mask
+from pruners.base import Phase
+
+from .conftest import cnn
+
+
+def _prune_phase(digits, cfg, sparsity=0.9):
+    model = cnn(digits)
+    pruner = make_pruner("hydra", sparsity=sparsity)
+    pruner.start_phase(Phase("prune", 2, 0.1))
+    trainer = Trainer(model, digits, cfg, [pruner], quiet=True)
+    pruner.on_train_begin(trainer)
+    trainer.build_optimizer()
+    pruner.on_epoch_begin(trainer, 0)
+    return model, pruner, trainer
+
+
+def test_first_mask_equals_per_layer_magnitude_pruning(digits, tiny_cfg):
+    _, pruner, _ = _prune_phase(digits, tiny_cfg)
+    for w, m in zip(pruner.layers.stored, pruner.layers.masks):
+        expected = top_mask(w.detach().abs(), keep_count(w.numel(), 0.9))
+        assert torch.equal(m.bool(), expected)
+
+
+def test_straight_through_gradient_reaches_the_scores(digits, tiny_cfg):
+    model, pruner, trainer = _prune_phase(digits, tiny_cfg)
+    x, y = next(iter(trainer.loader))
+    with parametrize.cached():  # the forward uses exactly these effective weights
+        effective = [m.weight for m in pruner.layers.modules]
+        for w in effective:
+            w.retain_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    for w_eff, w, s in zip(effective, pruner.layers.stored, pruner.layers.scores):
+        assert s.grad is not None and torch.count_nonzero(s.grad) > 0
+        # dL/dS = sign(S) * W * dL/dW_eff, also where the mask is 0 (that is what lets weights come back)
+        torch.testing.assert_close(s.grad, torch.sign(s.detach()) * w.detach() * w_eff.grad)
+        assert w.grad is None  # weights are frozen in the prune phase
+
+
+def test_prune_phase_trains_scores_only_then_finetune_trains_weights(digits, tiny_cfg):
+    model, pruner, trainer = _prune_phase(digits, replace(tiny_cfg, lr=5.0))  # an untrained model: tiny gradients
+    weights = [w.detach().clone() for w in pruner.layers.stored]
+    first = [m.detach().clone() for m in pruner.layers.masks]
+    x, y = next(iter(trainer.loader))
+    for _ in range(3):
+        trainer.training_step(x, y)
+    assert all(torch.equal(a, b) for a, b in zip(weights, pruner.layers.stored))
+    assert any(not torch.equal(a, b) for a, b in zip(first, pruner.layers.masks))  # the scores moved the masks
+    pruner.start_phase(Phase("finetune", 1, 0.01))
+    ft = Trainer(model, digits, tiny_cfg, [pruner], quiet=True)
+    pruner.on_train_begin(ft)
+    ft.build_optimizer()
+    assert not pruner.layers.scores and all(p.requires_grad for p in model.parameters())
+    masks = [m.clone().bool() for m in pruner.layers.masks]
+    ft.training_step(x, y)
+    for w, m in zip(pruner.layers.stored, masks):
+        assert torch.count_nonzero(w.detach()[~m]) == 0
