@@ -54,3 +54,14 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "compressor", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=600)
+
+
+def cli(capsys, *args: str):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from compressor.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return exc.value.code or 0, out.out, out.err

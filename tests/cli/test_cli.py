@@ -5,18 +5,8 @@ import json
 import pytest
 import torch
 
-from compressor.cli import main
 from compressor.models import create_model
-from tests.conftest import run_cli
-
-
-def cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
+from tests.conftest import cli, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from torch import nn
 
 from compressor.checkpoint import save_checkpoint
 from compressor.workflows import model_kwargs
-from tests.cli.test_cli import cli
+from tests.conftest import cli
 
 
 @pytest.fixture(scope="module")

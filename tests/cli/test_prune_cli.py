@@ -6,30 +6,13 @@ import pytest
 import torch
 
 from compressor.checkpoint import load_model, save_checkpoint
-from compressor.cli import main
 from compressor.data import load_dataset
 from compressor.models import create_model
 from pruners.allocation import keep_count
+from tests.conftest import cli
 
 TINY = ["--epochs-prune", "2", "--epochs-finetune", "1", "--steps", "2", "--val-n", "64", "--eval-n", "40",
         "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def cli(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return exc.value.code or 0, out.out, out.err
 
 
 @pytest.fixture(scope="module")
