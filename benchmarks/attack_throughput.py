@@ -41,8 +41,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import importlib
-import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -52,13 +50,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-HERE = Path(__file__).resolve().parent
-try:
-    import compressor  # noqa: F401
-except ImportError:  # run from a checkout that is not installed
-    sys.path.insert(0, str(HERE.parent))
-if str(HERE) not in sys.path:  # the sibling benchmark's helpers (machine facts, device kind)
-    sys.path.insert(0, str(HERE))
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 import pyautoattack  # noqa: E402
 from pyautoattack import AutoAttack  # noqa: E402
@@ -66,15 +60,16 @@ from pyautoattack import AutoAttack  # noqa: E402
 from compressor.attacks import build_attack  # noqa: E402
 from compressor.checkpoint import library_versions  # noqa: E402
 from compressor.data import load_dataset  # noqa: E402
+from compressor.environment import device_kind, is_busy, load_average, machine_info  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
-from compressor.io import atomic_write_text, check_output  # noqa: E402
+from compressor.io import atomic_write_text  # noqa: E402
 from compressor.models import create_model  # noqa: E402
 from compressor.reporting import fmt, to_json  # noqa: E402
 from compressor.training import TrainConfig, Trainer  # noqa: E402
-from train_throughput import BUSY_LOAD, CIFAR_MEAN, CIFAR_STD, device_kind, machine_info  # noqa: E402
+from train_throughput import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 
 FORMAT = "compressor.benchmark.attack_throughput"
-DEFAULT_OUT = HERE / "results"
+DEFAULT_OUT = RESULTS
 STEPS = 10
 GOAL_SPEEDUP = 1.5  # ours >= 1.5 x the independent implementation
 GOAL_OVERHEAD = 0.05  # our AutoAttack wrapper <= 5 % over pyautoattack called directly
@@ -257,23 +252,8 @@ def measure_autoattack(name: str, model, x, y, eps: float, device: torch.device,
 # ---------------------------------------------------------------- report
 def render_markdown(res: dict[str, Any]) -> str:
     """The results as a Markdown page."""
-    m = res["machine"]
-    lines = [
-        f"# Attack throughput ({res['device_kind']}, {res['date']})",
-        "",
-        f"- date (UTC): {res['started_utc']}",
-        f"- command: `{res['command']}`",
-        f"- machine: {m['cpu_model']}, {m['cpu_count']} cores (affinity {m['cpu_affinity']}), "
-        f"torch threads {m['torch_threads']}",
-    ]
-    if "gpu" in m:
-        g = m["gpu"]
-        lines.append(f"- GPU: {g['name']} ({g['memory_gib']} GiB), driver {g['driver']}, CUDA {g['cuda_runtime']}")
+    lines = markdown_header(f"Attack throughput ({res['device_kind']}, {res['date']})", res)
     lines += [
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
-        "- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in res["load_average_start"])
-        + "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"])
-        + (" -- **busy at start: CPU timings noisy**" if res["busy_at_start"] else " (quiet at start)"),
         f"- PGD-{STEPS}: ours = `build_attack('pgd{STEPS}', eps)`; reference = torchattacks `PGD` with the same eps, "
         "step size, steps and random start; model floor = the 10 forward + backward-to-input passes alone; "
         f"calls interleaved round-robin; ratios are medians over rounds of the per-round ratio; goal: ours >= "
@@ -380,8 +360,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     started = _dt.datetime.now(_dt.timezone.utc)
     kind = device_kind(device)
     stem = f"attack_throughput-{kind}-{started:%Y-%m-%d}"
-    json_path = check_output(Path(args.out) / f"{stem}.json", args.force)
-    md_path = check_output(Path(args.out) / f"{stem}.md", args.force)
+    json_path, md_path = result_paths(args.out, stem, args.force)
 
     threads_before = torch.get_num_threads()
     if args.threads is not None:
@@ -399,7 +378,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
 
 def _measure(args: argparse.Namespace, command: str, device: torch.device, kind: str, started: _dt.datetime,
              names: list[str], aa_names: list[str], ta, log: Callable[[str], None]) -> dict[str, Any]:
-    load_start = list(os.getloadavg())
+    load_start = load_average()
     versions = {**library_versions(), "pyautoattack": pyautoattack.__version__}
     if ta is not None:
         versions["torchattacks (reference)"] = getattr(ta, "__version__", "unknown")
@@ -407,7 +386,7 @@ def _measure(args: argparse.Namespace, command: str, device: torch.device, kind:
         "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
         "started_utc": started.isoformat(timespec="seconds"), "command": command, "device": str(device),
         "device_kind": kind, "machine": machine_info(device), "versions": versions, "load_average_start": load_start,
-        "busy_at_start": load_start[0] > BUSY_LOAD * (os.cpu_count() or 1),
+        "busy_at_start": is_busy(load_start),
         "goals": {"pgd_speedup_min": GOAL_SPEEDUP, "autoattack_overhead_max": GOAL_OVERHEAD},
     }
     log(f"attack throughput on {kind} ({res['machine']['cpu_model']}, torch threads {torch.get_num_threads()}), "
@@ -433,26 +412,14 @@ def _measure(args: argparse.Namespace, command: str, device: torch.device, kind:
             w["autoattack"] = measure_autoattack(name, model, x_all[:args.aa_n], y_all[:args.aa_n], eps, device,
                                                  1, args.aa_reps, args.seed, log)
         res["workloads"].append(w)
-    res["load_average_end"] = list(os.getloadavg())
+    res["load_average_end"] = load_average()
     res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return res
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on a user error)."""
-    if argv is None:
-        argv = sys.argv[1:]
-        command = shlex.join(["python", sys.argv[0], *argv])
-    else:
-        argv = list(argv)
-        command = "attack_throughput.main: " + shlex.join(argv)  # called as a function, not from a shell
-    args = build_parser().parse_args(argv)
-    try:
-        run(args, command)
-    except CompressorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("attack_throughput", build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,7 @@ import argparse
 import copy
 import datetime as _dt
 import math
-import os
-import platform
 import re
-import shlex
 import statistics
 import sys
 import time
@@ -43,16 +40,15 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-try:
-    import compressor  # noqa: F401
-except ImportError:  # run from a checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions
 from compressor.data import DataBundle, load_dataset
 from compressor.data.core import stratified_indices
-from compressor.errors import CompressorError
-from compressor.io import atomic_write_text, check_output
+from compressor.environment import load_average, machine_info
+from compressor.io import atomic_write_text
 from compressor.models import create_model
 from compressor.registry import ATTACKS
 from compressor.reporting import fmt, to_json
@@ -62,35 +58,8 @@ from pruners import ConditionTracker, condition_summary, make_pruner, prune_mode
 from pruners.base import Phase
 
 FORMAT = "compressor.benchmark.robust_pruning"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS
 GOAL = 1.15  # a pruning or fine-tuning epoch costs at most 1.15x a plain adversarial-training epoch
-
-
-# ---------------------------------------------------------------- machine (benchmarks/common.py when present)
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores and torch threads."""
-    try:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from common import machine_info as shared  # type: ignore  # the benchmarks' shared helpers, if any
-
-        return shared(torch.device("cpu"))
-    except Exception:
-        return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
-                "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                "torch_threads": torch.get_num_threads(), "platform": platform.platform()}
-    finally:
-        if sys.path and sys.path[0] == str(Path(__file__).resolve().parent):
-            sys.path.pop(0)
 
 
 # ---------------------------------------------------------------- data and the dense model
@@ -249,12 +218,8 @@ def _f(v: Any, digits: int = 3) -> str:
 def render_markdown(res: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     aa = any("aa" in r for r in [res["dense"], *res["rows"]])
-    lines = [f"# Robust pruning on {res['dataset']}", "",
-             f"- date (UTC): {res['started_utc']}", f"- command: `{res['command']}`",
-             f"- machine: {res['machine'].get('cpu_model')}, {res['machine'].get('cpu_count')} CPUs, torch threads "
-             f"{res['machine'].get('torch_threads')}; load average at start "
-             + ", ".join(f"{v:.2f}" for v in res["load_average_start"]),
-             f"- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
+    lines = markdown_header(f"Robust pruning on {res['dataset']}", res)
+    lines += [
              f"- data: {res['data_notes']}",
              f"- model: cnn-small (width {res['settings']['width']}, hidden {res['settings']['hidden']}); dense: TRADES, "
              f"{res['settings']['epochs_dense']} epochs; every method: {res['settings']['epochs_prune']} prune + "
@@ -331,19 +296,18 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     started = _dt.datetime.now(_dt.timezone.utc)
     slug = re.sub(r"[^a-z0-9]+", "-", Path(args.dataset.removeprefix("npz:")).stem.lower()).strip("-")
     stem = f"robust_pruning-{slug}-{started:%Y-%m-%d}" + (f"-{args.tag}" if args.tag else "")
-    json_path = check_output(Path(args.out) / f"{stem}.json", args.force)
-    md_path = check_output(Path(args.out) / f"{stem}.md", args.force)
+    json_path, md_path = result_paths(args.out, stem, args.force)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
     variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
     for m in [*methods, *(v[0] for v in variants)]:
         make_pruner(m, sparsity=0.5)  # unknown names fail before anything runs
-    load_start = list(os.getloadavg())
+    load_start = load_average()
     data, notes = load_data(args.dataset, args.train_n, args.seed)
     dense, dense_train = train_dense(data, args, log)
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
-        "started_utc": started.isoformat(timespec="seconds"), "command": command, "machine": machine_info(),
+        "started_utc": started.isoformat(timespec="seconds"), "command": command, "machine": machine_info("cpu"),
         "versions": library_versions(), "load_average_start": load_start, "dataset": data.info.name,
         "data_notes": notes, "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
         "eps": args.eps if args.eps is not None else data.info.default_eps,
@@ -363,7 +327,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
               f"{row['seconds']:.0f}s")
     if args.overhead_steps and methods:
         res["overhead"] = measure_overhead(dense, data, methods, sparsities[len(sparsities) // 2], args, log)
-    res["load_average_end"] = list(os.getloadavg())
+    res["load_average_end"] = load_average()
     res["seconds"] = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
     atomic_write_text(json_path, to_json(res) + "\n")
     atomic_write_text(md_path, render_markdown(res))
@@ -372,14 +336,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = shlex.join(["python", "benchmarks/robust_pruning.py", *argv])
-    try:
-        run(build_parser().parse_args(argv), command)
-    except CompressorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """Command-line entry point; returns the exit status (2 on a user error)."""
+    return run_main("robust_pruning", build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -35,11 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import os
-import platform
-import re
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,21 +43,21 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-try:
-    import compressor  # noqa: F401
-except ImportError:  # run from a checkout that is not installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions
 from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
+from compressor.environment import device_kind, is_busy, load_average, machine_info
 from compressor.errors import CompressorError
-from compressor.io import atomic_write_text, check_output
+from compressor.io import atomic_write_text
 from compressor.models import create_model
 from compressor.reporting import fmt, to_json
 from compressor.training import TrainConfig, Trainer
 
 FORMAT = "compressor.benchmark.train_throughput"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+DEFAULT_OUT = RESULTS
 ATTACK_STEPS = 10
 
 # mode name -> (TrainConfig.adv, reference passes, how the reference is counted)
@@ -74,7 +69,6 @@ MODES: dict[str, tuple[str, int, str]] = {
                                "target (~1/3 pass, inside the 10 % allowance)"),
 }
 GOAL_FACTOR = 1.1
-BUSY_LOAD = 0.5  # a 1-minute load average above this many per core at the start marks the machine busy
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -113,67 +107,6 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "cpu": (32, 3, 10), "cuda": (128, 10, 50),
     },
 }
-
-
-# ---------------------------------------------------------------- machine
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _gpu_driver() -> str | None:
-    try:
-        import pynvml  # type: ignore
-
-        pynvml.nvmlInit()
-        ver = pynvml.nvmlSystemGetDriverVersion()
-        return ver.decode() if isinstance(ver, bytes) else str(ver)
-    except Exception:
-        pass
-    try:
-        res = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        if res.returncode == 0 and res.stdout.strip():
-            return res.stdout.strip().splitlines()[0]
-    except Exception:
-        pass
-    return None
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """CPU model, cores, torch threads and, on CUDA, the GPU's name, driver and memory."""
-    info: dict[str, Any] = {
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "platform": platform.platform(),
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu"] = {
-            "name": torch.cuda.get_device_name(device),
-            "driver": _gpu_driver(),
-            "cuda_runtime": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-            "capability": f"{props.major}.{props.minor}",
-            "memory_gib": round(props.total_memory / 2**30, 1),
-        }
-    return info
-
-
-def device_kind(device: torch.device) -> str:
-    """``cpu``, or ``cuda-<gpu name>`` (lower case, dashes) so that results of different GPUs do not collide."""
-    if device.type != "cuda":
-        return device.type
-    slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
-    return f"cuda-{slug}" if slug else "cuda"
 
 
 def _sync(device: torch.device) -> None:
@@ -271,24 +204,8 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
 
 # ---------------------------------------------------------------- report
 def render_markdown(res: dict[str, Any]) -> str:
-    m = res["machine"]
-    lines = [
-        f"# Training-step throughput ({res['device_kind']}, {res['date']})",
-        "",
-        f"- date (UTC): {res['started_utc']}",
-        f"- command: `{res['command']}`",
-        f"- machine: {m['cpu_model']}, {m['cpu_count']} cores (affinity {m['cpu_affinity']}), "
-        f"torch threads {m['torch_threads']}",
-    ]
-    if "gpu" in m:
-        g = m["gpu"]
-        lines.append(f"- GPU: {g['name']} ({g['memory_gib']} GiB, capability {g['capability']}), driver {g['driver']}, "
-                     f"CUDA {g['cuda_runtime']}, cuDNN {g['cudnn']}")
+    lines = markdown_header(f"Training-step throughput ({res['device_kind']}, {res['date']})", res)
     lines += [
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
-        "- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in res["load_average_start"])
-        + "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"])
-        + (" -- **busy at start: CPU timings noisy**" if res["busy_at_start"] else " (quiet at start)"),
         "- each step is `Trainer.training_step(x, y)` after `build_optimizer()`; modes interleaved round-robin "
         "in one process; ratio = median step time / standard's median step time",
         "- reference passes (forward+backward of one batch): PGD-10 = 10 attack + 1 training = 11; "
@@ -352,8 +269,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     started = _dt.datetime.now(_dt.timezone.utc)
     kind = device_kind(device)
     stem = f"train_throughput-{kind}-{started:%Y-%m-%d}"
-    json_path = check_output(Path(args.out) / f"{stem}.json", args.force)
-    md_path = check_output(Path(args.out) / f"{stem}.md", args.force)
+    json_path, md_path = result_paths(args.out, stem, args.force)
 
     threads_before = torch.get_num_threads()
     if args.threads is not None:
@@ -371,7 +287,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
                        ) -> tuple[dict[str, Any], Path, Path]:
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
 
-    load_start = list(os.getloadavg())
+    load_start = load_average()
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
         "started_utc": started.isoformat(timespec="seconds"), "command": command,
@@ -379,7 +295,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
         "load_average_start": load_start, "reference_goal_factor": GOAL_FACTOR,
         "reference_passes": {m: {"passes": ref, "count": how} for m, (_, ref, how) in MODES.items()},
     }
-    res["busy_at_start"] = load_start[0] > BUSY_LOAD * (os.cpu_count() or 1)
+    res["busy_at_start"] = is_busy(load_start)
     log(f"train throughput on {kind} ({res['machine']['cpu_model']}, torch threads {torch.get_num_threads()}), "
         f"load average {load_start[0]:.2f}")
     if res["busy_at_start"]:
@@ -387,7 +303,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
             "re-run when it is quiet")
     res["workloads"] = [measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log)
                         for n in names]
-    res["load_average_end"] = list(os.getloadavg())
+    res["load_average_end"] = load_average()
     res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     atomic_write_text(json_path, to_json(res) + "\n")
     atomic_write_text(md_path, render_markdown(res))
@@ -397,19 +313,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2 on a user error)."""
-    if argv is None:
-        argv = sys.argv[1:]
-        command = shlex.join(["python", sys.argv[0], *argv])
-    else:
-        argv = list(argv)
-        command = "train_throughput.main: " + shlex.join(argv)  # called as a function, not from a shell
-    args = build_parser().parse_args(argv)
-    try:
-        run(args, command)
-    except CompressorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main("train_throughput", build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "attack_throughput.py"
+from tests.benchmarks.conftest import load_script
+
 
 # A stand-in for torchattacks (never a project dependency): the same PGD, enough to exercise the comparison.
 STUB = '''
@@ -36,15 +35,8 @@ class PGD:
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark script, imported from its path (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("attack_throughput_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    """The benchmark script as a module."""
+    yield from load_script("attack_throughput")
 
 
 @pytest.fixture

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+from tests.benchmarks.conftest import load_script
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark script, imported from its path (benchmarks/ is no package)."""
-    spec = importlib.util.spec_from_file_location("train_throughput_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    """The benchmark script as a module."""
+    yield from load_script("train_throughput")
 
 
 def test_digits_run_writes_json_and_markdown(bench, tmp_path, capsys):

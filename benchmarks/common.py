@@ -1,0 +1,65 @@
+"""What every benchmark script shares: the import path, result file names, and the command-line wrapper."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+try:
+    import compressor  # noqa: F401
+except ImportError:  # run from a checkout that is not installed
+    sys.path.insert(0, str(HERE.parent))
+
+from compressor.errors import CompressorError  # noqa: E402
+from compressor.io import check_output  # noqa: E402
+
+
+def result_paths(out: str | Path, stem: str, force: bool) -> tuple[Path, Path]:
+    """The ``.json`` and ``.md`` result files for `stem` in `out`; existing ones are kept unless `force`."""
+    return check_output(Path(out) / f"{stem}.json", force), check_output(Path(out) / f"{stem}.md", force)
+
+
+def run_main(script: str, build_parser: Callable[[], argparse.ArgumentParser],
+             run: Callable[[argparse.Namespace, str], Any], argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, call ``run(args, command)``; a CompressorError becomes one line and exit status 2.
+
+    ``command`` is the shell command that re-runs the benchmark (or a note that it was called as a function).
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+        command = shlex.join(["python", f"benchmarks/{script}.py", *argv])
+    else:
+        argv = list(argv)
+        command = f"{script}.main: " + shlex.join(argv)  # called as a function, not from a shell
+    args = build_parser().parse_args(argv)
+    try:
+        run(args, command)
+    except CompressorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def markdown_header(title: str, res: dict[str, Any]) -> list[str]:
+    """The first lines of every results page: title, date, command, machine, GPU, versions and load."""
+    m = res["machine"]
+    lines = [f"# {title}", "", f"- date (UTC): {res['started_utc']}", f"- command: `{res['command']}`",
+             f"- machine: {m['cpu_model']}, {m['cpu_count']} cores (affinity {m.get('cpu_affinity')}), "
+             f"torch threads {m['torch_threads']}"]
+    if "gpu" in m:
+        g = m["gpu"]
+        lines.append(f"- GPU: {g['name']} ({g['memory_gib']} GiB, capability {g['capability']}), driver {g['driver']}, "
+                     f"CUDA {g['cuda_runtime']}, cuDNN {g['cudnn']}")
+    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()))
+    load = "- load average (1, 5, 15 min) at start: " + ", ".join(f"{v:.2f}" for v in res["load_average_start"])
+    if "load_average_end" in res:
+        load += "; at end: " + ", ".join(f"{v:.2f}" for v in res["load_average_end"])
+    if "busy_at_start" in res:
+        load += " -- **busy at start: CPU timings noisy**" if res["busy_at_start"] else " (quiet at start)"
+    return lines + [load]
