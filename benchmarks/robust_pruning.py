@@ -20,6 +20,10 @@ Usage (from the repository root)::
     python benchmarks/robust_pruning.py --dataset npz:../shared/data/mnist_test.npz --train-n 2000 --width 16 \\
         --steps 5 --epochs-dense 8 --eval-n 1000
 
+    # from a publicly released PGD-trained MNIST model (../shared/checkpoints, raw-pixel input, eps 0.3)
+    python benchmarks/robust_pruning.py --dataset npz:../shared/data/mnist_test.npz --eps 0.3 \\
+        --dense ../shared/checkpoints/fastadv_mnist_pgd_madry.pth --arch convnet-mnist --no-normalize
+
 Writes ``<out>/robust_pruning-<dataset>-<YYYY-MM-DD>[-<tag>].json`` and a ``.md`` beside it; an existing
 file is kept unless ``--force``.
 """
@@ -44,7 +48,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no pa
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
-from compressor.checkpoint import library_versions
+from compressor.checkpoint import library_versions, load_model
 from compressor.data import DataBundle, load_dataset
 from compressor.data.core import stratified_indices
 from compressor.environment import load_average, machine_info
@@ -74,8 +78,16 @@ def load_data(name: str, train_n: int | None, seed: int) -> tuple[DataBundle, st
     return data, note
 
 
-def train_dense(data: DataBundle, args: argparse.Namespace, log: Callable[[str], None]) -> tuple[torch.nn.Module, dict]:
-    """The dense robust model every method starts from (TRADES)."""
+def dense_model(data: DataBundle, args: argparse.Namespace, log: Callable[[str], None]) -> tuple[torch.nn.Module, dict]:
+    """The dense robust model every method starts from: `--dense` loaded, or trained here with TRADES."""
+    if args.dense:
+        c = data.info.input_shape[0]
+        norm = {"mean": [0.0] * c, "std": [1.0] * c} if args.no_normalize else {}
+        loaded = load_model(args.dense, arch=args.arch, arch_kwargs=model_kwargs(data.info, **norm))
+        ck = loaded.checkpoint
+        log(f"dense: loaded {args.dense} ({ck.arch if ck else loaded.source})")
+        return loaded.model.eval(), {"source": str(args.dense), "arch": ck.arch if ck else None,
+                                     "normalize": not args.no_normalize, "epochs": 0, "seconds": 0.0}
     torch.manual_seed(args.seed)
     model = create_model("cnn-small", **model_kwargs(data.info, width=args.width, hidden=args.hidden))
     cfg = train_config(args, "trades", epochs=args.epochs_dense, lr=args.lr_dense)
@@ -215,14 +227,20 @@ def _f(v: Any, digits: int = 3) -> str:
     return fmt(v, digits) if not isinstance(v, float) or math.isfinite(v) else str(v)
 
 
+def _dense_text(res: dict[str, Any]) -> str:
+    d, st = res["dense_train"], res["settings"]
+    if d.get("source"):
+        return f"{d['arch'] or 'model'} loaded from `{d['source']}` (pretrained, not trained here)"
+    return f"cnn-small (width {st['width']}, hidden {st['hidden']}); dense: TRADES, {st['epochs_dense']} epochs"
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     aa = any("aa" in r for r in [res["dense"], *res["rows"]])
     lines = markdown_header(f"Robust pruning on {res['dataset']}", res)
     lines += [
              f"- data: {res['data_notes']}",
-             f"- model: cnn-small (width {res['settings']['width']}, hidden {res['settings']['hidden']}); dense: TRADES, "
-             f"{res['settings']['epochs_dense']} epochs; every method: {res['settings']['epochs_prune']} prune + "
+             f"- model: {_dense_text(res)}; every method: {res['settings']['epochs_prune']} prune + "
              f"{res['settings']['epochs_finetune']} fine-tune epochs, batch {res['settings']['batch_size']}, "
              f"{res['settings']['steps']} attack steps while training, eps {res['eps']:.4g} (L-inf)",
              f"- evaluation: test split, n = {res['dense']['n']} for clean and PGD-20"
@@ -267,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="magnitude,hydra,tscnc,admm")
     p.add_argument("--sparsities", default="0.9,0.95,0.99")
     p.add_argument("--variants", default="", help="extra rows, ';'-separated, e.g. 'tscnc:allocation=global'")
+    p.add_argument("--dense", type=Path, default=None, help="start from this robust model instead of training one "
+                   "(a compressor checkpoint, or a state dict with --arch)")
+    p.add_argument("--arch", default=None, help="zoo architecture of a --dense state dict, e.g. convnet-mnist")
+    p.add_argument("--no-normalize", action="store_true", help="the --dense model expects raw [0, 1] pixels")
     p.add_argument("--epochs-dense", type=int, default=15)
     p.add_argument("--epochs-prune", type=int, default=2)
     p.add_argument("--epochs-finetune", type=int, default=3)
@@ -304,7 +326,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         make_pruner(m, sparsity=0.5)  # unknown names fail before anything runs
     load_start = load_average()
     data, notes = load_data(args.dataset, args.train_n, args.seed)
-    dense, dense_train = train_dense(data, args, log)
+    dense, dense_train = dense_model(data, args, log)
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
         "started_utc": started.isoformat(timespec="seconds"), "command": command, "machine": machine_info("cpu"),

@@ -204,6 +204,9 @@ def _find_state_dict(obj: Any) -> dict | None:
 def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
     """Load `state_dict` strictly, accepting a ``module.`` prefix and missing normalisation buffers."""
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    adapt = getattr(model, "adapt_state_dict", None)  # a zoo model that reads its upstream project's layout
+    if adapt is not None:
+        sd = adapt(sd)
     own = model.state_dict()
     norm_keys = {k for k in own if k.split(".")[-2:-1] == ["normalize"] or k.startswith("normalize.")}
     missing = [k for k in own if k not in sd and k not in norm_keys]
@@ -230,6 +233,10 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     path = Path(path)
     if not path.is_file():
         raise CompressorError(f"checkpoint {path} does not exist: check the path")
+    if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
+        from exporters.storage import load_compressed
+
+        return load_compressed(path)
     if path.suffix == ".pt2":
         try:
             program = torch.export.load(str(path))

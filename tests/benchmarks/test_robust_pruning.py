@@ -6,6 +6,10 @@ import json
 
 import pytest
 
+from compressor.checkpoint import save_checkpoint
+from compressor.data import load_dataset
+from compressor.models import create_model
+from compressor.workflows import model_kwargs
 from tests.benchmarks.conftest import load_script
 
 TINY = ["--dataset", "digits", "--train-n", "200", "--val-n", "64", "--eval-n", "60", "--epochs-dense", "1",
@@ -34,6 +38,20 @@ def test_tiny_digits_run_writes_json_and_markdown(bench, tmp_path):
     md = js.with_suffix(".md").read_text()
     assert md.startswith("# Robust pruning on digits") and "| tscnc |" in md
     assert bench.main([*TINY, "--methods", "magnitude", "--sparsities", "0.9", "--out", str(tmp_path)]) == 2
+
+
+def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
+    info = load_dataset("digits").info
+    kwargs = model_kwargs(info, width=8, hidden=16)
+    save_checkpoint(tmp_path / "dense.pt", create_model("cnn-small", **kwargs), arch="cnn-small", arch_kwargs=kwargs,
+                    dataset=info.as_dict())
+    out = tmp_path / "out"
+    assert bench.main([*TINY, "--dense", str(tmp_path / "dense.pt"), "--methods", "magnitude", "--sparsities", "0.5",
+                       "--overhead-steps", "0", "--out", str(out)]) == 0
+    (js,) = out.glob("*.json")
+    res = json.loads(js.read_text())
+    assert res["dense_train"]["source"].endswith("dense.pt") and res["dense_train"]["epochs"] == 0
+    assert "loaded from" in js.with_suffix(".md").read_text()
 
 
 def test_unknown_method_fails_before_training(bench, tmp_path, capsys):

@@ -9,6 +9,7 @@ from torch import nn
 from compressor.errors import CompressorError, UnknownNameError
 from compressor.models import Normalize, create_model, list_models
 from compressor.registry import MODELS
+from tests.conftest import SHARED
 
 MEAN = [0.49, 0.48, 0.45]
 STD = [0.25, 0.24, 0.26]
@@ -216,3 +217,31 @@ def test_torchvision_rejects_other_channels_and_weights():
 def test_bad_kwargs_are_one_line_errors(name):
     with pytest.raises(CompressorError, match="bad arguments"):
         create_model(name, no_such_argument=1)
+
+
+def test_convnet_mnist_reads_the_upstream_sequential_layout(tmp_path):
+    from compressor.checkpoint import load_model
+
+    upstream = nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1),
+                             nn.ReLU(), nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
+    torch.save(upstream.state_dict(), tmp_path / "upstream.pth")
+    loaded = load_model(tmp_path / "upstream.pth", arch="convnet-mnist", arch_kwargs={"in_chans": 1})
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(loaded.model.eval()(x), upstream(x), atol=1e-6)
+    assert set(loaded.checkpoint.state_dict) == set(create_model("convnet-mnist", in_chans=1).state_dict())
+
+
+@pytest.mark.skipif(not (SHARED / "checkpoints" / "fastadv_mnist_pgd_madry.pth").is_file()
+                    or not (SHARED / "data" / "mnist_test.npz").is_file(), reason="../shared checkpoints/data absent")
+def test_convnet_mnist_loads_the_released_robust_mnist_model():
+    import numpy as np
+
+    from compressor.checkpoint import load_model
+
+    model = load_model(SHARED / "checkpoints" / "fastadv_mnist_pgd_madry.pth", arch="convnet-mnist",
+                       arch_kwargs={"in_chans": 1}).model.eval()
+    data = np.load(SHARED / "data" / "mnist_test.npz")
+    x = torch.from_numpy(data["x"][:500]).float() / 255
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == torch.from_numpy(data["y"][:500])).float().mean().item()
+    assert acc > 0.97  # its authors report 98.99 % on the full test set
