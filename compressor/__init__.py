@@ -9,6 +9,7 @@ from .checkpoint import Checkpoint, LoadedModel, load_model, make_provenance, sa
 from .data import ArraySplit, BatchLoader, DataBundle, DatasetInfo, list_datasets, load_dataset
 from .errors import CompressorError, UnknownNameError
 from .evaluation import evaluate
+from .flops import count_macs, size_report
 from .models import Normalize, create_model, list_models
 from .parsing import parse_eps
 from .registry import ATTACKS, DATASETS, EXPORTERS, MODELS, PRUNERS, REGISTRIES, TRANSFORMS, Registry, get_registry
@@ -21,7 +22,7 @@ __all__ = [
     "ATTACKS", "ArraySplit", "Attack", "BatchLoader", "Callback", "Checkpoint", "CompressorError", "DATASETS",
     "DataBundle", "DatasetInfo", "EXPORTERS", "LoadedModel", "MODELS", "Normalize", "PRUNERS", "REGISTRIES",
     "Registry", "TRANSFORMS", "TrainConfig", "TrainResult", "Trainer", "UnknownNameError", "build_attack",
-    "condition_number", "create_model", "evaluate", "evaluate_model", "fgsm", "get_registry", "layer_stats",
-    "list_datasets", "list_models", "load_dataset", "load_model", "make_provenance", "model_kwargs",
-    "model_summary", "open_model", "parse_eps", "pgd", "save_checkpoint", "trades_loss", "train",
+    "condition_number", "count_macs", "create_model", "evaluate", "evaluate_model", "fgsm", "get_registry",
+    "layer_stats", "list_datasets", "list_models", "load_dataset", "load_model", "make_provenance", "model_kwargs",
+    "model_summary", "open_model", "parse_eps", "pgd", "save_checkpoint", "size_report", "trades_loss", "train",
 ]

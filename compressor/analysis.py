@@ -34,9 +34,14 @@ def condition_number(weight: torch.Tensor) -> dict[str, float]:
             "frobenius": float(weight.detach().double().norm())}
 
 
+def is_prunable(module: nn.Module) -> bool:
+    """A Conv/Linear layer, or a module declaring ``prunable_weight = True`` (its `weight` may be sparsified)."""
+    return isinstance(module, PRUNABLE) or getattr(module, "prunable_weight", False) is True
+
+
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, module) of every Conv and Linear layer, in model order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    """(name, module) of every prunable layer (Conv, Linear, e.g. Kronecker factors), in model order."""
+    return [(n, m) for n, m in model.named_modules() if is_prunable(m)]
 
 
 def layer_stats(model: nn.Module, with_svd: bool = True) -> list[dict[str, Any]]:

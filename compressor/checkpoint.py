@@ -229,7 +229,8 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
 
 def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
                trust_pickle: bool = False) -> LoadedModel:
-    """Load a compressor checkpoint, a plain state dict (needs `arch`), a ``.pt2`` export or a trusted pickle."""
+    """Load a compressor checkpoint (``.pt``, or compressed ``.safetensors``), a plain state dict (needs `arch`), a
+    ``.pt2`` export or a trusted pickle."""
     path = Path(path)
     if not path.is_file():
         raise CompressorError(f"checkpoint {path} does not exist: check the path")

@@ -1,10 +1,28 @@
 """Deployment exporters; each back-end registers once in `compressor.registry.EXPORTERS` and is picked by name.
 
-Third-party exporters register through the ``compressor.exporters`` entry-point group.
+Built-ins: ``onnx``, ``onnxruntime`` (ORT-optimised ONNX), ``aoti`` (torch.export + AOTInductor), ``tensorrt`` (optional extra, imported only when
+used) and ``sparse-safetensors`` (compressed checkpoints). Third-party exporters register through the
+``compressor.exporters`` entry-point group.
 """
 
 from compressor.registry import EXPORTERS
 
 register_exporter = EXPORTERS.register
 
-__all__ = ["EXPORTERS", "register_exporter"]
+from .base import Exporter, ExportResult  # noqa: E402
+from .latency import measure_latency  # noqa: E402
+from . import aoti, onnx, onnxruntime, storage, tensorrt  # noqa: E402,F401  (register on import; tensorrt imports lazily)
+from .aoti import export_aoti  # noqa: E402
+from .engines import open_runner  # noqa: E402
+from .onnx import export_onnx  # noqa: E402
+from .onnxruntime import make_session  # noqa: E402
+from .storage import load_compressed, save_compressed, storage_sizes  # noqa: E402
+
+
+def get_exporter(name: str) -> Exporter:
+    """The exporter registered as `name` (an instance), with a 'did you mean' for typos."""
+    return EXPORTERS.get(name)()
+
+
+__all__ = ["EXPORTERS", "ExportResult", "Exporter", "export_aoti", "export_onnx", "get_exporter", "load_compressed",
+           "make_session", "measure_latency", "open_runner", "register_exporter", "save_compressed", "storage_sizes"]

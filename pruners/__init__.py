@@ -1,6 +1,6 @@
 """Robustness-aware pruners and structural transforms; each registers in `compressor.registry`.
 
-Built-in pruners: magnitude, hydra, tscnc, admm and random. A pruner is a `Pruner` (a training Callback)
+Built-in pruners: magnitude, hydra, tscnc, admm, random and none (transforms alone). A pruner is a `Pruner` (a training Callback)
 with a typed config; `prune` runs one on a checkpoint, `prune_model` on a model in memory.
 Third-party pruners register through the ``compressor.pruners`` entry-point group and transforms
 through ``compressor.transforms``.
@@ -18,6 +18,7 @@ from .masking import MaskedLayers, WeightMask, finalize, is_masked  # noqa: E402
 from .monitor import ConditionTracker, condition_summary  # noqa: E402
 from .schedules import Schedule  # noqa: E402
 from . import admm, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
+from . import no_pruning, transforms  # noqa: E402,F401  (`--method none` and the transforms)
 from .workflow import make_pruner, prune, prune_model  # noqa: E402
 
 __all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform", "Allocator", "ConditionTracker",

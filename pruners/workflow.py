@@ -3,6 +3,7 @@ to end (evaluate, prune, fine-tune, evaluate, save with metadata, plots)."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from compressor.checkpoint import make_provenance, save_checkpoint
+from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
 from compressor.io import check_output
@@ -23,6 +25,7 @@ from compressor.workflows import evaluate_model, open_model
 from .base import Pruner
 from .monitor import ConditionTracker, condition_summary
 from .plots import plot_kappa_epochs, plot_kappa_layers
+from .transforms import TransformContext, apply_transforms, check_recorded, parse_transforms
 
 PHASES = ("prune", "finetune")
 LAYER_STATS = ("kappa", "kappa_support", "rank", "sigma_max", "sigma_min", "frobenius")
@@ -86,16 +89,25 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
           download: bool = False, epochs_prune: int = 10, epochs_finetune: int = 10, lr: float | None = None,
           lr_finetune: float | None = None, eval_attack: str = "pgd20", eval_n: int | None = None,
           plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
-          quiet: bool = False, trust_pickle: bool = False, console=None,
+          quiet: bool = False, trust_pickle: bool = False, console=None, transforms: Sequence[str] = (),
           warn: Callable[[str], None] = _stderr) -> dict[str, Any]:
     """Prune a checkpoint with `method` and save it (masks folded, metadata appended) with a full report.
 
-    The report holds the achieved global and per-layer sparsity, clean and `eval_attack` accuracy on
-    the test split before and after, condition-number statistics before, every epoch and after, and the
-    time taken. Bad input raises CompressorError before anything is written.
+    `transforms` (specs such as ``channels:0.5``) apply first, in the order documented in
+    `pruners.transforms.base`; `method` "none" runs them alone. The report holds the achieved global and
+    per-layer sparsity, clean and `eval_attack` accuracy on the test split before and after, parameters,
+    nonzeros and MACs before and after, condition-number statistics before, every epoch and after, and
+    the time taken. Bad input raises CompressorError before anything is written.
     """
     t_start = time.perf_counter()
-    pruner = make_pruner(method, **(options or {}))
+    chosen = parse_transforms(transforms)
+    options = dict(options or {})
+    for t in chosen:
+        options = t.pruner_options(method, options)
+    if method == "none" and not chosen and options.get("pattern", "unstructured") == "unstructured":
+        raise CompressorError("--method none without --transform or --pattern changes nothing: add e.g. "
+                              "--transform channels:0.5, or choose a pruner")
+    pruner = make_pruner(method, **options)
     config = config or TrainConfig(adv=pruner.default_adv)
     config.validate()
     pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)  # epoch counts fit the method
@@ -116,43 +128,51 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
     if data is None:
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
     model = loaded.model
-    allocator = pruner.check(model)
-    if allocator.skipped:
-        n, m = pruner.config.nm
-        warn(f"warning: pattern {n}:{m} skipped for {', '.join(allocator.skipped)} (input size not divisible by "
-             f"{m}); these layers are pruned unstructured")
+    check_recorded(chosen, ck.compression)
+    for t in chosen:
+        t.check(model)
+    if not any(t.structural for t in chosen):
+        _check_pruner(pruner, model, warn)  # early: the layers will not change
+    input_shape = tuple(ck.input_shape or data.info.input_shape)
     eps = config.eps if config.eps is not None else data.info.default_eps
     ctx = init_distributed(config.device)
     try:
         def measure() -> dict[str, Any]:
             res = evaluate_model(model, data, [eval_attack], eps=eps, norm=config.norm, n=eval_n, seed=config.seed,
                                  device=str(ctx.device))
-            return {**_accuracies(res), "n": res["n"], **condition_summary(model)}
+            return {**_accuracies(res), "n": res["n"], **condition_summary(model),
+                    "size": size_report(model, input_shape)}
 
         before = measure() if ctx.is_main else {}
+        context = TransformContext(input_shape, data=data, config=replace(config, eps=eps), pruner=pruner, ctx=ctx)
+        transform_entries = apply_transforms(model, chosen, context)
+        if any(t.structural for t in chosen):
+            _check_pruner(pruner, model, warn)
         job = prune_model(model, data, pruner, config, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune,
                           lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
-                          console=console)
+                          console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)])
         if not ctx.is_main:
             return job
         after = measure()
         report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
                          eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
+        report["transforms"] = [_entry_summary(e) for e in transform_entries]
         entry = {"name": pruner.name, "kind": "prune", "structural": False,
                  **{k: report[k] for k in ("sparsity_target", "sparsity_achieved", "allocation", "pattern",
                                            "pattern_skipped", "schedule", "epochs_prune", "epochs_finetune", "adv")},
                  "per_layer": {r["layer"]: r["sparsity"] for r in report["layers"]}, "config": report["config"]}
         save_checkpoint(output, model, arch=ck.arch, arch_kwargs=ck.arch_kwargs, dataset=ck.dataset or data.info.as_dict(),
-                        compression=[*ck.compression, entry],
+                        compression=[*ck.compression, *transform_entries, entry],
                         provenance=make_provenance(config.seed, {k: after[k] for k in after if k.endswith("accuracy")},
                                                    prune=entry, train_config=asdict(config), source=str(model_path)),
                         force=force)
         if plots:
             title = f"{pruner.name} at {report['sparsity_achieved']:.1%} sparsity ({ck.arch}, {data.info.name})"
             names = [r["layer"] for r in report["layers"]]
-            plot_kappa_layers(plot_paths[0], names, [before["layers"][n]["kappa"] for n in names],
+            kappa_before = {n: before["layers"].get(n, {}).get("kappa", math.nan) for n in names}  # nan: a new layer
+            plot_kappa_layers(plot_paths[0], names, [kappa_before[n] for n in names],
                               [after["layers"][n]["kappa"] for n in names], title)
-            plot_kappa_epochs(plot_paths[1], job["history"], {n: before["layers"][n]["kappa"] for n in names}, title)
+            plot_kappa_epochs(plot_paths[1], job["history"], kappa_before, title)
             report["plots"] = [str(p) for p in plot_paths]
         if not keep_state:
             for s in states:
@@ -163,6 +183,20 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
         shutdown(ctx)
 
 
+def _check_pruner(pruner: Pruner, model: nn.Module, warn: Callable[[str], None]) -> None:
+    """Validate the pruner against `model` (globs, patterns) and warn about layers the pattern skips."""
+    allocator = pruner.check(model)
+    if allocator.skipped:
+        n, m = pruner.config.nm
+        warn(f"warning: pattern {n}:{m} skipped for {', '.join(allocator.skipped)} (input size not divisible by "
+             f"{m}); these layers are pruned unstructured")
+
+
+def _entry_summary(entry: dict[str, Any]) -> dict[str, Any]:
+    """A transform's checkpoint entry without its bulky pruning history (for the report)."""
+    return {k: v for k, v in entry.items() if k != "history"}
+
+
 def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: dict[str, Any], *, loaded_path,
             output: Path, data: DataBundle, eps: float, eval_attack: str, config: TrainConfig,
             epochs: tuple[int, int]) -> dict[str, Any]:
@@ -171,8 +205,9 @@ def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: 
     layers = []
     for row in job["layers"]:
         n = row["layer"]
+        old = before["layers"].get(n, {})  # a layer made by a transform has no "before"
         layers.append({**row, "sparsity": after["layers"][n]["sparsity"], "mask_sparsity": row["sparsity"],
-                       **{f"{k}_before": before["layers"][n][k] for k in LAYER_STATS},
+                       **{f"{k}_before": old.get(k) for k in LAYER_STATS},
                        **{f"{k}_after": after["layers"][n][k] for k in LAYER_STATS}})
     summary = ("clean_accuracy", f"{eval_attack}_accuracy", "sparsity", "kappa_mean", "kappa_max", "singular_layers",
                "kappa_support_mean", "kappa_support_max", "lipschitz_bound")
@@ -183,6 +218,8 @@ def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: 
         "epochs_prune": epochs[0], "epochs_finetune": epochs[1], "adv": config.adv,
         "eval": {"split": "test", "n": after["n"], "attack": eval_attack, "eps": eps},
         "before": {k: before[k] for k in summary}, "after": {k: after[k] for k in summary},
+        "size": {"before": before["size"], "after": after["size"],
+                 "change": size_change(before["size"], after["size"])},
         "layers": layers, "phases": job["phases"], "history": job["history"], "config": c.as_dict(),
         "train": asdict(config), "prune_seconds": job["seconds"],
     }

@@ -17,7 +17,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from . import demo, evaluate, inspect, listing, prune, train  # noqa: E402,F401  (commands register on import)
+from . import bench, demo, evaluate, export, inspect, listing, prune, train  # noqa: E402,F401  (commands register on import)
 
 
 def main(argv: list[str] | None = None) -> None:

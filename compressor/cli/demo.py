@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_output
 from ..reporting import stdout_console, table, to_json
-from .. import evaluate_model, open_model, train, TrainConfig
+from .. import DataBundle, evaluate_model, open_model, train, TrainConfig
 from . import app
 from .options import Force, Json, Seed
 
@@ -26,11 +26,14 @@ def demo_cmd(
     force: bool = Force,
     json_out: bool = Json,
 ) -> None:
-    """Adversarially train a CNN on digits (PGD-AT), prune it with TSCNC, evaluate both on the test split, save them."""
+    """Adversarially train a CNN on digits (PGD-AT), prune it with TSCNC, evaluate both on the test split, save them,
+    export both to ONNX and bench them (eager and ONNX Runtime)."""
     from pruners import make_pruner, prune
 
     make_pruner("tscnc", sparsity=sparsity)  # a bad --sparsity fails before anything runs
     ckpt, pruned = out / "model.pt", out / f"pruned-tscnc{round(sparsity * 100)}.pt"
+    for path in deploy_outputs(out, ckpt, pruned):
+        check_output(path, force)
     eps = 0.1
     config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, adv="pgd", eps=eps, steps=10, seed=seed,
                          val_steps=10, device="cpu")
@@ -47,6 +50,7 @@ def demo_cmd(
               "eval": res, "pruned": {"checkpoint": str(pruned), "eval": res_pruned,
                                       **{k: pr[k] for k in ("method", "sparsity_target", "sparsity_achieved",
                                                             "before", "after", "layers", "phases", "seconds")}}}
+    report["deploy"] = deploy(out, ckpt, pruned, data, force=force, quiet=json_out)
     report_path = out / "report.json"
     atomic_write_text(report_path, to_json(report))
     if json_out:
@@ -62,4 +66,50 @@ def demo_cmd(
         f"cnn-small on digits: PGD-AT ({trained['seconds']:.0f}s), then TSCNC at {sparsity:.0%} "
         f"({pr['prune_seconds']:.0f}s); test split, n={res['n']}, linf eps={eps}",
         ["metric", "dense", f"tscnc {pr['sparsity_achieved']:.0%}"], rows))
-    stdout_console().print(f"checkpoints: {ckpt}, {pruned}\nreport: {report_path}\nnext: compressor inspect {pruned}")
+    from exporters.bench_report import rich_table
+
+    dep = report["deploy"]
+    stdout_console().print(rich_table(dep["bench"]))
+    stdout_console().print(
+        f"checkpoints: {ckpt}, {pruned}\nreport: {report_path}\n"
+        f"ONNX: {', '.join(e['path'] for e in dep['onnx'])} (max |delta logit| "
+        f"{max(e['max_abs_diff'] for e in dep['onnx']):.2g})\n"
+        f"compressed pruned checkpoint: {dep['compressed']['path']} ({dep['compressed']['file_bytes']:,} bytes vs "
+        f"{dep['compressed']['details']['dense_bytes']:,} dense)\nbench: {', '.join(dep['bench_outputs'])}\n"
+        f"next: compressor inspect {pruned}")
+
+
+def deploy_outputs(out: Path, dense: Path, pruned: Path) -> list[Path]:
+    """Every file `deploy` writes, so existing ones are refused before training starts."""
+    from exporters.bench_report import output_paths
+
+    return [dense.with_suffix(".onnx"), pruned.with_suffix(".onnx"), pruned.with_suffix(".safetensors"),
+            *output_paths(out / "bench").values()]
+
+
+def deploy(out: Path, dense: Path, pruned: Path, data: DataBundle, *, force: bool, quiet: bool) -> dict:
+    """Export both models to ONNX (parity on test images), store the pruned one compressed, bench all four variants."""
+    from exporters import get_exporter
+    from exporters.bench import parse_variants, run_bench
+    from exporters.bench_report import write_outputs
+
+    from .export import sample_inputs
+
+    x, label = sample_inputs(data, 64)
+    results = []
+    for src in (dense, pruned):
+        loaded, _ = open_model(src)
+        res = get_exporter("onnx").export(loaded.model, src.with_suffix(".onnx"), input_shape=data.info.input_shape,
+                                          sample_inputs=x, parity_inputs=label, force=force)
+        results.append(res.as_dict())
+    compressed = get_exporter("sparse-safetensors").export(  # `loaded` is the pruned model, the loop's last
+        loaded.model, pruned.with_suffix(".safetensors"), input_shape=data.info.input_shape, force=force,
+        checkpoint=loaded.checkpoint).as_dict()
+    variants = parse_variants([str(dense), f"{dense}={dense.with_suffix('.onnx')}", str(pruned),
+                               f"{pruned}={pruned.with_suffix('.onnx')}"])
+    log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
+    bench = run_bench(variants, batch_sizes=[1, 64], warmup=5, runs=20, threads=1, attacks=["pgd20"], eps=0.1,
+                      n=100, square_queries=100, log=log)
+    paths = write_outputs(bench, out / "bench", force=force)
+    return {"onnx": results, "compressed": compressed, "bench": bench,
+            "bench_outputs": [str(p) for p in paths.values()]}

@@ -37,7 +37,14 @@ def inspect_cmd(
         loaded = load_model(model_path, trust_pickle=trust_pickle)
     summary = model_summary(loaded.model, with_svd=svd)
     ck = loaded.checkpoint
+    from ..flops import size_report
+
+    size = size_report(loaded.model, ck.input_shape if ck is not None and ck.input_shape else None)
+    summary.update(macs=size["macs"], cost_layers=size["layers"])
     meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size}
+    from exporters.storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
+
+    meta.update({k: v for k, v in storage_sizes(loaded.model.state_dict()).items() if k != "ratio"})
     if ck is not None:
         meta.update({"arch": ck.arch, "dataset": ck.dataset.get("name"), "input_shape": list(ck.input_shape),
                      "num_classes": ck.num_classes, "compression": ck.compression,
@@ -47,12 +54,17 @@ def inspect_cmd(
         print(to_json(report))
         return
     console = stdout_console()
-    head = [(k, meta[k]) for k in ("arch", "dataset", "source", "num_classes", "file_bytes") if k in meta]
-    head += [(k, summary[k]) for k in ("parameters", "nonzero_parameters", "prunable_parameters", "global_sparsity",
-                                       "kappa_mean", "kappa_max", "lipschitz_bound") if k in summary]
+    head = [(k, meta[k]) for k in ("arch", "dataset", "source", "num_classes", "file_bytes", "dense_bytes",
+                                   "compressed_bytes") if k in meta]
+    head += [(k, summary[k]) for k in ("parameters", "nonzero_parameters", "prunable_parameters", "macs",
+                                       "global_sparsity", "kappa_mean", "kappa_max", "lipschitz_bound") if k in summary]
     head += [(f"metric {k}", v) for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))]
     console.print(table(str(model_path), ["key", "value"], head))
     cols = ["layer", "type", "shape", "params", "sparsity"] + (["sigma_max", "sigma_min", "kappa"] if svd else [])
     rows = [[r["layer"], r["type"], "x".join(map(str, r["shape"])), r["params"], r["sparsity"]]
             + ([r["sigma_max"], r["sigma_min"], r["kappa"]] if svd else []) for r in summary["layers"]]
     console.print(table("layers (kappa of the weight reshaped to out x in*kh*kw)", cols, rows))
+    console.print(table("cost per layer (MACs: one input; Kronecker layers as A1 ⊗ A2)",
+                        ["layer", "type", "shape", "params", "nonzeros", "macs"],
+                        [[r[k] for k in ("layer", "type", "shape", "params", "nonzeros", "macs")]
+                         for r in summary["cost_layers"]]))

@@ -77,7 +77,11 @@ def _pruner_options(method: str, given: dict[str, Any], fields: dict[str, tuple[
 def prune_cmd(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt) to prune."),
     method: str = typer.Option(..., "--method", "-m", help="Pruner (see `compressor list pruners`): magnitude, "
-                                                             "hydra, tscnc, admm or random."),
+                                                             "hydra, tscnc, admm, random, or none (transforms alone)."),
+    transform: Optional[list[str]] = typer.Option(
+        None, "--transform", "-t", metavar="SPEC", help="Transform applied before the pruner, repeatable, in the order channels, "
+                                        "separable-linear, nm (see `compressor list transforms`): e.g. channels:0.5, "
+                                        "separable-linear:classifier.*, nm:2:4."),
     output: Path = typer.Option(..., "--output", "-o", help="Pruned checkpoint to write (.pt)."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
@@ -122,7 +126,7 @@ def prune_cmd(
                    download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
                    lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
                    resume=resume, keep_state=keep_state, quiet=quiet or json_out, trust_pickle=trust_pickle,
-                   console=Console(stderr=True))
+                   console=Console(stderr=True), transforms=transform or ())
     if "before" not in report:  # a non-zero DDP rank
         return
     if json_out:
@@ -147,6 +151,13 @@ def _print(report: dict[str, Any]) -> None:
     console.print(table("layers (kappa of the weight reshaped to out x in*kh*kw)",
                         ["layer", "shape", "pattern", "sparsity", "kappa before", "kappa after", "kappa support after",
                          "rank after"], layer_rows))
+    change = report["size"]["change"]
+    console.print(table("size (MACs: one input)", ["key", "before", "after", "reduction"],
+                        [(k, v["before"], v["after"], v["reduction"]) for k, v in change.items()]))
+    for t in report.get("transforms", []):
+        console.print(f"transform {t['name']}: " + ", ".join(f"{k}={v}" for k, v in t.items()
+                                                              if k in ("ratio", "importance", "round_to", "pattern",
+                                                                       "reg", "nu")))
     if report["pattern_skipped"]:
         console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report['pattern_skipped'])}")
     for p in report.get("plots", []):

@@ -1,0 +1,72 @@
+"""`compressor bench`: latency and robustness of models and their exported engines, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..reporting import stdout_console, to_json
+from . import app
+from .options import DataRoot, Dataset, Eps, Force, Json, Seed, eps_value, names_list
+
+
+@app.command("bench")
+def bench_cmd(
+    variants: List[str] = typer.Argument(..., metavar="MODEL[=ENGINE]...",
+                                         help="Models to run eager, or MODEL=ENGINE to run MODEL's exported engine "
+                                              "(.onnx, .engine, .pt2)."),
+    engine: Optional[List[Path]] = typer.Option(None, "--engine",
+                                                help="Engine exported from the (single) MODEL; repeatable."),
+    batch_sizes: str = typer.Option("1,64", "--batch-sizes", help="Batch-size sweep for latency, e.g. 1,16,64."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing each batch size."),
+    runs: int = typer.Option(50, "--runs", help="Timed runs per batch size."),
+    threads: int = typer.Option(1, "--threads", help="Intra-op threads, pinned for every runtime."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
+    attacks: str = typer.Option("pgd20", "--attacks",
+                                help="White-box attacks on the source model, whose examples transfer to the engine "
+                                     "(e.g. pgd20, aa); use '' for none."),
+    square_queries: int = typer.Option(1000, "--square-queries", help="Queries of the black-box Square attack run "
+                                                                      "directly against each engine."),
+    eps: Optional[str] = Eps,
+    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    n: int = typer.Option(200, "--n", help="Test images for accuracy and attacks."),
+    dataset: Optional[str] = Dataset,
+    data_root: Optional[Path] = DataRoot,
+    out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
+    seed: int = Seed,
+    force: bool = Force,
+    json_out: bool = Json,
+) -> None:
+    """Latency p50/p90/p99 and throughput per batch size, peak memory, file size, clean accuracy, transferred
+    white-box and black-box Square robustness of each variant; one session at a time, threads pinned."""
+    from exporters.bench import parse_variants, run_bench
+    from exporters.bench_report import check_outputs, rich_table, write_outputs
+
+    from ..attacks import build_attack
+    from .export import int_list
+
+    eps_v = eps_value(eps)
+    attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
+    sizes = int_list(batch_sizes, "--batch-sizes")
+    chosen = parse_variants(variants, engine or [])
+    check_outputs(out, force)
+    log = (lambda msg: None) if json_out else (lambda msg: typer.echo(msg, err=True))
+    report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
+                       attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
+                       dataset=dataset, data_root=data_root, log=log)
+    paths = write_outputs(report, out, force)
+    warnings = [f"{v['model']} (white-box): {w}" for v in report["variants"] for w in v["source"]["warnings"]]
+    warnings += [f"{v['name']}: {w}" for v in report["variants"] for w in v["warnings"]]
+    for w in dict.fromkeys(warnings):
+        typer.echo(f"warning: {w}", err=True)
+    if json_out:
+        print(to_json(report))
+        return
+    console = stdout_console()
+    console.print(rich_table(report))
+    env = report["environment"]
+    console.print(f"{env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
+                  + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    console.print("outputs: " + ", ".join(str(p) for p in paths.values()))

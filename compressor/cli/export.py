@@ -1,0 +1,125 @@
+"""`compressor export`: turn a model file into a deployable artifact and print its parity check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import CompressorError
+from ..reporting import stdout_console, table, to_json
+from . import app
+from .options import Arch, DataRoot, Dataset, Force, Json, Mean, NumClasses, Std, TrustPickle, existing_file, float_list
+
+FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `compressor list exporters`)."
+
+
+def int_list(text: str, name: str) -> list[int]:
+    """Parse ``1,64``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CompressorError(f"{name} '{text}' must be comma-separated integers, like 1,64") from None
+    if not values:
+        raise CompressorError(f"{name} is empty: give at least one value, like 1,64")
+    return values
+
+
+def pick_device(device: str, devices: tuple[str, ...]) -> str:
+    """`device`, or for auto the exporter's best: CUDA when it runs there and a GPU is visible, else CPU."""
+    import torch
+
+    if device != "auto":
+        return device
+    if "cuda" in devices and (torch.cuda.is_available() or "cpu" not in devices):
+        return "cuda"
+    return "cpu"
+
+
+def sample_inputs(data, n: int):  # type: ignore[no-untyped-def]
+    """The first `n` test images of `data` (float, [0, 1]) and a label for the report, or (None, None)."""
+    if data is None or n < 1:
+        return None, None
+    part = data.split("test").head(n)
+    return part.float_images(), f"{data.info.name} test[:{len(part)}]"
+
+
+@app.command("export")
+def export_cmd(
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
+    fmt: str = typer.Option(..., "--format", "-f", help=FORMATS_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx, .engine, .pt2, .safetensors)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (tensorrt; aoti on CUDA)."),
+    batch_sizes: str = typer.Option("1,64", "--batch-sizes",
+                                    help="Batch sizes the artifact must serve: TensorRT's profile and AOTInductor's "
+                                         "range are min..max; ONNX keeps a dynamic batch dimension."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (tensorrt needs cuda)."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (>= 17)."),
+    parity_n: int = typer.Option(64, "--parity-n",
+                                 help="Parity runs on this many test images of the checkpoint's dataset "
+                                      "(random pixels when it records none)."),
+    dataset: Optional[str] = Dataset,
+    data_root: Optional[Path] = DataRoot,
+    arch: Optional[str] = Arch,
+    num_classes: Optional[int] = NumClasses,
+    mean: Optional[str] = Mean,
+    std: Optional[str] = Std,
+    trust_pickle: bool = TrustPickle,
+    force: bool = Force,
+    json_out: bool = Json,
+) -> None:
+    """Export a model to ONNX, a TensorRT engine, an AOTInductor package or a compressed checkpoint, checked against
+    PyTorch (max |delta logit|; fp32 fails above 1e-4)."""
+    existing_file(model_path, "model")
+    from exporters import get_exporter
+
+    from ..io import check_output
+    from ..workflows import open_model
+
+    exporter = get_exporter(fmt)
+    dev = pick_device(device, exporter.devices)
+    exporter.check(precision, dev)
+    sizes = int_list(batch_sizes, "--batch-sizes")
+    check_output(output, force)
+    if exporter.suffixes and output.suffix not in exporter.suffixes:
+        raise CompressorError(f"--format {fmt} writes {' or '.join(exporter.suffixes)} files: "
+                              f"use -o {output.with_suffix(exporter.suffixes[0])}")
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, arch=arch, num_classes=num_classes,
+                              mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
+    ck = loaded.checkpoint
+    input_shape = tuple(ck.input_shape) if ck is not None and ck.input_shape else (
+        tuple(data.info.input_shape) if data is not None else ())
+    if not input_shape:
+        raise CompressorError(f"{model_path} records no input shape: pass --dataset NAME")
+    x, label = sample_inputs(data, parity_n)
+    result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision, batch_sizes=sizes,
+                             device=dev, sample_inputs=x, parity_inputs=label, force=force, opset=opset, checkpoint=ck)
+    report = {"model": str(model_path), **result.as_dict()}
+    if json_out:
+        print(to_json(report))
+        return
+    rows = [("format", result.format), ("precision", result.precision), ("file bytes", result.file_bytes)]
+    if result.opset is not None:
+        rows.append(("opset", result.opset))
+    if result.batch_sizes:
+        rows.append(("batch sizes", ",".join(map(str, result.batch_sizes))))
+    if result.providers:
+        rows.append(("runs on", ", ".join(result.providers)))
+    for key in ("dense_bytes", "compressed_bytes", "ratio", "sparse_kernel_layers", "layers_2to4"):
+        if key in result.details:
+            rows.append((key.replace("_", " "), result.details[key]))
+    rows.append(("seconds", result.seconds))
+    console = stdout_console()
+    console.print(table(f"{model_path} -> {result.path}", ["key", "value"], rows))
+    semi = result.details.get("semi_structured_2to4")
+    if semi:
+        console.print(table("2:4 Linear layers: dense vs to_sparse_semi_structured (fp16, CUDA)",
+                            ["layer", "dense p50 s", "sparse p50 s", "speedup", "note"],
+                            [(r["layer"], r.get("dense_p50"), r.get("sparse_p50"), r.get("speedup"),
+                              r.get("unsupported", "")) for r in semi]))
+    if result.max_abs_diff is not None:
+        console.print(f"parity: max |delta logit| = {result.max_abs_diff:.3g} on {result.parity_inputs} "
+                      f"(tolerance {result.tolerance:.3g}): OK")
+    else:
+        console.print("parity: not checked")

@@ -1,0 +1,315 @@
+"""The latency-robustness benchmark: each variant (a model, optionally run through an exported engine) is timed over a
+batch-size sweep and attacked, one runtime session at a time, with pinned threads and the environment recorded.
+
+Robustness of an engine: white-box attacks run on the *source* PyTorch model (an engine has no gradients), the
+engine is scored on those transferred examples and compared with the source's predictions, and a black-box
+Square attack runs directly against the engine. ``robust_accuracy`` is the per-sample worst case of both.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import os
+import platform
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from compressor.errors import CompressorError
+
+from .base import file_bytes
+from .engines import TorchRunner, engine_format, open_runner, run_many
+from .latency import measure_latency
+
+FORMAT = "compressor.bench/1"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One benchmarked configuration: a source model file and, optionally, an engine exported from it."""
+
+    model: Path
+    engine: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.stem}:{engine_format(self.engine)}" if self.engine else f"{self.model.stem}:pytorch"
+
+
+def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[Variant]:
+    """Variants from ``MODEL`` or ``MODEL=ENGINE`` arguments; ``--engine`` files pair with the single MODEL.
+
+    A bare MODEL benchmarks PyTorch eager; with ``--engine`` and one MODEL, the model runs eager and through
+    each engine.
+    """
+    variants = []
+    for spec in specs:
+        model, _, engine = spec.partition("=")
+        variants.append(Variant(Path(model), Path(engine) if engine else None))
+    if engines:
+        models = list(dict.fromkeys(v.model for v in variants))
+        if len(models) != 1:
+            raise CompressorError("--engine pairs with a single MODEL; with several models write MODEL=ENGINE")
+        variants += [Variant(models[0], Path(e)) for e in engines]
+    if not variants:
+        raise CompressorError("nothing to benchmark: give at least one MODEL (or MODEL=ENGINE)")
+    for v in variants:
+        for p, what in ((v.model, "model"), (v.engine, "engine")):
+            if p is not None and not p.is_file():
+                raise CompressorError(f"{what} {p} does not exist: check the path")
+        if v.engine is not None:
+            engine_format(v.engine)  # an unknown engine type fails before anything runs
+    return list(dict.fromkeys(variants))
+
+
+def _status_kb(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM), in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next((ln for ln in f if ln.startswith(field + ":")), None)
+        return int(line.split()[1]) * 1024 if line else None
+    except (OSError, ValueError):
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident-set high-water mark (VmHWM) of this process; False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class PeakMemory:
+    """Peak memory above the starting point: the kernel's RSS high-water mark (reset at the start, so nothing
+    samples during timing), else RSS sampled every 20 ms; on CUDA also the allocator's peak."""
+
+    def __init__(self, cuda: bool = False, interval: float = 0.02):
+        self.cuda = cuda and torch.cuda.is_available()
+        self.interval = interval
+        self.base = self.peak = 0
+        self.method = "VmHWM (reset at start) - VmRSS at start"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _status_kb("VmRSS") or 0)
+
+    def __enter__(self) -> "PeakMemory":
+        gc.collect()
+        self.base = self.peak = _status_kb("VmRSS") or 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.cuda_base = torch.cuda.memory_allocated()
+        if not _reset_peak_rss():
+            self.method = f"VmRSS sampled every {self.interval * 1e3:.0f} ms - VmRSS at start"
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        hwm = (_status_kb("VmHWM") or 0) if self._thread is None else 0
+        self.peak = max(self.peak, hwm, _status_kb("VmRSS") or 0)
+
+    def report(self) -> dict[str, Any]:
+        """Bytes above the baseline, and how they were measured."""
+        out: dict[str, Any] = {"rss_delta_bytes": max(0, self.peak - self.base), "method": self.method}
+        if self.cuda:
+            out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated() - self.cuda_base)
+        return out
+
+
+@contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (ONNX Runtime sessions get it explicitly) and restored."""
+    if threads < 1:
+        raise CompressorError(f"--threads must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def environment() -> dict[str, Any]:
+    """CPU model and cores, GPU and driver when there is one, OS, and the versions of the libraries involved."""
+    from compressor.checkpoint import library_versions
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    env: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+                           "versions": library_versions(), "gpu": None, "cuda": torch.version.cuda}
+    for mod in ("onnx", "onnxruntime", "pyautoattack", "tensorrt"):
+        try:
+            env["versions"][mod] = __import__(mod).__version__
+        except Exception:  # optional: recorded only when importable
+            pass
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except Exception:  # no nvidia-smi: the driver stays unknown
+            env["driver"] = None
+    return env
+
+
+def _accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    return float((pred == y).float().mean()) if len(y) else 0.0
+
+
+def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], seed: int,
+                    device: str = "cpu") -> dict[str, Any]:
+    """White-box attacks on the source model (on the GPU when benchmarking there), keeping the adversarial images."""
+    import copy
+
+    from compressor.attacks import preserved_rng
+    from compressor.evaluation import evaluate
+
+    dev = torch.device(device if device.startswith("cuda") else "cpu")
+    model = copy.deepcopy(model).to(dev) if dev.type == "cuda" else model
+    with preserved_rng(dev):
+        torch.manual_seed(seed)
+        return evaluate(model, split, attacks, batch_size=256, device=dev, keep_adv=True)
+
+
+def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, batch_sizes: Sequence[int],
+                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int) -> dict[str, Any]:
+    """Open one session for `variant`, time it, score it, close it."""
+    from compressor.attacks import preserved_rng
+    from compressor.evaluation import evaluate
+
+    x, y = split.float_images(), split.y
+    row: dict[str, Any] = {"name": variant.name, "model": str(variant.model),
+                           "engine": str(variant.engine) if variant.engine else None,
+                           "format": engine_format(variant.engine) if variant.engine else "pytorch",
+                           "file_bytes": file_bytes(variant.engine or variant.model)}
+    with PeakMemory(cuda=device.startswith("cuda")) as mem:
+        runner = open_runner(variant.engine, device=device, threads=threads) if variant.engine else \
+            TorchRunner(source.model, device)
+        try:
+            for b in batch_sizes:
+                runner.check_batch(b)
+            row["providers"] = list(runner.providers)
+            row["precision"] = getattr(runner, "precision", "fp32")
+            latency = []
+            for b in batch_sizes:
+                xb = x[torch.arange(b) % len(x)].contiguous()
+                on_gpu = device.startswith("cuda")  # CUDA events time the device; the logits' copy back is included
+                latency.append(measure_latency(lambda: runner(xb), warmup=warmup, runs=runs, batch_size=b,
+                                               sync=torch.cuda.synchronize if on_gpu else None, cuda_events=on_gpu))
+            row["latency"] = latency
+            predict = lambda inp: run_many(runner, inp)  # noqa: E731  (any batch size, within the engine's range)
+            with torch.no_grad():
+                pred = predict(x).argmax(1)
+                src_pred = source.model(x).argmax(1)
+            row["clean_accuracy"] = _accuracy(pred, y)
+            row["agreement_clean"] = float((pred == src_pred).float().mean())
+            transfer: dict[str, Any] = {}
+            ok_all = pred == y
+            for name, x_adv in white["adversarial"]["x_adv"].items():
+                with torch.no_grad():
+                    p_eng = predict(x_adv).argmax(1)
+                    p_src = source.model(x_adv).argmax(1)
+                transfer[name] = {"source_accuracy": white["attacks"][name]["accuracy"],
+                                  "accuracy": _accuracy(p_eng, y),
+                                  "agreement": float((p_eng == p_src).float().mean())}
+                ok_all &= p_eng == y
+            row["transfer"] = transfer
+            row["transfer_worst_case"] = float(ok_all.float().mean()) if transfer else None
+            with preserved_rng("cpu"):
+                torch.manual_seed(seed)
+                res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
+            robust_square = res["adversarial"]["robust"][square.name]
+            row["square"] = {"attack": square.name, "accuracy": res["attacks"][square.name]["accuracy"],
+                             "seconds": res["attacks"][square.name]["seconds"], "protocol": square.protocol()}
+            row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
+            row["warnings"] = list(res["warnings"])
+        finally:
+            runner.close()
+            del runner
+    row["memory"] = mem.report()
+    return row
+
+
+def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *, device: str = "cpu",
+                      threads: int = 1) -> None:
+    """Open each engine (one at a time) and refuse batch sizes outside its range before anything long runs."""
+    for v in variants:
+        if v.engine is None:
+            continue
+        runner = open_runner(v.engine, device=device, threads=threads)
+        try:
+            for b in batch_sizes:
+                runner.check_batch(b)
+        finally:
+            runner.close()
+
+
+def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 64), warmup: int = 10, runs: int = 50,
+              threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",), eps: float | None = None,
+              norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0, dataset: str | None = None,
+              data_root: str | Path | None = None, log: Log | None = None) -> dict[str, Any]:
+    """Benchmark every variant; white-box attacks run once per source model and transfer to its engines."""
+    from compressor.attacks import build_attack
+    from compressor.workflows import open_model
+
+    from .base import parse_batch_sizes
+
+    sizes = parse_batch_sizes(batch_sizes)
+    if runs < 1 or warmup < 0 or n < 1 or square_queries < 1:
+        raise CompressorError("--runs, --n and --square-queries must be >= 1 and --warmup >= 0")
+    log = log or (lambda msg: None)
+    check_batch_sizes(variants, sizes, device=device, threads=threads)
+    rows, sources, settings = [], {}, {}
+    t0 = time.perf_counter()
+    with pinned_threads(threads):
+        for v in variants:
+            if v.model not in sources:
+                loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed)
+                if data is None:
+                    raise CompressorError(f"{v.model} records no dataset: pass --dataset NAME")
+                loaded.model.eval().float()
+                eps_v = data.info.default_eps if eps is None else eps
+                built = [build_attack(a, eps_v, norm, seed=seed) for a in attacks]
+                if any(not a.white_box for a in built):
+                    raise CompressorError("--attacks are white-box attacks on the source model; the black-box Square "
+                                          "attack always runs against each engine (--square-queries)")
+                split = data.split("test").head(n)
+                log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
+                white = _source_attacks(loaded.model, split, built, seed, device)
+                sources[v.model] = (loaded, split, white)
+                settings = {"dataset": data.info.name, "split": "test", "n": len(split), "eps": eps_v, "norm": norm}
+            loaded, split, white = sources[v.model]
+            square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed)
+            log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
+            row = bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads,
+                                device=device, square=square, seed=seed)
+            row["source"] = {"clean_accuracy": white["clean_accuracy"],
+                             "attacks": {k: r["accuracy"] for k, r in white["attacks"].items()},
+                             "worst_case_accuracy": white.get("worst_case_accuracy"), "warnings": white["warnings"]}
+            rows.append(row)
+    return {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": environment(),
+            "settings": {**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
+                         "device": device, "attacks": list(attacks), "square_queries": square_queries, "seed": seed},
+            "variants": rows, "seconds": time.perf_counter() - t0}

@@ -1,0 +1,33 @@
+"""`--method none`: no pruner, for transforms alone; every weight is kept unless an N:M pattern is asked for,
+in which case the largest magnitudes within the pattern are kept (as the magnitude pruner would)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compressor.errors import CompressorError
+
+from . import register_pruner
+from .config import PrunerConfig
+from .magnitude import MagnitudePruner
+
+
+@dataclass
+class NoPruningConfig(PrunerConfig):
+    """The shared settings; the sparsity is 0, or 1 - N/M with an N:M pattern (nm transform or --pattern)."""
+
+    def validate(self) -> None:
+        if self.sparsity not in (None, 0, 0.0):
+            raise CompressorError(f"--method none removes no weights, but --sparsity {self.sparsity} was given: "
+                                  "drop --sparsity or choose a pruner such as --method magnitude")
+        explicit = self.pattern not in ("unstructured", "none", "")
+        self.sparsity = None if explicit else 0.0
+        super().validate()
+
+
+@register_pruner("none")
+class NoPruning(MagnitudePruner):
+    """No pruning (for transforms alone); with an N:M pattern, magnitude within the pattern."""
+
+    name = "none"
+    Config = NoPruningConfig

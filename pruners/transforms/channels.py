@@ -1,0 +1,203 @@
+"""`channels`: structured channel/filter removal through Torch-Pruning's dependency graph, recorded as its
+pruning history so that the smaller architecture is rebuilt from a checkpoint without pickles."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from compressor.analysis import PRUNABLE
+from compressor.errors import CompressorError
+
+from .. import register_transform
+from ..masking import MaskedLayers, finalize
+from ..scores import taylor_scores
+from .base import GLOBS, SpecOptions, Transform, TransformContext, match_layers, parse_globs
+
+IMPORTANCES = ("magnitude", "taylor", "pruner")
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise CompressorError(f"--transform channels:{text}: the ratio of channels removed must be in (0, 1), e.g. "
+                              "channels:0.5")
+    return value
+
+
+def _round_to(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _importance(text: str) -> str:
+    if text not in IMPORTANCES:
+        raise CompressorError(f"--transform channels: unknown importance '{text}': choose "
+                              f"{', '.join(IMPORTANCES)}")
+    return text
+
+
+def example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """A zero batch of one input, on the model's device, for graph tracing."""
+    return torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+
+
+def _weight_scores_importance():
+    """A Torch-Pruning importance that sums given per-weight scores over each channel of every layer in a group."""
+    import torch_pruning as tp
+    from torch_pruning.pruner import function
+
+    class WeightScoreImportance(tp.importance.GroupMagnitudeImportance):
+        def __init__(self, scores: dict[nn.Module, torch.Tensor]):
+            super().__init__(group_reduction="mean", normalizer="mean")
+            self.scores = scores
+
+        @torch.no_grad()
+        def __call__(self, group):
+            imps, idxs_all = [], []
+            for i, (dep, idxs) in enumerate(group):
+                layer, fn = dep.target.module, dep.handler
+                s = self.scores.get(layer)
+                if s is None:
+                    continue
+                if fn in (function.prune_conv_out_channels, function.prune_linear_out_channels):
+                    imps.append(s[sorted(idxs)].flatten(1).sum(1))
+                elif fn in (function.prune_conv_in_channels, function.prune_linear_in_channels):
+                    imps.append(s.transpose(0, 1)[sorted(idxs)].flatten(1).sum(1))
+                else:
+                    continue
+                idxs_all.append(group[i].root_idxs)
+            if not imps:
+                return None
+            return self._normalize(self._reduce(imps, idxs_all), self.normalizer)
+
+    return WeightScoreImportance
+
+
+@register_transform("channels")
+class Channels(Transform):
+    """Remove a ratio of channels/filters through Torch-Pruning's graph (magnitude, Taylor or pruner importance).
+
+    Importance: L2 magnitude, adversarial Taylor |w * dCE(x_adv)/dw| or the paired pruner's scores, summed per
+    channel over the coupled layers; counts are rounded to multiples of round_to; the output layer is kept.
+    """
+
+    name = "channels"
+    stage = 1
+    structural = True
+    OPTIONS = ("ratio", "importance", "round_to", "ignore", "samples")
+
+    def __init__(self, ratio: float, importance: str = "magnitude", round_to: int = 8,
+                 ignore: list[str] | None = None, samples: int = 256):
+        self.ratio, self.importance, self.round_to = ratio, importance, round_to
+        self.ignore, self.samples = ignore, samples
+
+    @classmethod
+    def from_spec(cls, arg: str | None, options: SpecOptions) -> "Channels":
+        ratio = options.take("ratio", _ratio, None) if arg is None else _ratio(arg)
+        rest = (options.take("importance", _importance, "magnitude"),
+                options.take("round_to", _round_to, 8, "positive integer"),
+                options.take("ignore", parse_globs, None, GLOBS),
+                options.take("samples", _round_to, 256, "positive integer"))
+        options.finish(cls.OPTIONS)
+        if ratio is None:
+            raise CompressorError("--transform channels needs the ratio of channels to remove: e.g. channels:0.5")
+        return cls(ratio, *rest)
+
+    def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
+        if self.importance == "pruner" and method == "none":
+            raise CompressorError("--transform channels:...,importance=pruner needs a pruner: pass --method (e.g. "
+                                  "tscnc) or choose importance=magnitude or taylor")
+        return options
+
+    def ignored(self, model: nn.Module) -> list[str]:
+        """Layers whose output channels stay: the ignore globs, by default the output (last Linear) layer."""
+        if self.ignore is not None:
+            return match_layers(model, self.ignore, PRUNABLE, "--transform channels ignore")
+        linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+        return linears[-1:]
+
+    def check(self, model: nn.Module) -> None:
+        if any(getattr(m, "prunable_weight", False) for m in model.modules()):
+            raise CompressorError("--transform channels cannot run on a model with separable (Kronecker) layers: "
+                                  "remove channels first, then apply separable-linear")
+        self.ignored(model)
+
+    def _weight_scores(self, model: nn.Module, context: TransformContext) -> dict[nn.Module, torch.Tensor]:
+        """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
+        from compressor.training import Trainer
+
+        if context.data is None or context.config is None:
+            raise CompressorError(f"--transform channels importance={self.importance} needs data: pass --dataset")
+        cfg = context.config if context.config.eps is not None else replace(context.config,
+                                                                                eps=context.data.info.default_eps)
+        pruner = context.pruner
+        try:
+            if self.importance == "taylor":
+                layers = MaskedLayers(model)
+                layers.install()
+                scores = taylor_scores(model, layers, context.data.train, eps=cfg.eps, alpha=cfg.step_size,
+                                       steps=cfg.steps, norm=cfg.norm, samples=self.samples,
+                                       batch_size=cfg.batch_size, seed=cfg.seed, ctx=context.ctx)
+            else:
+                pruner.attach(model)
+                layers = pruner.layers
+                scores = pruner.scores(Trainer(model, context.data, cfg, quiet=True, ctx=context.ctx))
+        finally:
+            finalize(model)
+            if pruner is not None:
+                pruner.layers = None  # re-attached to the smaller model later
+        if len(scores) != len(layers.modules):
+            raise CompressorError(f"pruner {pruner.name} has no scores before its prune phase (they are learned): use "
+                                  "importance=magnitude or taylor")
+        return {m: s.detach().float() for m, s in zip(layers.modules, scores)}
+
+    def apply(self, model: nn.Module, context: TransformContext) -> dict[str, Any]:
+        import torch_pruning as tp
+
+        ignored = [model.get_submodule(n) for n in self.ignored(model)]
+        if self.importance == "magnitude":
+            importance = tp.importance.GroupMagnitudeImportance(p=2)
+        else:
+            importance = _weight_scores_importance()(self._weight_scores(model, context))
+        was_training = model.training
+        model.eval()
+        pruner = tp.pruner.BasePruner(model, example_input(model, context.input_shape), importance=importance,
+                                      pruning_ratio=self.ratio, ignored_layers=ignored, round_to=self.round_to)
+        pruner.step()
+        model.train(was_training)
+        history = [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.pruning_history()]
+        return {"name": self.name, "kind": "transform", "structural": True, "ratio": self.ratio,
+                "importance": self.importance, "round_to": self.round_to, "input_shape": list(context.input_shape),
+                "ignored": self.ignored_names(model, ignored), "history": history, "channels": channel_counts(model)}
+
+    @staticmethod
+    def ignored_names(model: nn.Module, modules: list[nn.Module]) -> list[str]:
+        ids = {id(m) for m in modules}
+        return [n for n, m in model.named_modules() if id(m) in ids]
+
+    @classmethod
+    def rebuild(cls, model: nn.Module, entry: dict[str, Any]) -> None:
+        import torch_pruning as tp
+
+        graph = tp.DependencyGraph().build_dependency(model, example_input(model, tuple(entry["input_shape"])),
+                                                      verbose=False)
+        try:
+            graph.load_pruning_history(entry["history"])
+        except (AttributeError, IndexError, RuntimeError) as exc:
+            raise CompressorError(f"the checkpoint's channels entry does not fit the architecture ({exc}): the file "
+                                  "was written for another model or is corrupt") from None
+        if channel_counts(model) != entry["channels"]:
+            raise CompressorError("rebuilding the checkpoint's channel removal gave other channel counts than "
+                                  "recorded: the file was written with another model definition")
+
+
+def channel_counts(model: nn.Module) -> dict[str, int]:
+    """Output channels (features) of every Conv/Linear layer."""
+    return {n: int(m.weight.shape[0]) for n, m in model.named_modules() if isinstance(m, PRUNABLE)}

@@ -1,0 +1,77 @@
+"""`separable-linear`: which layers, initialisation quality, checkpoint rebuild, ONNX, regulariser and bad input."""
+
+import pytest
+import torch
+from torch import nn
+
+from compressor.errors import CompressorError
+from pruners.transforms import KroneckerLinear
+from pruners.transforms.separable import ConditionRegularizer
+
+from .helpers import make, onnx_outputs, round_trip, transform
+
+SHAPE = (1, 8, 8)
+
+
+def test_default_replaces_all_but_the_output_layer_and_round_trips(tmp_path):
+    model, kw = make("cnn-small")
+    x = torch.rand(3, *SHAPE)
+    dense_w = model.classifier[1].weight.detach().clone()
+    (entry,) = transform(model, ["separable-linear"], SHAPE)
+    k = model.classifier[1]
+    assert isinstance(k, KroneckerLinear) and isinstance(model.classifier[3], nn.Linear)
+    assert entry["structural"] and entry["layers"]["classifier.1"]["factors"] == [[8, 32], [16, 32]]
+    assert sum(p.numel() for p in k.parameters()) == 8 * 32 + 16 * 32 + 128
+    # the initialisation is the nearest Kronecker product: its recorded error is the actual one
+    err = float((dense_w - k.weight_matrix().detach()).norm() / dense_w.norm())
+    assert entry["layers"]["classifier.1"]["init_rel_error"] == pytest.approx(err, rel=1e-4)
+    loaded = round_trip(tmp_path, model, "cnn-small", kw, [entry], SHAPE)
+    assert isinstance(loaded.classifier[1], KroneckerLinear)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_vit_mlp_blocks_given_or_automatic_factors_and_onnx_as_matmuls(tmp_path):
+    model, kw = make("vit_small_cifar", in_chans=3, depth=1, embed_dim=48, num_heads=3)
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(CompressorError, match="does not fit blocks.0.mlp.fc2 \\(48 x 96"):
+        transform(model, ["separable-linear:blocks.*.mlp.*,factors=8x6*12x8"], (3, 32, 32))  # fits fc1 only
+    (entry,) = transform(model, ["separable-linear:blocks.*.mlp.*"], (3, 32, 32))
+    assert entry["layers"]["blocks.0.mlp.fc1"]["factors"] == [[8, 6], [12, 8]]  # 96 x 48, near-square
+    assert entry["layers"]["blocks.0.mlp.fc2"]["factors"] == [[6, 8], [8, 12]]  # 48 x 96
+    assert isinstance(model.blocks[0].attn.qkv, nn.Linear)  # only the globbed layers change
+    out, ops = onnx_outputs(model, x, tmp_path / "vit.onnx")
+    assert {"MatMul", "Reshape"} <= ops
+    assert torch.allclose(torch.from_numpy(out), model(x), atol=1e-4)
+    loaded = round_trip(tmp_path, model, "vit_small_cifar", kw, [entry], (3, 32, 32))
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_factorisation_that_does_not_divide_and_unmatched_glob():
+    model, _ = make("cnn-small")
+    with pytest.raises(CompressorError, match=r"factorisation 8x32\*16x30 does not fit classifier.1 \(128 x 1024"):
+        transform(model, ["separable-linear:classifier.1,factors=8x32*16x30"], SHAPE)
+    with pytest.raises(CompressorError, match="glob 'head.*' matches no Linear layer: the candidates are classifier.1"):
+        transform(model, ["separable-linear:head.*"], SHAPE)
+    with pytest.raises(CompressorError, match="not a valid factorisation"):
+        transform(model, ["separable-linear:classifier.1,factors=8x32"], SHAPE)
+    with pytest.raises(CompressorError, match="nu must be in"):
+        transform(model, ["separable-linear,nu=2"], SHAPE)
+
+
+def test_regulariser_callback_adds_h_of_every_factor():
+    model, _ = make("cnn-small")
+    (t,) = transform(model, ["separable-linear:classifier.*,reg=0.5"], SHAPE)
+    assert set(t["layers"]) == {"classifier.1", "classifier.3"} and t["reg"] == 0.5
+
+    class FakeTrainer:
+        pass
+
+    trainer = FakeTrainer()
+    trainer.model = model
+    loss = ConditionRegularizer(0.5, 1e-3).extra_loss(trainer, None, None)
+    from pruners.transforms.kronecker import condition_regularizer
+
+    factors = [f.weight for m in (model.classifier[1], model.classifier[3]) for f in m.factors]
+    assert float(loss.detach()) == pytest.approx(0.5 * float(condition_regularizer(factors, 1e-3).detach()))
+    loss.backward()
+    assert all(f.grad is not None for f in factors)
