@@ -63,3 +63,19 @@ def markdown_header(title: str, res: dict[str, Any]) -> list[str]:
     if "busy_at_start" in res:
         load += " -- **busy at start: CPU timings noisy**" if res["busy_at_start"] else " (quiet at start)"
     return lines + [load]
+
+
+def write_results(res: dict[str, Any], json_path: Path, md_path: Path, render: Callable[[dict[str, Any]], str],
+                  log: Callable[[str], None]) -> None:
+    """Stamp the end (load, time) on `res` and write it as JSON and as the Markdown `render` makes of it."""
+    import datetime as _dt
+
+    from compressor.environment import load_average
+    from compressor.io import atomic_write_text
+    from compressor.reporting import to_json
+
+    res["load_average_end"] = load_average()
+    res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_text(json_path, to_json(res) + "\n")
+    atomic_write_text(md_path, render(res))
+    log(f"wrote {json_path} and {md_path}")

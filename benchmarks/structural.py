@@ -42,7 +42,7 @@ import torch
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402
+from common import RESULTS, markdown_header, result_paths, run_main, write_results  # noqa: E402
 
 import onnxruntime  # noqa: E402
 
@@ -50,9 +50,8 @@ from compressor.checkpoint import library_versions  # noqa: E402
 from compressor.environment import is_busy, load_average, machine_info  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
 from compressor.flops import count_macs  # noqa: E402
-from compressor.io import atomic_write_text  # noqa: E402
 from compressor.models import create_model  # noqa: E402
-from compressor.reporting import fmt, to_json  # noqa: E402
+from compressor.reporting import fmt  # noqa: E402
 from exporters.latency import measure_latency  # noqa: E402
 from exporters.onnx import export_onnx  # noqa: E402
 from exporters.onnxruntime import make_session  # noqa: E402
@@ -102,7 +101,7 @@ def time_sessions(paths: dict[str, Path], batch: int, rounds: int, runs: int, wa
             stats = measure_latency(lambda: session.run(None, {name: x}), warmup=warmup, runs=runs,
                                     batch_size=batch)
             rounds_of[key].append(stats)
-            del session
+            session = None  # one ONNX Runtime session alive at a time
         log(f"  batch {batch} round {r + 1}/{rounds}: " + ", ".join(f"{k} p50 {v[-1]['p50'] * 1e3:.2f} ms"
                                                                        for k, v in rounds_of.items()))
     return {k: {"p50_s": float(np.median([s["p50"] for s in v])), "p90_s": float(np.median([s["p90"] for s in v])),
@@ -211,11 +210,7 @@ def run(args: argparse.Namespace, command: str,
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             res["workloads"].append(measure_workload(name, args, Path(tmp), log))
-    res["load_average_end"] = load_average()
-    res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_text(json_path, to_json(res) + "\n")
-    atomic_write_text(md_path, render_markdown(res))
-    log(f"wrote {json_path} and {md_path}")
+    write_results(res, json_path, md_path, render_markdown, log)
     return res, json_path, md_path
 
 

@@ -45,15 +45,14 @@ import torch
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
+from common import RESULTS, markdown_header, result_paths, run_main, write_results  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions
 from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
 from compressor.environment import device_kind, is_busy, load_average, machine_info
 from compressor.errors import CompressorError
-from compressor.io import atomic_write_text
 from compressor.models import create_model
-from compressor.reporting import fmt, to_json
+from compressor.reporting import fmt
 from compressor.training import TrainConfig, Trainer
 
 FORMAT = "compressor.benchmark.train_throughput"
@@ -303,11 +302,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
             "re-run when it is quiet")
     res["workloads"] = [measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log)
                         for n in names]
-    res["load_average_end"] = load_average()
-    res["finished_utc"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_text(json_path, to_json(res) + "\n")
-    atomic_write_text(md_path, render_markdown(res))
-    log(f"wrote {json_path} and {md_path}")
+    write_results(res, json_path, md_path, render_markdown, log)
     return res, json_path, md_path
 
 
