@@ -12,7 +12,6 @@ import datetime as _dt
 import gc
 import os
 import platform
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -149,14 +148,9 @@ def pinned_threads(threads: int) -> Iterator[None]:
 def environment() -> dict[str, Any]:
     """CPU model and cores, GPU and driver when there is one, OS, and the versions of the libraries involved."""
     from compressor.checkpoint import library_versions
+    from compressor.environment import cpu_model, gpu_driver
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    env: dict[str, Any] = {"cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+    env: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                            "versions": library_versions(), "gpu": None, "cuda": torch.version.cuda}
     for mod in ("onnx", "onnxruntime", "pyautoattack", "tensorrt"):
         try:
@@ -165,11 +159,7 @@ def environment() -> dict[str, Any]:
             pass
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
-        try:
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
-        except Exception:  # no nvidia-smi: the driver stays unknown
-            env["driver"] = None
+        env["driver"] = gpu_driver()
     return env
 
 
