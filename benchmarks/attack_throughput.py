@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
+from common import RESULTS, markdown_header, measuring, resolve_device, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 import pyautoattack  # noqa: E402
 from pyautoattack import AutoAttack  # noqa: E402
@@ -352,24 +352,15 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         raise CompressorError(f"--warmup must be at least 0, got {args.warmup}")
     if args.eps is not None and not args.eps > 0:
         raise CompressorError(f"--eps must be > 0, got {args.eps}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CompressorError("--device cuda but no CUDA device is available")
+    device = resolve_device(args.device)
     ta = None if args.no_reference else _torchattacks(args.torchattacks)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
     started = _dt.datetime.now(_dt.timezone.utc)
     kind = device_kind(device)
     stem = f"attack_throughput-{kind}-{started:%Y-%m-%d}"
     json_path, md_path = result_paths(args.out, stem, args.force)
 
-    threads_before = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            res = _measure(args, command, device, kind, started, names, aa_names, ta, log)
-    finally:
-        torch.set_num_threads(threads_before)
+    with measuring(device, args.threads):
+        res = _measure(args, command, device, kind, started, names, aa_names, ta, log)
     atomic_write_text(json_path, to_json(res) + "\n")
     atomic_write_text(md_path, render_markdown(res))
     log(f"wrote {json_path} and {md_path}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -79,3 +80,27 @@ def write_results(res: dict[str, Any], json_path: Path, md_path: Path, render: C
     atomic_write_text(json_path, to_json(res) + "\n")
     atomic_write_text(md_path, render(res))
     log(f"wrote {json_path} and {md_path}")
+
+
+def resolve_device(name: str):
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when there is a GPU) as a torch device; ``cuda`` without one is an error."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CompressorError("--device cuda but no CUDA device is available")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+@contextmanager
+def measuring(device, threads: int | None) -> Iterator[None]:
+    """Torch threads set to `threads` (when given) and the RNG forked, so a calling process is left as it was."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            yield
+    finally:
+        torch.set_num_threads(before)

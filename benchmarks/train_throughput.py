@@ -45,7 +45,7 @@ import torch
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, result_paths, run_main, write_results  # noqa: E402  (puts an uninstalled checkout on the path too)
+from common import RESULTS, markdown_header, measuring, resolve_device, result_paths, run_main, write_results  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions
 from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
@@ -259,10 +259,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     if unknown or not names:
         raise CompressorError(f"unknown workload(s) {', '.join(unknown) or '(none given)'}: "
                               f"choose from {', '.join(WORKLOADS)}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CompressorError("--device cuda but no CUDA device is available")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise CompressorError("--threads must be at least 1")
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -270,15 +267,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     stem = f"train_throughput-{kind}-{started:%Y-%m-%d}"
     json_path, md_path = result_paths(args.out, stem, args.force)
 
-    threads_before = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=rng_devices):  # leave a calling process (a test, a notebook) as it was
-            return _measure_and_write(args, command, device, kind, started, json_path, md_path, log)
-    finally:
-        torch.set_num_threads(threads_before)
+    with measuring(device, args.threads):  # leave a calling process (a test, a notebook) as it was
+        return _measure_and_write(args, command, device, kind, started, json_path, md_path, log)
 
 
 def _measure_and_write(args: argparse.Namespace, command: str, device: torch.device, kind: str,
