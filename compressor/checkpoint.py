@@ -19,6 +19,7 @@ from .io import atomic_write, check_output
 
 FORMAT = "compressor.checkpoint"
 FORMAT_VERSION = 1
+PICKLED_ARCH = "pickle"  # a checkpoint whose architecture is a pickled nn.Module (reloads only with --trust-pickle)
 
 
 def library_versions() -> dict[str, str]:
@@ -69,6 +70,7 @@ class Checkpoint:
     dataset: dict = field(default_factory=dict)
     compression: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
+    module: nn.Module | None = None  # the pickled module of a PICKLED_ARCH checkpoint (it holds the weights)
 
     @property
     def num_classes(self) -> int:
@@ -93,6 +95,7 @@ class Checkpoint:
             "state_dict": self.state_dict,
             "compression": self.compression,
             "provenance": self.provenance,
+            **({"module": self.module} if self.module is not None else {}),
         }
 
     @classmethod
@@ -107,16 +110,46 @@ class Checkpoint:
             raise CompressorError(f"{source} is missing {', '.join(missing)}: it is not a complete compressor checkpoint")
         return cls(arch=d["arch"], arch_kwargs=dict(d["arch_kwargs"]), state_dict=d["state_dict"],
                    dataset=dict(d.get("dataset") or {}), compression=list(d.get("compression") or []),
-                   provenance=dict(d.get("provenance") or {}))
+                   provenance=dict(d.get("provenance") or {}),
+                   module=d.get("module") if isinstance(d.get("module"), nn.Module) else None)
 
-    def build_model(self) -> nn.Module:
-        """Rebuild the architecture (structural compression included) and load the weights strictly."""
-        from .models import create_model
+    def build_model(self, arch: str | None = None, trust_code: bool = False) -> nn.Module:
+        """Rebuild the architecture (structural compression included) and load the weights strictly.
 
-        model = create_model(self.arch, **self.arch_kwargs)
+        A recorded import path is only imported when `arch` repeats it (the user typed it) or `trust_code`.
+        """
+        if self.arch == PICKLED_ARCH:
+            if self.module is None:
+                raise CompressorError("the checkpoint's architecture is a pickled module but it holds none: it is "
+                                      "incomplete; save it again")
+            return self.module.eval()
+        check_arch_allowed(self.arch, arch, trust_code)
+        model = build_architecture(self.arch, self.arch_kwargs)
         apply_structure(model, self.compression)
         fit_state_dict(model, self.state_dict, what=f"arch '{self.arch}'")
         return model
+
+
+def check_arch_allowed(recorded: str, given: str | None, trust_code: bool) -> None:
+    """A file never makes the tool import code: a recorded import path needs the same --arch or --trust-code."""
+    from .models import is_import_path
+
+    if given is not None and given != recorded:
+        raise CompressorError(f"the checkpoint was written for --arch {recorded}, not {given}: pass --arch {recorded}"
+                              " (or leave --arch out for a zoo model)")
+    if is_import_path(recorded) and given is None and not trust_code:
+        raise CompressorError(f"the checkpoint's architecture is the import path {recorded}, and a file never makes "
+                              f"compressor import code by itself: pass --arch {recorded} (or --trust-code)")
+
+
+def build_architecture(arch: str, arch_kwargs: Mapping[str, Any]) -> nn.Module:
+    """The model a checkpoint records: a zoo name with its keyword arguments, or an import path whose
+    arch_kwargs are ``{"kwargs": ..., "mean": ..., "std": ...}`` (the callable's arguments and our normalisation)."""
+    from .models import build_imported, create_model, is_import_path
+
+    if is_import_path(arch):
+        return build_imported(arch, arch_kwargs.get("kwargs"), arch_kwargs.get("mean"), arch_kwargs.get("std"))
+    return create_model(arch, **arch_kwargs)
 
 
 def apply_structure(model: nn.Module, compression: list) -> None:
@@ -163,6 +196,14 @@ class LoadedModel:
     checkpoint: Checkpoint | None
     source: str  # "checkpoint", "state_dict", "exported" or "pickle"
     path: Path
+    normalization: dict | None = None  # {"mean", "std", "source"}: the input normalisation actually applied
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) the model takes, when the file says: recorded in a checkpoint, or an exported program's."""
+        if self.checkpoint is not None and self.checkpoint.input_shape:
+            return self.checkpoint.input_shape
+        return tuple(getattr(self.model, "input_shape", ()) or ())
 
 
 def _read(path: Path, trust_pickle: bool) -> Any:
@@ -239,6 +280,9 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
 
         return load_compressed(path)
     if path.suffix == ".pt2":
+        from .pt2_safety import check_pt2
+
+        check_pt2(path, trust_pickle)  # before torch sees it: its loader unpickles and execs what the file holds
         try:
             program = torch.export.load(str(path))
         except Exception as exc:
