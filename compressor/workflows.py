@@ -15,7 +15,7 @@ from .checkpoint import LoadedModel, library_versions, load_model, make_provenan
 from .data import DataBundle, DatasetInfo, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, Progress, evaluate, save_adversarial
-from .io import check_output
+from .io import check_output, main_process_lock
 from .models import create_model
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device
@@ -46,13 +46,26 @@ def train(arch: str, dataset: str, output: str | Path, config: TrainConfig, *, d
     if resume and not state.is_file():
         raise CompressorError(f"no training state at {state} to resume from: run without --resume to start afresh")
     check_output(output, force)
+    if not resume and not force and state.is_file():
+        raise CompressorError(f"{state} holds an interrupted run: pass --resume to continue it, or --force to start "
+                              "afresh")
+    with main_process_lock(output):
+        return _train(arch, dataset, output, config, data_root=data_root, download=download, val_size=val_size,
+                      arch_kwargs=arch_kwargs, callbacks=callbacks, force=force, resume=resume,
+                      keep_state=keep_state, quiet=quiet)
+
+
+def _train(arch: str, dataset: str, output: Path, config: TrainConfig, *, data_root, download, val_size, arch_kwargs,
+           callbacks, force, resume, keep_state, quiet) -> dict[str, Any]:
+    state = state_path_for(output)
     ctx = init_distributed(config.device)
     try:
         data = load_dataset(dataset, data_root, download=download, val_size=val_size, seed=config.seed)
         torch.manual_seed(config.seed)
         kwargs = model_kwargs(data.info, **(arch_kwargs or {}))
         model = create_model(arch, **kwargs)
-        trainer = Trainer(model, data, config, callbacks, state_path=state, ctx=ctx, quiet=quiet)
+        trainer = Trainer(model, data, config, callbacks, state_path=state, ctx=ctx, quiet=quiet,
+                          settings={"arch": arch, "arch_kwargs": kwargs, "val_size": val_size})
         result = trainer.fit(resume=resume)
         report = {"arch": arch, "dataset": data.info.name, "output": str(output), "best_epoch": result.best_epoch,
                   "best": result.best_metrics, "history": result.history, "seconds": result.seconds,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import zipfile
 from pathlib import Path
@@ -20,10 +19,10 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.io import check_output
+from compressor.io import atomic_write, check_output
 
 from . import register_exporter
-from .base import (Exporter, ExportResult, check_parity, discard_on_error, error_line, file_bytes, follows_2to4,
+from .base import (Exporter, ExportResult, check_parity, error_line, file_bytes, follows_2to4,
                    inputs_label, parse_batch_sizes, prepare_model, random_inputs)
 from .engines import run_many
 from .onnx import trace
@@ -73,33 +72,33 @@ def export_aoti(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     meta = {"compressor.format": "aoti", "compressor.precision": precision, "compressor.device": dev.type,
             "compressor.input_shape": ",".join(map(str, input_shape)), "compressor.batch_min": str(lo),
             "compressor.batch_max": str(hi)}
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt2")  # the packager insists on the .pt2 suffix
-    try:
-        with _no_cuda_home_warning():
-            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
-                                                     inductor_configs={"aot_inductor.metadata": meta})
-        os.replace(tmp, path)
-    except CompressorError:
-        raise
-    except Exception as exc:
-        raise CompressorError(f"AOTInductor compilation failed ({type(exc).__name__}: {error_line(exc)}): check that "
-                              "a C++ compiler (and nvcc for CUDA) is installed") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    result = ExportResult(path=str(path), format="aoti", precision=precision, file_bytes=file_bytes(path),
-                          batch_sizes=sizes, providers=[f"aotinductor-{dev.type}"],
-                          details={"batch_range": [lo, hi], "device": str(dev)})
-    if parity:
+    result = ExportResult(path=str(path), format="aoti", precision=precision, batch_sizes=sizes,
+                          providers=[f"aotinductor-{dev.type}"], details={"batch_range": [lo, hi], "device": str(dev)})
+
+    def compile_to(tmp: Path) -> None:  # the temporary file keeps the .pt2 suffix the packager insists on
+        try:
+            with _no_cuda_home_warning():
+                torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
+                                                         inductor_configs={"aot_inductor.metadata": meta})
+        except Exception as exc:
+            raise CompressorError(f"AOTInductor compilation failed ({type(exc).__name__}: {error_line(exc)}): check "
+                                  "that a C++ compiler (and nvcc for CUDA) is installed") from None
+
+    def verify(tmp: Path) -> None:  # parity on the new package, before it replaces anything
+        if not parity:
+            return
         x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
-        runner = AotiRunner(path, device=str(dev))
+        runner = AotiRunner(tmp, device=str(dev))
         out = run_many(runner, x)
         with torch.no_grad():
             ref = torch.cat([ready(x[i:i + hi].to(dev, _DTYPES[precision])).float().cpu()
                              for i in range(0, len(x), hi)])
         runner.close()
-        result.max_abs_diff, result.tolerance = discard_on_error(
-            path, lambda: check_parity(ref, out, precision, f"the AOTInductor package {path}"))
+        result.max_abs_diff, result.tolerance = check_parity(ref, out, precision, f"the AOTInductor package {path}")
         result.parity_inputs = inputs_label(sample_inputs, len(x), parity_inputs)
+
+    atomic_write(path, compile_to, verify)
+    result.file_bytes = file_bytes(path)
     if dev.type == "cuda" and any(isinstance(m, nn.Linear) and follows_2to4(m.weight) for m in ready.modules()):
         result.details["semi_structured_2to4"] = semi_structured_speedup(model, batch_size=hi)
     result.seconds = time.perf_counter() - t0

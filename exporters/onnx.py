@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.io import atomic_path, check_output
+from compressor.io import atomic_write, check_output
 
 from . import register_exporter
 from .base import (Exporter, ExportResult, check_parity, discard_on_error, error_line, file_bytes, inputs_label,
@@ -133,33 +133,33 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
             "compressor.batch_sizes": ",".join(map(str, sizes)),
             "compressor.dynamic_batch": str(bool(dynamic_batch)).lower()}
     onnx_program.model.metadata_props.update(meta)
+    result = ExportResult(path=str(path), format="onnx", precision=precision, opset=opset, batch_sizes=sizes,
+                          details={"external_data": external, "dynamic_batch": dynamic_batch})
+
+    def verify(file: Path) -> None:  # on the new file, before it replaces anything
+        check_onnx(file)
+        if parity:
+            x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
+            from .onnxruntime import OnnxRunner
+
+            runner = OnnxRunner(file, device="cpu", threads=1)
+            batches = [x] + ([x[:1]] if dynamic_batch and len(x) > 1 else [])
+            if not dynamic_batch:
+                batches = [x[i:i + len(example)] for i in range(0, len(x) - len(example) + 1, len(example))] or [example]
+            with torch.no_grad():
+                ref = torch.cat([ready(b.float()) for b in batches])
+            out = torch.cat([runner(b) for b in batches])
+            result.providers = runner.providers
+            runner.close()
+            result.max_abs_diff, result.tolerance = check_parity(ref, out, precision, f"the ONNX export {path}")
+            result.parity_inputs = inputs_label(sample_inputs, len(x), parity_inputs)
+
     if external:  # the weights file is named after the graph file, so it is written in place
         _save(onnx_program, path, True)
+        discard_on_error(path, lambda: verify(path))
     else:
-        with atomic_path(path) as tmp:
-            _save(onnx_program, tmp, False)
-            check_onnx(tmp)
-    if external:
-        check_onnx(path)
-    result = ExportResult(path=str(path), format="onnx", precision=precision, opset=opset,
-                          file_bytes=file_bytes(path) + (file_bytes(Path(f"{path}.data")) if external else 0),
-                          batch_sizes=sizes, details={"external_data": external, "dynamic_batch": dynamic_batch})
-    if parity:
-        x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
-        from .onnxruntime import OnnxRunner
-
-        runner = OnnxRunner(path, device="cpu", threads=1)
-        batches = [x] + ([x[:1]] if dynamic_batch and len(x) > 1 else [])
-        if not dynamic_batch:
-            batches = [x[i:i + len(example)] for i in range(0, len(x) - len(example) + 1, len(example))] or [example]
-        with torch.no_grad():
-            ref = torch.cat([ready(b.float()) for b in batches])
-        out = torch.cat([runner(b) for b in batches])
-        result.providers = runner.providers
-        runner.close()
-        result.max_abs_diff, result.tolerance = discard_on_error(
-            path, lambda: check_parity(ref, out, precision, f"the ONNX export {path}"))
-        result.parity_inputs = inputs_label(sample_inputs, len(x), parity_inputs)
+        atomic_write(path, lambda tmp: _save(onnx_program, tmp, False), verify)
+    result.file_bytes = file_bytes(path) + (file_bytes(Path(f"{path}.data")) if external else 0)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -12,6 +12,7 @@ unpickles anything.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,13 +71,15 @@ def unpack_state_dict(tensors: Mapping[str, torch.Tensor], sparse: Mapping[str, 
     for name, t in tensors.items():
         if _SEP not in name:
             out[name] = t
+    if not isinstance(sparse, Mapping):
+        raise CompressorError("the sparse-tensor index is not a JSON object: the file is corrupt")
     for name, info in sparse.items():
         try:
             values, bits = tensors[f"{name}{_SEP}values"], tensors[f"{name}{_SEP}bitmask"]
         except KeyError as exc:
             raise CompressorError(f"sparse tensor '{name}' lacks its {exc.args[0]}: the file is corrupt") from None
-        shape = tuple(info["shape"])
-        numel = int(np.prod(shape)) if shape else 1
+        shape = _declared_shape(name, info, values, bits)
+        numel = math.prod(shape)
         keep = torch.from_numpy(np.unpackbits(bits.numpy(), count=numel).astype(bool))
         if int(keep.sum()) != values.numel():
             raise CompressorError(f"sparse tensor '{name}' has {values.numel()} values for {int(keep.sum())} set bits: "
@@ -85,6 +88,23 @@ def unpack_state_dict(tensors: Mapping[str, torch.Tensor], sparse: Mapping[str, 
         dense[keep] = values
         out[name] = dense.reshape(shape)
     return out
+
+
+def _declared_shape(name: str, info: Any, values: torch.Tensor, bits: torch.Tensor) -> tuple[int, ...]:
+    """A sparse tensor's shape from the metadata, checked against the bitmask actually stored (before allocating)."""
+    shape = info.get("shape") if isinstance(info, Mapping) else None
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise CompressorError(f"sparse tensor '{name}' has no valid shape in the metadata ({shape!r}): the file is "
+                              "corrupt")
+    numel = math.prod(shape)
+    if bits.dtype != torch.uint8 or bits.dim() != 1 or bits.numel() != (numel + 7) // 8:
+        raise CompressorError(f"sparse tensor '{name}' declares shape {tuple(shape)} ({numel:,} entries) but stores a "
+                              f"{bits.numel():,}-byte bitmask: the file is corrupt")
+    if values.dim() != 1 or values.numel() > numel:
+        raise CompressorError(f"sparse tensor '{name}' stores {values.numel():,} values for {numel:,} entries: the "
+                              "file is corrupt")
+    return tuple(shape)
 
 
 def same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -147,11 +167,24 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if meta.get("format") != FORMAT:
         raise CompressorError(f"{path} is a safetensors file but not a compressor sparse checkpoint "
                               f"(format {meta.get('format')!r}): load it as a state dict with --arch")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise CompressorError(f"{path} has sparse-safetensors version {meta['format_version']}, this compressor reads "
+    version = meta.get("format_version", "")
+    if not version.isdigit():
+        raise CompressorError(f"{path} has sparse-safetensors format_version {version!r}, not an integer: the file "
+                              "is corrupt")
+    if int(version) > FORMAT_VERSION:
+        raise CompressorError(f"{path} has sparse-safetensors version {version}, this compressor reads "
                               f"up to {FORMAT_VERSION}: upgrade compressor")
-    state = unpack_state_dict(tensors, json.loads(meta.get("sparse", "{}")))
-    return state, json.loads(meta.get("checkpoint", "{}"))
+    try:
+        sparse, ck = json.loads(meta.get("sparse", "{}")), json.loads(meta.get("checkpoint", "{}"))
+    except (ValueError, RecursionError):
+        raise CompressorError(f"{path} has metadata that is not valid JSON: the file is corrupt") from None
+    if not isinstance(ck, dict):
+        raise CompressorError(f"{path} has checkpoint metadata that is not a JSON object: the file is corrupt")
+    try:
+        state = unpack_state_dict(tensors, sparse)
+    except CompressorError as exc:
+        raise CompressorError(f"{path}: {exc}") from None
+    return state, ck
 
 
 def load_compressed(path: str | Path) -> LoadedModel:
@@ -182,13 +215,17 @@ class SparseSafetensorsExporter(Exporter):
             raise CompressorError("--format sparse-safetensors needs a compressor checkpoint (architecture and "
                                   "metadata), not a .pt2 program or a pickled module: save one with compressor train, "
                                   "or pass a state dict with --arch")
-        save_compressed(path, model, checkpoint, force=force)
+        path = check_output(path, force)
         ref = prepare_model(model).state_dict()
-        back = load_compressed(path).model.state_dict()
-        bad = [k for k in ref if k not in back or not same_values(ref[k], back[k])]
-        if bad:  # exactness is checked on the rebuilt model's weights
-            Path(path).unlink(missing_ok=True)
-            raise CompressorError(f"{path} does not round-trip: {len(bad)} tensors differ (e.g. {bad[0]})")
+        data = encode(ref, checkpoint)
+
+        def verify(tmp: Path) -> None:  # exactness, on the rebuilt model's weights, before anything is replaced
+            back = load_compressed(tmp).model.state_dict()
+            bad = [k for k in ref if k not in back or not same_values(ref[k], back[k])]
+            if bad:
+                raise CompressorError(f"{path} does not round-trip: {len(bad)} tensors differ (e.g. {bad[0]})")
+
+        atomic_write(path, lambda tmp: tmp.write_bytes(data), verify)
         return ExportResult(path=str(path), format=self.name, precision=precision, file_bytes=file_bytes(path),
                             max_abs_diff=0.0, tolerance=0.0, parity_inputs="weights (exact)",
                             seconds=time.perf_counter() - t0, details=storage_sizes(ref))

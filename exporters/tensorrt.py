@@ -20,10 +20,10 @@ from typing import Any, Sequence
 import torch
 
 from compressor.errors import CompressorError
-from compressor.io import atomic_write, atomic_write_text, check_output
+from compressor.io import atomic_path, atomic_write, atomic_write_text, check_output
 
 from . import register_exporter
-from .base import (Exporter, ExportResult, check_parity, discard_on_error, file_bytes, inputs_label, parse_batch_sizes,
+from .base import (Exporter, ExportResult, check_parity, file_bytes, inputs_label, parse_batch_sizes,
                    prepare_model, random_inputs, require, sparse_2to4_layers)
 from .engines import run_many
 from .onnx import export_onnx
@@ -205,17 +205,18 @@ class TensorRTExporter(Exporter):
             onnx_path = Path(tmp) / "model.onnx"
             onnx_res = export_onnx(ready, onnx_path, input_shape=input_shape, sample_inputs=sample_inputs,
                                    parity_inputs=parity_inputs, batch_sizes=batch_sizes)
-            build = build_engine(onnx_path, path, input_shape=input_shape, precision=precision,
-                                 batch_sizes=batch_sizes, sparse_weights=bool(sparse_layers),
-                                 timing_cache=timing_cache or Path(path).with_suffix(".timing-cache"))
+            with atomic_path(path) as engine:  # parity runs on the new engine before it replaces anything
+                build = build_engine(onnx_path, engine, input_shape=input_shape, precision=precision,
+                                     batch_sizes=batch_sizes, sparse_weights=bool(sparse_layers),
+                                     timing_cache=timing_cache or Path(path).with_suffix(".timing-cache"))
+                runner = TensorRTRunner(engine, device=device)
+                x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
+                with torch.no_grad():
+                    ref = ready(x.float())
+                out = run_many(runner, x)
+                runner.close()
+                diff, tol = check_parity(ref, out, precision, f"the TensorRT engine {path}")
         build["layers_2to4"] = sparse_layers
-        runner = TensorRTRunner(path, device=device)
-        x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
-        with torch.no_grad():
-            ref = ready(x.float())
-        out = run_many(runner, x)
-        runner.close()
-        diff, tol = discard_on_error(path, lambda: check_parity(ref, out, precision, f"the TensorRT engine {path}"))
         # TensorRT keeps no free-form metadata in an engine: what the runner reports goes in a JSON beside it
         atomic_write_text(sidecar(path), json.dumps({"format": "tensorrt", "precision": precision,
                                                      "input_shape": list(input_shape), **build}))

@@ -17,7 +17,7 @@ from compressor.checkpoint import make_provenance, save_checkpoint
 from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
-from compressor.io import check_output
+from compressor.io import check_output, main_process_lock
 from compressor.registry import PRUNERS
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from compressor.workflows import evaluate_model, open_model
@@ -45,11 +45,14 @@ def phase_state_path(output: str | Path, phase: str) -> Path:
 def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: TrainConfig, *, epochs_prune: int,
                 epochs_finetune: int, lr: float | None = None, lr_finetune: float | None = None,
                 state_prefix: str | Path | None = None, resume: bool = False, callbacks: Sequence[Callback] = (),
-                track: bool = True, ctx=None, quiet: bool = False, console=None) -> dict[str, Any]:
+                track: bool = True, ctx=None, quiet: bool = False, console=None,
+                settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `pruner`'s phases (one Trainer each) on `model`, fold the masks in, and return what happened.
 
     With `state_prefix`, each phase keeps a per-epoch state beside it for `resume`; a finished phase
     is replayed from its state (no training) so that the next one starts exactly where it started.
+    The state records the pruner, its options and `settings` (e.g. the transforms and the source model):
+    resuming with other values is refused.
     """
     phases = pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)
     pruner.attach(model)
@@ -64,7 +67,8 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: Trai
         if console is not None and not quiet:
             console.print(f"{pruner.name}: {phase.name} phase, {phase.epochs} epochs, lr {phase.lr:g}")
         trainer = Trainer(model, data, cfg, [pruner, *extra, *callbacks], state_path=state, ctx=ctx, quiet=quiet,
-                          console=console)
+                          console=console, settings={"method": pruner.name, "pruner": pruner.config.as_dict(),
+                                                     "phase": phase.name, **(settings or {})})
         result = trainer.fit(resume=bool(resume and state is not None and state.is_file()))
         history += [{"phase": phase.name, **h} for h in result.history]
         runs.append({"phase": phase.name, "epochs": phase.epochs, "lr": phase.lr, "select": trainer.config.selection,
@@ -119,6 +123,20 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
     states = [phase_state_path(output, p) for p in PHASES]
     if resume and not any(s.is_file() for s in states):
         raise CompressorError(f"no pruning state beside {output} to resume from: run without --resume to start afresh")
+    left = [s for s in states if s.is_file()]
+    if not resume and not force and left:
+        raise CompressorError(f"{left[0]} holds an interrupted run: pass --resume to continue it, or --force to start "
+                              "afresh")
+    with main_process_lock(output):
+        return _prune(model_path, pruner, chosen, output, plot_paths, states, config=config, dataset=dataset, data_root=data_root, download=download, epochs_prune=epochs_prune,
+                      epochs_finetune=epochs_finetune, lr=lr, lr_finetune=lr_finetune, eval_attack=eval_attack,
+                      eval_n=eval_n, plots=plots, force=force, resume=resume, keep_state=keep_state, quiet=quiet,
+                      trust_pickle=trust_pickle, console=console, transforms=transforms, warn=warn, t_start=t_start)
+
+
+def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states, *, config: TrainConfig, dataset, data_root, download, epochs_prune, epochs_finetune, lr, lr_finetune, eval_attack, eval_n, plots,
+           force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start) -> dict[str, Any]:
+    """`prune` once its arguments are checked and its output is locked."""
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download,
                               trust_pickle=trust_pickle, seed=config.seed)
     ck = loaded.checkpoint
@@ -150,7 +168,10 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
             _check_pruner(pruner, model, warn)
         job = prune_model(model, data, pruner, config, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune,
                           lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
-                          console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)])
+                          console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)],
+                          settings={"source": str(Path(model_path).resolve()), "transforms": list(transforms),
+                                    "epochs_prune": epochs_prune, "epochs_finetune": epochs_finetune,
+                                    "lr_prune": lr, "lr_finetune": lr_finetune})
         if not ctx.is_main:
             return job
         after = measure()

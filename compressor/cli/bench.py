@@ -45,18 +45,20 @@ def bench_cmd(
     from exporters.bench_report import check_outputs, rich_table, write_outputs
 
     from ..attacks import build_attack
+    from ..io import output_lock
     from .export import int_list
 
     eps_v = eps_value(eps)
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")
     chosen = parse_variants(variants, engine or [])
-    check_outputs(out, force)
+    outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out else (lambda msg: typer.echo(msg, err=True))
-    report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
-                       attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
-                       dataset=dataset, data_root=data_root, log=log)
-    paths = write_outputs(report, out, force)
+    with output_lock(*outputs.values()):
+        report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
+                           attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
+                           dataset=dataset, data_root=data_root, log=log)
+        paths = write_outputs(report, out, force)
     warnings = [f"{v['model']} (white-box): {w}" for v in report["variants"] for w in v["source"]["warnings"]]
     warnings += [f"{v['name']}: {w}" for v in report["variants"] for w in v["warnings"]]
     for w in dict.fromkeys(warnings):

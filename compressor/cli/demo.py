@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..io import atomic_write_text, check_output
+from ..errors import CompressorError
+from ..io import atomic_write_text, check_output, check_outputs, output_lock
 from ..reporting import stdout_console, table, to_json
 from .. import DataBundle, evaluate_model, open_model, train, TrainConfig
 from . import app
@@ -28,12 +29,38 @@ def demo_cmd(
 ) -> None:
     """Adversarially train a CNN on digits (PGD-AT), prune it with TSCNC, evaluate both on the test split, save them,
     export both to ONNX and bench them (eager and ONNX Runtime)."""
-    from pruners import make_pruner, prune
+    from pruners import make_pruner
 
-    make_pruner("tscnc", sparsity=sparsity)  # a bad --sparsity fails before anything runs
+    if epochs < 1:
+        raise CompressorError(f"--epochs must be at least 1, got {epochs}")
+    pruner = make_pruner("tscnc", sparsity=sparsity)  # a bad --sparsity fails before anything runs
+    try:
+        pruner.plan(prune_epochs, prune_epochs)
+    except CompressorError as exc:
+        raise CompressorError(f"--prune-epochs {prune_epochs} does not fit TSCNC's schedule ({exc}): use "
+                              "--prune-epochs 2 or more") from None
     ckpt, pruned = out / "model.pt", out / f"pruned-tscnc{round(sparsity * 100)}.pt"
-    for path in deploy_outputs(out, ckpt, pruned):
-        check_output(path, force)
+    outputs = demo_outputs(out, ckpt, pruned)
+    check_outputs(outputs, force)  # every file the demo writes, before anything runs
+    with output_lock(ckpt, pruned, out / "report.json"):
+        _run(out, ckpt, pruned, epochs=epochs, prune_epochs=prune_epochs, sparsity=sparsity, seed=seed, force=force,
+             json_out=json_out)
+
+
+def demo_outputs(out: Path, dense: Path, pruned: Path) -> list[Path]:
+    """Every file the demo writes: checkpoints, their training states, the report and what `deploy` writes."""
+    from pruners.workflow import PHASES, phase_state_path
+
+    from ..workflows import state_path_for
+
+    return [dense, state_path_for(dense), pruned, *(phase_state_path(pruned, p) for p in PHASES),
+            out / "report.json", *deploy_outputs(out, dense, pruned)]
+
+
+def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int, sparsity: float, seed: int,
+         force: bool, json_out: bool) -> None:
+    from pruners import prune
+
     eps = 0.1
     config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, adv="pgd", eps=eps, steps=10, seed=seed,
                          val_steps=10, device="cpu")
@@ -52,6 +79,7 @@ def demo_cmd(
                                                             "before", "after", "layers", "phases", "seconds")}}}
     report["deploy"] = deploy(out, ckpt, pruned, data, force=force, quiet=json_out)
     report_path = out / "report.json"
+    check_output(report_path, force)
     atomic_write_text(report_path, to_json(report))
     if json_out:
         print(to_json(report))

@@ -74,7 +74,7 @@ def export_cmd(
     existing_file(model_path, "model")
     from exporters import get_exporter
 
-    from ..io import check_output
+    from ..io import check_output, output_lock
     from ..workflows import open_model
 
     exporter = get_exporter(fmt)
@@ -93,8 +93,10 @@ def export_cmd(
     if not input_shape:
         raise CompressorError(f"{model_path} records no input shape: pass --dataset NAME")
     x, label = sample_inputs(data, parity_n)
-    result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision, batch_sizes=sizes,
-                             device=dev, sample_inputs=x, parity_inputs=label, force=force, opset=opset, checkpoint=ck)
+    with output_lock(output):
+        result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision, batch_sizes=sizes,
+                                 device=dev, sample_inputs=x, parity_inputs=label, force=force, opset=opset,
+                                 checkpoint=ck)
     report = {"model": str(model_path), **result.as_dict()}
     if json_out:
         print(to_json(report))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,19 @@ from .losses import craft_pgd_at, craft_trades, trades_loss
 STATE_FORMAT = "compressor.train-state"
 ADV_MODES = ("none", "pgd", "trades")
 SCHEDULES = ("cosine", "multistep", "constant")
+
+
+# settings that do not change the result: a run may resume with other values (e.g. on another device)
+RESUME_FREE = frozenset({"device", "log_every", "channels_last"})
+
+
+def _plain(obj: Any) -> Any:
+    """Settings as plain JSON-like values (tuples as lists), comparable and loadable with weights_only."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is None else (json.dumps(value) if not isinstance(value, str) else value)
 
 
 @dataclass
@@ -117,11 +131,15 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data: DataBundle, config: TrainConfig,
                  callbacks: Sequence[Callback] = (), *, state_path: str | Path | None = None,
-                 ctx: DistContext | None = None, quiet: bool = False, console=None):
+                 ctx: DistContext | None = None, quiet: bool = False, console=None,
+                 settings: Mapping[str, Any] | None = None):
         if config.eps is None:
             config = replace(config, eps=data.info.default_eps)
         config.validate()
         self.config = config
+        # what else shapes the result (architecture, dataset, pruner and its options...): saved with the state,
+        # and a --resume with other values is refused
+        self.settings = _plain({"dataset": data.info.name, **(settings or {})})
         self.data = data
         self.callbacks = list(callbacks)
         self.state_path = Path(state_path) if state_path else None
@@ -179,6 +197,7 @@ class Trainer:
             "best_metrics": self.result.best_metrics, "history": self.result.history, "rng": rng,
             "callbacks": [cb.state_dict() for cb in self.callbacks],
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
+            "settings": self.settings,
         }
 
     def save_state(self) -> None:
@@ -199,11 +218,7 @@ class Trainer:
                                   "delete it and start afresh") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise CompressorError(f"{path} is not a compressor training state")
-        saved = state["config"]
-        for key in ("epochs", "batch_size", "adv", "schedule", "seed"):
-            if saved.get(key) != getattr(self.config, key):
-                raise CompressorError(f"--resume with a different {key} ({getattr(self.config, key)!r}, the saved "
-                                      f"run used {saved.get(key)!r}): use the original settings")
+        self.check_resumable(state, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -216,6 +231,17 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.ctx.device)
         for cb, cb_state in zip(self.callbacks, state["callbacks"]):
             cb.load_state_dict(cb_state)
+
+    def check_resumable(self, state: Mapping[str, Any], path: Path) -> None:
+        """Refuse, naming every difference, to resume a run saved with other settings that shape the result."""
+        saved = {**_plain(state.get("config") or {}), **(state.get("settings") or {})}
+        now = {**_plain(asdict(self.config)), **self.settings}
+        keys = set(saved) | set(now) if "settings" in state else set(saved)  # a state from before settings: config
+        diff = [f"{k.replace('_', '-')} {_show(now.get(k))} (saved run: {_show(saved.get(k))})"
+                for k in sorted(keys) if k not in RESUME_FREE and saved.get(k) != now.get(k)]
+        if diff:
+            raise CompressorError(f"cannot --resume {path} with other settings: {'; '.join(diff)}: rerun with the "
+                                  "saved run's settings, or start afresh without --resume")
 
     # ----------------------------------------------------------------- steps
     def _craft(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

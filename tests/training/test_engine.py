@@ -67,9 +67,14 @@ def test_resume_with_other_settings_is_refused(digits, tmp_path):
     state = tmp_path / "s"
     with pytest.raises(KeyboardInterrupt):
         Trainer(_fresh(digits), digits, cfg, [_Interrupt()], state_path=state, quiet=True).fit()
-    other = TrainConfig(epochs=3, batch_size=128, adv="none", device="cpu", val_n=50)
-    with pytest.raises(CompressorError, match="different epochs"):
+    other = TrainConfig(epochs=3, batch_size=128, adv="none", device="cpu", val_n=50, lr=0.5, weight_decay=0.0)
+    with pytest.raises(CompressorError, match=r"epochs 3 \(saved run: 2\); lr 0.5 \(saved run: 0.1\); weight-decay 0.0 "
+                                              r"\(saved run: 0.0005\)"):
         Trainer(_fresh(digits), digits, other, state_path=state, quiet=True).fit(resume=True)
+    with pytest.raises(CompressorError, match=r"arch cnn-other \(saved run: unset\)"):  # what the caller adds
+        Trainer(_fresh(digits), digits, cfg, state_path=state, quiet=True, settings={"arch": "cnn-other"}).fit(resume=True)
+    moved = TrainConfig(epochs=2, batch_size=128, adv="none", device="cpu:0", val_n=50)  # the device may change
+    Trainer(_fresh(digits), digits, moved, state_path=state, quiet=True).fit(resume=True)
 
 
 class _Recorder(Callback):
