@@ -207,6 +207,11 @@ class LoadedModel:
 
 
 def _read(path: Path, trust_pickle: bool) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        raise CompressorError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle): give a "
+                              "checkpoint (.pt), a .pt2 program or a .safetensors file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

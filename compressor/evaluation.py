@@ -78,6 +78,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
     attacked = {a.name: 0 for a in attacks}
     adv = {a.name: [] for a in attacks} if keep_adv else {}
     warnings: list[str] = []
+    nonfinite = torch.zeros((), dtype=torch.long, device=device)  # clean images with NaN/inf logits
     t_clean = 0.0
     with eval_mode(model) if isinstance(model, nn.Module) else nullcontext():
         start = 0
@@ -87,6 +88,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
             with torch.no_grad():
                 logits = predict(x)
                 pred = logits.argmax(1)
+                nonfinite += (~torch.isfinite(logits.float())).any(1).sum()
             clean_ok[sl] = pred == y
             _sync(device)
             t_clean += time.perf_counter() - t0
@@ -140,6 +142,9 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
     if attacks:
         result["worst_case_accuracy"] = worst.float().mean().item() if total else 0.0
         warnings += masking_warnings(result["attacks"], attacks)
+    if int(nonfinite):
+        warnings.insert(0, f"the model returned NaN/inf logits for {int(nonfinite)} of {total} clean images: these "
+                           "accuracies are meaningless; check its weights (compressor inspect)")
     result["warnings"] = warnings
     if keep_adv:
         result["adversarial"] = {

@@ -7,7 +7,7 @@ import re
 
 from .errors import CompressorError
 
-_NUMBER = r"[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_NUMBER = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
 _FRACTION = re.compile(rf"^\s*({_NUMBER})\s*(?:/\s*({_NUMBER}))?\s*$")
 
 
@@ -24,15 +24,33 @@ def parse_eps(value: str | float, *, name: str = "eps", allow_zero: bool = False
         if den == 0:
             raise CompressorError(f"{name} '{value}' divides by zero: write it like 8/255")
         eps = num / den
-    if not math.isfinite(eps) or eps < 0 or (eps == 0 and not allow_zero):
+    if not math.isfinite(eps):
+        raise CompressorError(f"{name} '{value}' is too large to be a budget: write it like 8/255")
+    if eps < 0 or (eps == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise CompressorError(f"{name} must be {bound}, got '{value}': write it like 8/255")
     return eps
 
 
-def parse_int_list(value: str, *, name: str) -> list[int]:
-    """Parse ``'30,40'`` into ``[30, 40]``."""
+def check_eps_range(eps: float, norm: str, name: str = "--eps") -> float:
+    """Refuse an L-inf budget above 1: pixels live in [0, 1], so it would allow any image at all."""
+    if norm == "linf" and eps > 1:
+        raise CompressorError(f"{name} {eps:g} is larger than the [0, 1] pixel range, so every image is allowed: "
+                              "give it on the [0, 1] scale, e.g. 8/255 or 0.3")
+    return eps
+
+
+def parse_int_list(value: str, *, name: str, minimum: int | None = None) -> list[int]:
+    """Parse ``'30,40'`` into ``[30, 40]``; empty items, non-integers and values below `minimum` are refused."""
+    items = [v.strip() for v in str(value).split(",")]
+    if not any(items):
+        raise CompressorError(f"{name} is empty: give comma-separated integers, like 1,64")
+    if "" in items:
+        raise CompressorError(f"{name} '{value}' has an empty item: give comma-separated integers, like 1,64")
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        values = [int(v) for v in items]
     except ValueError:
-        raise CompressorError(f"{name} '{value}' must be comma-separated integers, like 30,40") from None
+        raise CompressorError(f"{name} '{value}' must be comma-separated integers, like 1,64") from None
+    if minimum is not None and min(values) < minimum:
+        raise CompressorError(f"{name} '{value}': every value must be >= {minimum}")
+    return values

@@ -16,6 +16,7 @@ from .data import DataBundle, DatasetInfo, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
+from .parsing import check_eps_range
 from .models import create_model
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device
@@ -87,6 +88,8 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                trust_pickle: bool = False, seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
     """Load a model file and, when a dataset is named or recorded in the checkpoint, its data."""
+    if num_classes is not None and num_classes < 1:
+        raise CompressorError(f"--num-classes must be at least 1, got {num_classes}")
     data = None
     if dataset is not None:
         data = load_dataset(dataset, data_root, download=download, seed=seed)
@@ -111,7 +114,7 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     examples of every attack are written there as an .npz (see `compressor.evaluation.ADV_KEYS_HELP`);
     an existing file is refused unless `force`.
     """
-    eps = data.info.default_eps if eps is None else eps
+    eps = data.info.default_eps if eps is None else check_eps_range(eps, norm)
     built = list({a.name: a for a in (build_attack(spec, eps, norm, seed=seed) for spec in attacks)}.values())
     if batch_size < 1:
         raise CompressorError(f"--batch-size must be >= 1, got {batch_size}")

@@ -52,6 +52,9 @@ def parity_tolerance(precision: str, reference: torch.Tensor) -> float:
 
 def check_parity(reference: torch.Tensor, output: torch.Tensor, precision: str, what: str) -> tuple[float, float]:
     """(max |delta|, tolerance); raises CompressorError with the measured error above the tolerance."""
+    if reference.numel() and not bool(torch.isfinite(reference).all()):
+        raise CompressorError(f"the model itself returns NaN/inf logits on the parity inputs, so {what} cannot be "
+                              "checked and is not kept: check the model's weights (compressor inspect)")
     diff = float((reference.float() - output.float()).abs().max()) if reference.numel() else 0.0
     tol = parity_tolerance(precision, reference)
     if not diff <= tol:  # also catches NaN

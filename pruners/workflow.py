@@ -18,6 +18,7 @@ from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
 from compressor.io import check_output, main_process_lock
+from compressor.sanity import check_finite_weights, check_model_fits_data
 from compressor.registry import PRUNERS
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from compressor.workflows import evaluate_model, open_model
@@ -111,6 +112,9 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
     if method == "none" and not chosen and options.get("pattern", "unstructured") == "unstructured":
         raise CompressorError("--method none without --transform or --pattern changes nothing: add e.g. "
                               "--transform channels:0.5, or choose a pruner")
+    if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
+        raise CompressorError(f"--sparsity {options['sparsity']} prunes nothing (it would only fine-tune): give a "
+                              "target between 0 and 1, e.g. 0.9, or use --method none with a --transform")
     pruner = make_pruner(method, **options)
     config = config or TrainConfig(adv=pruner.default_adv)
     config.validate()
@@ -146,6 +150,8 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
     if data is None:
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
     model = loaded.model
+    check_finite_weights(model, str(model_path))
+    check_model_fits_data(model, data, what=str(model_path), input_shape=ck.input_shape or None)
     check_recorded(chosen, ck.compression)
     for t in chosen:
         t.check(model)

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     except CompressorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: a training run continues from its last finished epoch with --resume", file=sys.stderr)
+    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into a silent exit 130
+        if isinstance(exc, SystemExit) and exc.code != 130:
+            raise
+        print("interrupted: a training or pruning run continues from its last finished epoch when rerun with "
+              "--resume", file=sys.stderr)
         sys.exit(130)

@@ -63,6 +63,11 @@ def eval_cmd(
         from ..errors import CompressorError
 
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
+    from ..sanity import check_model_fits_data
+
+    ck = loaded.checkpoint
+    check_model_fits_data(loaded.model, data, what=str(model_path), split=split,
+                          input_shape=ck.input_shape if ck is not None else None)
     total = min(n or len(data.split(split)), len(data.split(split)))
     stages = ["clean", *attack_names]
     with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

@@ -16,14 +16,10 @@ FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `co
 
 
 def int_list(text: str, name: str) -> list[int]:
-    """Parse ``1,64``."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise CompressorError(f"{name} '{text}' must be comma-separated integers, like 1,64") from None
-    if not values:
-        raise CompressorError(f"{name} is empty: give at least one value, like 1,64")
-    return values
+    """Parse ``1,64`` (positive integers, no empty items)."""
+    from ..parsing import parse_int_list
+
+    return parse_int_list(text, name=name, minimum=1)
 
 
 def pick_device(device: str, devices: tuple[str, ...]) -> str:
@@ -88,6 +84,9 @@ def export_cmd(
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, arch=arch, num_classes=num_classes,
                               mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
     ck = loaded.checkpoint
+    from ..sanity import check_finite_weights
+
+    check_finite_weights(loaded.model, str(model_path))
     input_shape = tuple(ck.input_shape) if ck is not None and ck.input_shape else (
         tuple(data.info.input_shape) if data is not None else ())
     if not input_shape:

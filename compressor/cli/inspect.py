@@ -35,6 +35,10 @@ def inspect_cmd(
                                mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
     else:
         loaded = load_model(model_path, trust_pickle=trust_pickle)
+    if svd:
+        from ..sanity import check_finite_weights
+
+        check_finite_weights(loaded.model, str(model_path), hint=", or pass --no-svd to list its layers anyway")
     summary = model_summary(loaded.model, with_svd=svd)
     ck = loaded.checkpoint
     from ..flops import size_report

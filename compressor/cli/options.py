@@ -48,6 +48,8 @@ def names_list(text: str) -> list[str]:
 
 def existing_file(path: Path, what: str = "input") -> Path:
     """Fail with one line if an input file is missing."""
+    if path.is_dir():
+        raise CompressorError(f"{what} {path} is a directory: give the path of a file")
     if not path.is_file():
         raise CompressorError(f"{what} {path} does not exist: check the path")
     return path

@@ -21,6 +21,8 @@ KEYS_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y', or x_tra
 
 def _images(arr: np.ndarray, where: str) -> torch.Tensor:
     """An NCHW / NHWC / NHW image array -> a uint8 (or float in [0, 1]) NCHW tensor."""
+    if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
+        raise CompressorError(f"{where} holds NaN or inf pixels: expected uint8 pixels in 0..255 (or floats in [0, 1])")
     if arr.dtype != np.uint8 and not (arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1):
         raise CompressorError(f"{where} is {arr.dtype}: expected uint8 pixels in 0..255 (or floats in [0, 1])")
     if arr.ndim == 3:
@@ -51,9 +53,17 @@ def _labels(arr: np.ndarray, n: int, where: str) -> torch.Tensor:
     return torch.from_numpy(arr.astype(np.int64))
 
 
+def _array(data, key: str, path: Path) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError:  # numpy refuses object arrays without allow_pickle
+        raise CompressorError(f"{path}: '{key}' is an object array (pickled Python objects), which is never loaded: "
+                              "save plain uint8 images and integer labels with numpy.savez") from None
+
+
 def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
-    x = _images(data[xkey], f"{path}: '{xkey}'")
-    return ArraySplit(x, _labels(data[ykey], len(x), f"{path}: '{ykey}'"))
+    x = _images(_array(data, xkey, path), f"{path}: '{xkey}'")
+    return ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
 
 
 def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: int = 0) -> DataBundle:

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import CompressorError
+
 
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std; mean and std are buffers so they travel with the state dict."""
@@ -14,9 +16,11 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError("mean and std must have the same number of channels")
-        if any(s <= 0 for s in std):
-            raise ValueError("std must be positive")
+            raise CompressorError(f"the normalisation mean {list(mean)} and std {list(std)} need one value per channel "
+                                  "each: give --mean and --std of the same length")
+        if not all(s > 0 and s != float("inf") for s in std) or not all(abs(m) != float("inf") and m == m for m in mean):
+            raise CompressorError(f"the normalisation std {list(std)} must be positive and finite (and the mean "
+                                  f"{list(mean)} finite): dividing by it would give inf/NaN inputs")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 

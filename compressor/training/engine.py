@@ -19,6 +19,7 @@ from ..errors import CompressorError
 from ..evaluation import evaluate
 from ..attacks import PGD
 from ..io import atomic_write
+from ..parsing import check_eps_range
 from .callbacks import Callback, StopTraining
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .losses import craft_pgd_at, craft_trades, trades_loss
@@ -83,6 +84,11 @@ class TrainConfig:
             raise CompressorError(f"--lr must be > 0, got {self.lr}")
         if self.adv != "none" and self.eps is not None and not self.eps > 0:
             raise CompressorError(f"--eps must be > 0 for adversarial training, got {self.eps}")
+        if self.eps is not None:
+            check_eps_range(self.eps, self.norm)
+        if not (self.weight_decay >= 0 and self.momentum >= 0 and self.steps >= 1 and self.beta >= 0):
+            raise CompressorError(f"--weight-decay, --momentum and --beta must be >= 0 and --steps >= 1 (got "
+                                  f"{self.weight_decay}, {self.momentum}, {self.beta}, {self.steps})")
         if self.select not in ("auto", "robust", "clean", "last"):
             raise CompressorError(f"unknown --select '{self.select}': choose robust, clean or last")
         if self.craft_mode not in ("eval", "train"):

@@ -1,0 +1,74 @@
+"""Checks of a model against itself and against a dataset, run before any work (one line naming the problem)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import CompressorError
+
+
+def nonfinite_tensors(model: nn.Module) -> dict[str, int]:
+    """Parameters and buffers holding NaN or inf: name -> how many such values."""
+    found = {}
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point():
+            bad = int((~torch.isfinite(t.detach())).sum())
+            if bad:
+                found[name] = bad
+    return found
+
+
+def check_finite_weights(model: nn.Module, what: str, hint: str = "") -> None:
+    """Refuse a model whose weights hold NaN or inf (condition numbers, pruning and exports are meaningless)."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        name, count = next(iter(bad.items()))
+        more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+        raise CompressorError(f"{what} has non-finite weights ({count} NaN/inf values in {name}{more}): the model is "
+                              f"corrupt or diverged; use an earlier checkpoint{hint}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def check_model_fits_data(model: nn.Module | Callable[[torch.Tensor], Any], data: Any, *, what: str = "the model",
+                          input_shape: tuple[int, ...] | None = None, split: str = "test") -> None:
+    """Refuse data the model cannot classify: other image shapes or channels, or labels beyond its outputs.
+
+    `input_shape` is what the model was built for (from its checkpoint), when known.
+    """
+    info = data.info
+    shape = tuple(info.input_shape)
+    if input_shape and tuple(input_shape) != shape:
+        raise CompressorError(f"{what} takes {'x'.join(map(str, input_shape))} images but {info.name} has "
+                              f"{'x'.join(map(str, shape))}: use a dataset of the model's input size")
+    part = data.split(split)
+    if len(part) == 0:
+        raise CompressorError(f"the {split} split of {info.name} is empty")
+    x = part.head(2).float_images()
+    device = next((p.device for p in model.parameters()), torch.device("cpu")) if isinstance(model, nn.Module) \
+        else torch.device("cpu")
+    was_training = model.training if isinstance(model, nn.Module) else False
+    try:
+        if isinstance(model, nn.Module):
+            model.eval()
+        with torch.no_grad():
+            out = model(x.to(device))
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise CompressorError(f"{what} cannot run on {info.name} images ({'x'.join(map(str, shape))}): "
+                              f"{_first_line(exc)}") from None
+    finally:
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise CompressorError(f"{what} returns {getattr(out, 'shape', type(out).__name__)} for a batch, not "
+                              "(batch, classes) logits")
+    top = max((int(s.y.max()) for s in (data.train, data.val, data.test) if s is not None and len(s)), default=-1)
+    if top >= out.shape[1]:
+        raise CompressorError(f"{info.name} has labels up to {top} but {what} has {out.shape[1]} outputs: use a "
+                              "dataset with the model's classes (or a model built for this one)")
