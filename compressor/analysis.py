@@ -44,13 +44,22 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if is_prunable(m)]
 
 
+def named_weights(model: nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """(layer, type, weight) of every prunable layer; a model without such modules (an exported program's graph)
+    may list them itself with ``prunable_weights()``."""
+    own = getattr(model, "prunable_weights", None)
+    if callable(own):
+        return own()
+    return [(n, type(m).__name__, m.weight) for n, m in prunable_layers(model)]
+
+
 def layer_stats(model: nn.Module, with_svd: bool = True) -> list[dict[str, Any]]:
     """One row per Conv/Linear layer: shape, parameters, nonzeros, sparsity and (optionally) singular values."""
     rows = []
-    for name, mod in prunable_layers(model):
-        w = mod.weight.detach()
+    for name, kind, w in named_weights(model):
+        w = w.detach()
         nnz = int(torch.count_nonzero(w))
-        row: dict[str, Any] = {"layer": name, "type": type(mod).__name__, "shape": list(w.shape),
+        row: dict[str, Any] = {"layer": name, "type": kind, "shape": list(w.shape),
                                "params": w.numel(), "nonzeros": nnz, "sparsity": 1.0 - nnz / w.numel()}
         if with_svd:
             row.update(condition_number(w))

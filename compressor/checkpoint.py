@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import pickle
 import platform
@@ -9,7 +10,7 @@ import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -166,9 +167,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, arch: str, arch_kwarg
                     provenance: Mapping[str, Any] | None = None, force: bool = False) -> Checkpoint:
     """Save `model` atomically; an existing `path` is kept unless `force`."""
     path = check_output(path, force)
-    sd = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
+    module = None
+    if arch == PICKLED_ARCH:  # no importable architecture: the module itself is saved (loading needs --trust-pickle)
+        module, sd = copy.deepcopy(unwrap_model(model)).cpu().eval(), {}
+    else:
+        sd = {k: v.detach().cpu().contiguous() for k, v in unwrap_model(model).state_dict().items()}
     ckpt = Checkpoint(arch=arch, arch_kwargs=_plain(dict(arch_kwargs)), state_dict=sd, dataset=_plain(dict(dataset or {})),
-                      compression=_plain(list(compression or [])), provenance=_plain(dict(provenance or {})))
+                      compression=_plain(list(compression or [])), provenance=_plain(dict(provenance or {})),
+                      module=module)
     atomic_write(path, lambda tmp: torch.save(ckpt.to_dict(), tmp))
     return ckpt
 
@@ -235,26 +241,71 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
 
 
+# where users' files keep the weights: {'state_dict': ...}, {'model': ...}, ... (searched in this order)
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "params", "weights", "ema")
+# prefixes of whole-model wrappers: DataParallel/DDP, torch.compile, Lightning/HF-style attribute names
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
+
+
 def _find_state_dict(obj: Any) -> dict | None:
+    """The state dict inside what a user saved: bare, under a container key, or beside extra entries."""
+    if not isinstance(obj, Mapping) or not obj:
+        return None
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {str(k): v for k, v in obj.items()}
+    for key in _CONTAINER_KEYS:
+        found = _find_state_dict(obj.get(key))
+        if found is not None:
+            return found
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return tensors if tensors and 2 * len(tensors) >= len(obj) else None  # weights beside e.g. 'epoch', 'acc'
+
+
+def _find_module(obj: Any) -> nn.Module | None:
+    """A pickled module, saved bare or under a container key."""
+    if isinstance(obj, nn.Module):
+        return obj
     if isinstance(obj, Mapping):
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj)
-        for key in ("state_dict", "model_state_dict", "model", "net", "params"):
-            if key in obj:
-                found = _find_state_dict(obj[key])
-                if found is not None:
-                    return found
+        return next((obj[k] for k in _CONTAINER_KEYS if isinstance(obj.get(k), nn.Module)), None)
     return None
 
 
-def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Load `state_dict` strictly, accepting a ``module.`` prefix and missing normalisation buffers."""
+def _is_norm_key(key: str) -> bool:
+    return key.split(".")[-2:-1] == ["normalize"]
+
+
+def _layouts(sd: dict, own: Mapping[str, torch.Tensor]) -> list[dict]:
+    """The file's keys as saved and with wrapper prefixes removed, also placed under a `Normalized` wrapper."""
+    out, cur = [sd], sd
+    while cur:
+        prefix = next((p for p in _WRAPPER_PREFIXES if all(k.startswith(p) for k in cur)), None)
+        if prefix is None:
+            break
+        cur = {k[len(prefix):]: v for k, v in cur.items()}
+        out.append(cur)
+    inner = [k for k in own if not _is_norm_key(k)]
+    if inner and all(k.startswith("model.") for k in inner):
+        out += [{"model." + k: v for k, v in c.items()} for c in list(out)]
+    return out
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> list[str]:
+    """Load `state_dict` strictly, accepting wrapper prefixes (``module.``, ...) and missing normalisation buffers;
+    returns the normalisation buffers the file did not hold (they keep the model's values)."""
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    adapt = getattr(model, "adapt_state_dict", None)  # a zoo model that reads its upstream project's layout
-    if adapt is not None:
-        sd = adapt(sd)
     own = model.state_dict()
-    norm_keys = {k for k in own if k.split(".")[-2:-1] == ["normalize"] or k.startswith("normalize.")}
+    adapt = getattr(model, "adapt_state_dict", None)  # a zoo model that reads its upstream project's layout
+    candidates = [adapt(c) if adapt is not None else c for c in _layouts(sd, own)]
+
+    def fit(c: dict) -> int:
+        return sum(1 for k, v in own.items() if k in c and c[k].shape == v.shape) - sum(1 for k in c if k not in own)
+
+    sd = max(candidates, key=fit)
+    norm_keys = [k for k in own if _is_norm_key(k) and k not in sd]
     missing = [k for k in own if k not in sd and k not in norm_keys]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
@@ -262,21 +313,93 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+            parts.append(f"{len(missing)} missing keys ({_first(missing)})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
         if shapes:
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {shapes[0]})")
-        raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check --arch and --num-classes")
+            parts.append(f"{len(shapes)} shape mismatches ({_first(shapes, 2)})")
+        raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check --arch, --arch-kwargs and "
+                              "--num-classes")
     for k in norm_keys:
-        sd.setdefault(k, own[k])
+        sd[k] = own[k]
     model.load_state_dict(sd, strict=True)
+    return norm_keys
+
+
+def _normalization(model: nn.Module, source: str, none: str) -> dict:
+    """{"mean", "std", "source"} of the model's first Normalize (`source`), or None values and `none`."""
+    from .models import normalization_of
+
+    found = normalization_of(model)
+    if found is None and hasattr(model, "normalization"):  # an exported program's buffers
+        found = model.normalization()
+    return {**found, "source": source} if found is not None else {"mean": None, "std": None, "source": none}
+
+
+def _check_stated(norm: dict, mean: Any, std: Any, no_normalize: bool, path: Path) -> None:
+    """The file's own normalisation must agree with --mean/--std or --no-normalize when those are given too."""
+    if mean is None and not no_normalize:
+        return
+    want_mean = list(mean) if mean is not None else [0.0] * len(norm["mean"])
+    want_std = list(std) if std is not None else [1.0] * len(norm["std"])
+    same = len(want_mean) == len(norm["mean"]) and all(
+        abs(a - b) < 1e-5 for a, b in zip(want_mean + want_std, norm["mean"] + norm["std"]))
+    if not same:
+        raise CompressorError(f"{path} holds its own input normalisation (mean {norm['mean']}, std {norm['std']}), "
+                              f"which {'--no-normalize' if no_normalize else '--mean/--std'} contradicts: drop "
+                              f"{'--no-normalize' if no_normalize else '--mean/--std'}")
+
+
+def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, Any] | None, mean: Any, std: Any,
+                     no_normalize: bool) -> LoadedModel:
+    """Build `arch` for a plain state dict and load it; refuse a normalisation nobody stated."""
+    from .models import build_imported, create_model, is_import_path
+
+    kwargs = dict(arch_kwargs or {})
+    imported = is_import_path(arch)
+    if not imported:  # a zoo model's mean/std in the API's kwargs are stated normalisation too
+        mean = kwargs.pop("mean", None) if mean is None else mean
+        std = kwargs.pop("std", None) if std is None else std
+        kwargs.pop("mean", None), kwargs.pop("std", None)
+    if (mean is None) != (std is None):
+        raise CompressorError("pass --mean and --std together (or --no-normalize)")
+    if no_normalize and mean is not None:
+        raise CompressorError("--no-normalize contradicts --mean/--std: pass one or the other")
+    if imported:
+        model = build_imported(arch, kwargs, mean, std)
+    else:
+        chans = int(kwargs.get("in_chans", 3))
+        model = create_model(arch, mean=[0.0] * chans if no_normalize else mean,
+                             std=[1.0] * chans if no_normalize else std, **kwargs)
+    filled = fit_state_dict(model, sd, what=f"--arch {arch}")
+    stated = mean is not None or no_normalize or (imported and ("mean" in kwargs or "std" in kwargs))
+    if filled and not stated:
+        raise CompressorError(f"{path} holds no input normalisation, and --arch {arch} would put one in front of "
+                              "the weights: pass the mean and std they were trained with (--mean M1,M2,.. --std "
+                              "S1,S2,..), or --no-normalize if they take raw [0, 1] pixels")
+    source = ("--no-normalize" if no_normalize else "--mean/--std" if mean is not None else "--arch-kwargs") \
+        if filled else "the file"
+    norm = _normalization(model, source, "none: the model's own code gets [0, 1] pixels")
+    if not filled and norm["mean"] is not None:
+        _check_stated(norm, mean, std, no_normalize, path)
+    if imported:
+        record = {"kwargs": kwargs, **({"mean": list(mean), "std": list(std)} if mean is not None else {})}
+    else:
+        record = {**kwargs, **({k: norm[k] for k in ("mean", "std")} if norm["mean"] is not None else {})}
+    ckpt = Checkpoint(arch=arch, arch_kwargs=_plain(record), state_dict=model.state_dict())
+    return LoadedModel(model, ckpt, "state_dict", path, norm)
 
 
 def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
-               trust_pickle: bool = False) -> LoadedModel:
-    """Load a compressor checkpoint (``.pt``, or compressed ``.safetensors``), a plain state dict (needs `arch`), a
-    ``.pt2`` export or a trusted pickle."""
+               trust_pickle: bool = False, trust_code: bool = False, mean: Sequence[float] | None = None,
+               std: Sequence[float] | None = None, no_normalize: bool = False) -> LoadedModel:
+    """Load a compressor checkpoint (``.pt``, or compressed ``.safetensors``), a plain state dict (needs `arch`: a
+    zoo name, ``tv:``/``timm:`` name or ``module:callable`` import path), a ``.pt2`` export or a trusted pickle.
+
+    A state dict gets the normalisation it holds, or `mean`/`std` (for a zoo model also given in `arch_kwargs`), or
+    none with `no_normalize`; one that would otherwise be invented is refused. A checkpoint that records an import
+    path is only loaded when `arch` repeats it or `trust_code`. ``LoadedModel.normalization`` says what is applied.
+    """
     path = Path(path)
     if not path.is_file():
         raise CompressorError(f"checkpoint {path} does not exist: check the path")
@@ -292,24 +415,30 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
             program = torch.export.load(str(path))
         except Exception as exc:
             raise CompressorError(f"cannot read {path} as a torch.export program: {_short(exc)}") from None
-        return LoadedModel(program.module(), None, "exported", path)
+        from .models.exported import ExportedModel
+
+        try:
+            model = ExportedModel(program)
+        except Exception as exc:
+            raise CompressorError(f"cannot run {path} as a model (a program with one image-batch input is "
+                                  f"expected): {_short(exc)}") from None
+        return LoadedModel(model, None, "exported", path,
+                           _normalization(model, "inside the program", "not visible: the program's own graph"))
     obj = _read(path, trust_pickle)
-    if isinstance(obj, nn.Module):
-        return LoadedModel(obj.eval(), None, "pickle", path)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         ckpt = Checkpoint.from_dict(dict(obj), str(path))
-        return LoadedModel(ckpt.build_model(), ckpt, "checkpoint", path)
+        model = ckpt.build_model(arch, trust_code)
+        return LoadedModel(model, ckpt, "checkpoint", path,
+                           _normalization(model, "recorded in the checkpoint", "none: the model's own code"))
+    module = _find_module(obj)
+    if module is not None:
+        return LoadedModel(module.eval(), None, "pickle", path,
+                           _normalization(module, "inside the module", "not visible: the module's own code"))
     sd = _find_state_dict(obj)
     if sd is None:
         raise CompressorError(f"{path} holds neither a compressor checkpoint nor a state dict: "
                               "save the model's state_dict(), or export it with torch.export (.pt2)")
     if arch is None:
-        raise CompressorError(f"{path} is a plain state dict: pass --arch NAME (see `compressor list models`) "
-                              "and --num-classes so the architecture can be built")
-    from .models import create_model
-
-    kwargs = dict(arch_kwargs or {})
-    model = create_model(arch, **kwargs)
-    fit_state_dict(model, sd, what=f"--arch {arch}")
-    ckpt = Checkpoint(arch=arch, arch_kwargs=_plain(kwargs), state_dict=model.state_dict())
-    return LoadedModel(model, ckpt, "state_dict", path)
+        raise CompressorError(f"{path} is a plain state dict: pass --arch NAME (see `compressor list models`) or "
+                              "--arch PACKAGE.MODULE:CALLABLE (your own model) so the architecture can be built")
+    return _from_state_dict(path, sd, arch, arch_kwargs, mean, std, no_normalize)

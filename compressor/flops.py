@@ -14,7 +14,8 @@ from .analysis import is_prunable
 def _module_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
     """MACs of one forward of a batch of 1, per module name ('' = the whole model)."""
     param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    batch = getattr(model, "static_batch", None) or 1  # an exported program traced for a fixed batch size
+    x = torch.zeros(batch, *input_shape, device=param.device if param is not None else "cpu")
     was_training = model.training
     model.eval()
     try:
@@ -27,7 +28,7 @@ def _module_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]
         if key == "Global":
             continue
         _, _, name = key.partition(".")  # keys are '<RootClass>.<module path>'
-        out[name] = sum(ops.values()) // 2  # the counter reports 2 FLOPs per multiply-accumulate
+        out[name] = sum(ops.values()) // 2 // batch  # the counter reports 2 FLOPs per multiply-accumulate
     return out
 
 

@@ -60,3 +60,10 @@ def stdout_console() -> Console:
     """The console for results (stdout); progress and logs go to stderr. Wide when piped, so tables stay whole."""
     console = Console(soft_wrap=False)
     return console if console.is_terminal else Console(soft_wrap=False, width=200)
+
+
+def normalization_text(norm: dict | None) -> str:
+    """``mean [..] std [..] (the file)`` or the reason there is none, for a report line."""
+    if not norm or norm.get("mean") is None:
+        return (norm or {}).get("source", "unknown")
+    return f"mean {norm['mean']} std {norm['std']} ({norm['source']})"

@@ -84,31 +84,55 @@ def _train(arch: str, dataset: str, output: Path, config: TrainConfig, *, data_r
 
 
 def open_model(path: str | Path, *, dataset: str | None = None, data_root: str | Path | None = None,
-               download: bool = False, arch: str | None = None, num_classes: int | None = None,
-               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-               trust_pickle: bool = False, seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
-    """Load a model file and, when a dataset is named or recorded in the checkpoint, its data."""
+               download: bool = False, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
+               num_classes: int | None = None, mean: Sequence[float] | None = None,
+               std: Sequence[float] | None = None, no_normalize: bool = False, trust_pickle: bool = False,
+               trust_code: bool = False, seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
+    """Load a model file and, when a dataset is named or recorded in the checkpoint, its data.
+
+    `arch` builds a plain state dict: a zoo name (classes and channels from the dataset), ``tv:``/``timm:``
+    names, or ``module:callable`` with `arch_kwargs`. The input normalisation is the file's own, or `mean`/`std`,
+    or none with `no_normalize`; it is never taken from the dataset (see `load_model`).
+    """
+    from .models import is_import_path
+
     if num_classes is not None and num_classes < 1:
         raise CompressorError(f"--num-classes must be at least 1, got {num_classes}")
     data = None
     if dataset is not None:
         data = load_dataset(dataset, data_root, download=download, seed=seed)
-    kwargs = None
-    if arch is not None:
-        if data is None:
-            raise CompressorError("--arch needs --dataset so the input channels and normalisation are known")
-        kwargs = model_kwargs(data.info, num_classes, mean, std)
-    loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle)
-    if data is None and loaded.checkpoint is not None and loaded.checkpoint.dataset.get("name"):
-        data = load_dataset(loaded.checkpoint.dataset["name"], data_root, download=download, seed=seed)
+    kwargs = dict(arch_kwargs or {})
+    if arch is not None and is_import_path(arch):
+        if num_classes is not None:
+            kwargs.setdefault("num_classes", num_classes)
+    elif arch is not None:
+        if data is None and not {"num_classes", "in_chans"} <= set(kwargs):
+            raise CompressorError(f"--arch {arch} needs --dataset so the number of classes and input channels are "
+                                  "known")
+        if data is not None:
+            kwargs = {"num_classes": num_classes or data.info.num_classes, "in_chans": data.info.input_shape[0],
+                      **kwargs}
+    loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, trust_code=trust_code,
+                        mean=mean, std=std, no_normalize=no_normalize)
+    ck = loaded.checkpoint
+    if loaded.source == "checkpoint" and arch_kwargs and ck is not None and is_import_path(ck.arch) \
+            and dict(arch_kwargs) != dict(ck.arch_kwargs.get("kwargs") or {}):
+        raise CompressorError(f"{path} records --arch-kwargs {ck.arch_kwargs.get('kwargs')}: drop --arch-kwargs "
+                              "(the checkpoint's own are used)")
+    if data is None and ck is not None and ck.dataset.get("name"):
+        data = load_dataset(ck.dataset["name"], data_root, download=download, seed=seed)
     return loaded, data
 
 
 def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataBundle, attacks: Sequence[str], *,
                    eps: float | None = None, norm: str = "linf", n: int | None = None, batch_size: int = 256,
                    split: str = "test", seed: int = 0, device: str = "auto", progress: Progress | None = None,
-                   save_adv: str | Path | None = None, force: bool = False) -> dict[str, Any]:
+                   save_adv: str | Path | None = None, force: bool = False,
+                   normalization: dict[str, Any] | None = None) -> dict[str, Any]:
     """Clean and robust accuracy of `model` on a split of `data` (eval mode, fp32, fixed seed), with the protocol.
+
+    `split` is test, val, train or all (every image of the dataset file); `normalization` (what the model
+    applies to its [0, 1] input, e.g. ``LoadedModel.normalization``) is recorded in the report.
 
     The global RNG state (CPU and CUDA) is restored afterwards. With `save_adv`, the adversarial
     examples of every attack are written there as an .npz (see `compressor.evaluation.ADV_KEYS_HELP`);
@@ -125,7 +149,9 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     part = data.split(split)
     note = None
     if n is not None and n > len(part):
-        note = f"--n {n} is larger than the {split} split; using all {len(part)} samples"
+        whole = "" if split == "all" else (f" ({len(part)} of the dataset's {data.size()} images; --split all "
+                                           "evaluates every one)")
+        note = f"--n {n} is larger than the {split} split{whole}; using all {len(part)} samples"
         n = len(part)
     dev = pick_device(device)
     if isinstance(model, nn.Module):
@@ -137,9 +163,11 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     adversarial = res.pop("adversarial", None)
     protocol = {"dataset": data.info.name, "split": split, "n": res["n"], "norm": norm, "eps": eps, "seed": seed,
                 "batch_size": batch_size, "device": str(dev), "model_mode": "eval", "dtype": "float32",
+                "normalization": normalization or {"source": "not recorded by the caller"},
                 "attacks": {a.name: a.protocol() for a in built},
                 "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}
     res.update({"dataset": data.info.name, "split": split, "eps": eps, "norm": norm, "seed": seed,
+                "normalization": protocol["normalization"],
                 "device": str(dev), "protocol": protocol})
     if note:
         res["note"] = note

@@ -258,8 +258,12 @@ def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *
 def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 64), warmup: int = 10, runs: int = 50,
               threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",), eps: float | None = None,
               norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0, dataset: str | None = None,
-              data_root: str | Path | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Benchmark every variant; white-box attacks run once per source model and transfer to its engines."""
+              data_root: str | Path | None = None, log: Log | None = None,
+              model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Benchmark every variant; white-box attacks run once per source model and transfer to its engines.
+
+    `model_options` (``arch``, ``arch_kwargs``, ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see
+    `compressor.open_model`) say how to open the model files."""
     from compressor.attacks import build_attack
     from compressor.workflows import open_model
 
@@ -275,7 +279,8 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
     with pinned_threads(threads):
         for v in variants:
             if v.model not in sources:
-                loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed)
+                loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed,
+                                          **(model_options or {}))
                 if data is None:
                     raise CompressorError(f"{v.model} records no dataset: pass --dataset NAME")
                 loaded.model.eval().float()
@@ -294,6 +299,7 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
             row = bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads,
                                 device=device, square=square, seed=seed)
+            row["normalization"] = loaded.normalization
             row["source"] = {"clean_accuracy": white["clean_accuracy"],
                              "attacks": {k: r["accuracy"] for k, r in white["attacks"].items()},
                              "worst_case_accuracy": white.get("worst_case_accuracy"), "warnings": white["warnings"]}

@@ -100,7 +100,8 @@ def _save(program: Any, path: Path, external: bool) -> None:
 def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int], opset: int = 18,
                 dynamic_batch: bool = True, parity: bool = True, force: bool = False,
                 sample_inputs: torch.Tensor | None = None, parity_inputs: str | None = None,
-                batch_sizes: Sequence[int] = (1,), precision: str = "fp32") -> ExportResult:
+                batch_sizes: Sequence[int] = (1,), precision: str = "fp32",
+                batch_range: tuple[int, int | None] = (1, None)) -> ExportResult:
     """Export `model` (masks folded, on a copy) to one self-contained ONNX file and check it.
 
     The graph has a symbolic (dynamic) batch dimension unless `dynamic_batch` is False, input
@@ -119,7 +120,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     ready = prepare_model(model)
     # a dynamic batch needs an example batch > 1 (torch.export specialises sizes 0 and 1)
     example = random_inputs(input_shape, batch=max(2, min(sizes[-1], 4)) if dynamic_batch else sizes[0])
-    program = trace(ready, example, dynamic_batch)
+    program = trace(ready, example, dynamic_batch, batch_range)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset,
@@ -190,4 +191,6 @@ class OnnxExporter(Exporter):
     def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1,), device="cpu",
                sample_inputs=None, parity_inputs=None, force=False, opset: int = 18, **options: Any) -> ExportResult:
         return export_onnx(model, path, input_shape=input_shape, opset=opset, force=force, precision=precision,
-                           sample_inputs=sample_inputs, parity_inputs=parity_inputs, batch_sizes=batch_sizes)
+                           sample_inputs=sample_inputs, parity_inputs=parity_inputs, batch_sizes=batch_sizes,
+                           dynamic_batch=options.get("dynamic_batch", True),
+                           batch_range=options.get("batch_range") or (1, None))

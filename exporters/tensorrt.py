@@ -204,7 +204,8 @@ class TensorRTExporter(Exporter):
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             onnx_res = export_onnx(ready, onnx_path, input_shape=input_shape, sample_inputs=sample_inputs,
-                                   parity_inputs=parity_inputs, batch_sizes=batch_sizes)
+                                   parity_inputs=parity_inputs, batch_sizes=batch_sizes,
+                                   dynamic_batch=options.get("dynamic_batch", True))
             with atomic_path(path) as engine:  # parity runs on the new engine before it replaces anything
                 build = build_engine(onnx_path, engine, input_shape=input_shape, precision=precision,
                                      batch_sizes=batch_sizes, sparse_weights=bool(sparse_layers),

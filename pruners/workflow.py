@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from compressor.checkpoint import make_provenance, save_checkpoint
+from compressor.checkpoint import PICKLED_ARCH, Checkpoint, LoadedModel, make_provenance, save_checkpoint
 from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
@@ -29,6 +29,7 @@ from .plots import plot_kappa_epochs, plot_kappa_layers
 from .transforms import TransformContext, apply_transforms, check_recorded, parse_transforms
 
 PHASES = ("prune", "finetune")
+DEFAULT_SPARSITY = 0.9  # `compressor prune MODEL --method M` without --sparsity or an N:M --pattern
 LAYER_STATS = ("kappa", "kappa_support", "rank", "sigma_max", "sigma_min", "frobenius")
 
 
@@ -89,14 +90,53 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def prune(model_path: str | Path, method: str, output: str | Path, *, options: dict[str, Any] | None = None,
+def default_output(model_path: str | Path, tag: str, resume: bool = False) -> Path:
+    """``MODEL.<tag>.pt`` beside the input, or ``MODEL.<tag>-2.pt``, ... : never an existing file (with `resume`,
+    the first one whose interrupted job left its phase states)."""
+    model_path = Path(model_path)
+    for k in range(1, 10_000):
+        path = model_path.with_name(f"{model_path.stem}.{tag}{'' if k == 1 else f'-{k}'}.pt")
+        states = any(phase_state_path(path, p).is_file() for p in PHASES)
+        if (resume and states) or (not resume and not path.exists() and not states):
+            return path
+        if resume and not path.exists():
+            break
+    raise CompressorError(f"no pruning state beside {model_path} to resume from: run without --resume to start "
+                          "afresh" if resume else f"no free output name beside {model_path}: pass -o PATH")
+
+
+def _tag(method: str, sparsity: float | None) -> str:
+    """``tscnc90`` for TSCNC at 0.9 sparsity."""
+    return f"{method}{sparsity * 100:.4g}".replace(".", "p") if sparsity else method
+
+
+def _outside_checkpoint(loaded: LoadedModel, model_path: str | Path) -> Checkpoint:
+    """What a pruned outside model is saved as: its state-dict checkpoint, or its pickled module (which then
+    reloads with --trust-pickle, as its input did); an exported program cannot be pruned."""
+    if loaded.checkpoint is not None:
+        return loaded.checkpoint
+    if loaded.source == "exported":
+        raise CompressorError(f"{model_path} is a torch.export program, whose graph cannot be pruned: prune the model "
+                              "it was exported from (its state dict with --arch, or a pickled module with "
+                              "--trust-pickle), then `compressor export` the result")
+    return Checkpoint(arch=PICKLED_ARCH, arch_kwargs={}, state_dict={}, module=loaded.model)
+
+
+def prune(model_path: str | Path, method: str, output: str | Path | None = None, *,
+          options: dict[str, Any] | None = None,
           config: TrainConfig | None = None, dataset: str | None = None, data_root: str | Path | None = None,
           download: bool = False, epochs_prune: int = 10, epochs_finetune: int = 10, lr: float | None = None,
           lr_finetune: float | None = None, eval_attack: str = "pgd20", eval_n: int | None = None,
           plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
           quiet: bool = False, trust_pickle: bool = False, console=None, transforms: Sequence[str] = (),
-          warn: Callable[[str], None] = _stderr) -> dict[str, Any]:
-    """Prune a checkpoint with `method` and save it (masks folded, metadata appended) with a full report.
+          warn: Callable[[str], None] = _stderr, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Prune a model file with `method` and save it (masks folded, metadata appended) with a full report.
+
+    The file is a compressor checkpoint, or any outside model `compressor.open_model` opens with
+    `model_options` (a state dict with ``arch``: a zoo name or ``module:callable``, ``mean``/``std`` or
+    ``no_normalize``; a pickled module with `trust_pickle`); the output reloads with the same options. Without
+    a sparsity or N:M pattern in `options` the target is `DEFAULT_SPARSITY`; without `output` it is
+    ``MODEL.<method><percent>.pt`` beside the input (e.g. ``model.tscnc90.pt``), never an existing file.
 
     `transforms` (specs such as ``channels:0.5``) apply first, in the order documented in
     `pruners.transforms.base`; `method` "none" runs them alone. The report holds the achieved global and
@@ -112,6 +152,10 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
     if method == "none" and not chosen and options.get("pattern", "unstructured") == "unstructured":
         raise CompressorError("--method none without --transform or --pattern changes nothing: add e.g. "
                               "--transform channels:0.5, or choose a pruner")
+    defaulted = method != "none" and options.get("sparsity") is None and \
+        str(options.get("pattern", "unstructured")).strip().lower() in ("unstructured", "none", "")
+    if defaulted:
+        options["sparsity"] = DEFAULT_SPARSITY
     if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
         raise CompressorError(f"--sparsity {options['sparsity']} prunes nothing (it would only fine-tune): give a "
                               "target between 0 and 1, e.g. 0.9, or use --method none with a --transform")
@@ -119,6 +163,9 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
     config = config or TrainConfig(adv=pruner.default_adv)
     config.validate()
     pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)  # epoch counts fit the method
+    chosen_output = output is None
+    if output is None:
+        output = default_output(model_path, _tag(method, getattr(pruner.config, "sparsity", None)), resume)
     output = Path(output)
     check_output(output, force)
     plot_paths = [output.with_name(f"{output.stem}.kappa-{kind}.png") for kind in ("layers", "epochs")]
@@ -135,20 +182,21 @@ def prune(model_path: str | Path, method: str, output: str | Path, *, options: d
         return _prune(model_path, pruner, chosen, output, plot_paths, states, config=config, dataset=dataset, data_root=data_root, download=download, epochs_prune=epochs_prune,
                       epochs_finetune=epochs_finetune, lr=lr, lr_finetune=lr_finetune, eval_attack=eval_attack,
                       eval_n=eval_n, plots=plots, force=force, resume=resume, keep_state=keep_state, quiet=quiet,
-                      trust_pickle=trust_pickle, console=console, transforms=transforms, warn=warn, t_start=t_start)
+                      trust_pickle=trust_pickle, console=console, transforms=transforms, warn=warn, t_start=t_start,
+                      model_options=model_options, defaulted=defaulted, chosen_output=chosen_output)
 
 
 def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states, *, config: TrainConfig, dataset, data_root, download, epochs_prune, epochs_finetune, lr, lr_finetune, eval_attack, eval_n, plots,
-           force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start) -> dict[str, Any]:
+           force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start,
+           model_options: dict[str, Any] | None = None, defaulted: bool = False,
+           chosen_output: bool = False) -> dict[str, Any]:
     """`prune` once its arguments are checked and its output is locked."""
-    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download,
-                              trust_pickle=trust_pickle, seed=config.seed)
-    ck = loaded.checkpoint
-    if ck is None:
-        raise CompressorError(f"{model_path} is a {loaded.source} model without its architecture: prune needs a "
-                              "compressor checkpoint (save one with `compressor train`)")
+    opened = {**(model_options or {}), "trust_pickle": trust_pickle or (model_options or {}).get("trust_pickle", False)}
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=config.seed,
+                              **opened)
+    ck = _outside_checkpoint(loaded, model_path)
     if data is None:
-        raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
+        raise CompressorError(f"{model_path} records no dataset to prune on: pass --dataset NAME (or npz:PATH)")
     model = loaded.model
     check_finite_weights(model, str(model_path))
     check_model_fits_data(model, data, what=str(model_path), input_shape=ck.input_shape or None)
@@ -184,6 +232,8 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
                          eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
         report["transforms"] = [_entry_summary(e) for e in transform_entries]
+        report.update(normalization=loaded.normalization, sparsity_default=defaulted, output_default=chosen_output,
+                      reload_flags=_reload_flags(ck, loaded))
         entry = {"name": pruner.name, "kind": "prune", "structural": False,
                  **{k: report[k] for k in ("sparsity_target", "sparsity_achieved", "allocation", "pattern",
                                            "pattern_skipped", "schedule", "epochs_prune", "epochs_finetune", "adv")},
@@ -208,6 +258,15 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         return report
     finally:
         shutdown(ctx)
+
+
+def _reload_flags(ck: Checkpoint, loaded: LoadedModel) -> list[str]:
+    """The flags the output needs to load, as its input did (an import path, a pickled module)."""
+    from compressor.models import is_import_path
+
+    if ck.arch == PICKLED_ARCH:
+        return ["--trust-pickle"]
+    return [f"--arch {ck.arch}"] if is_import_path(ck.arch) else []
 
 
 def _check_pruner(pruner: Pruner, model: nn.Module, warn: Callable[[str], None]) -> None:

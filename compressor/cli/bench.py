@@ -7,9 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from ..reporting import stdout_console, to_json
+from ..reporting import normalization_text, stdout_console, to_json
 from . import app
-from .options import DataRoot, Dataset, Eps, Force, Json, Seed, eps_value, names_list
+from .options import (Arch, ArchKwargs, DataRoot, Dataset, Eps, Force, Json, Mean, NoNormalize, NumClasses, Seed, Std,
+                      TrustCode, TrustPickle, eps_value, model_options, names_list)
 
 
 @app.command("bench")
@@ -35,6 +36,14 @@ def bench_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
+    arch: Optional[str] = Arch,
+    arch_kwargs: Optional[str] = ArchKwargs,
+    num_classes: Optional[int] = NumClasses,
+    mean: Optional[str] = Mean,
+    std: Optional[str] = Std,
+    no_normalize: bool = NoNormalize,
+    trust_pickle: bool = TrustPickle,
+    trust_code: bool = TrustCode,
     seed: int = Seed,
     force: bool = Force,
     json_out: bool = Json,
@@ -52,12 +61,13 @@ def bench_cmd(
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")
     chosen = parse_variants(variants, engine or [])
+    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
     outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out else (lambda msg: typer.echo(msg, err=True))
     with output_lock(*outputs.values()):
         report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
                            attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
-                           dataset=dataset, data_root=data_root, log=log)
+                           dataset=dataset, data_root=data_root, log=log, model_options=options)
         paths = write_outputs(report, out, force)
     warnings = [f"{v['model']} (white-box): {w}" for v in report["variants"] for w in v["source"]["warnings"]]
     warnings += [f"{v['name']}: {w}" for v in report["variants"] for w in v["warnings"]]
@@ -68,6 +78,9 @@ def bench_cmd(
         return
     console = stdout_console()
     console.print(rich_table(report))
+    for name, norm in dict.fromkeys((v["model"], str(normalization_text(v.get("normalization"))))
+                                    for v in report["variants"]):
+        console.print(f"{name}: input normalisation {norm}")
     env = report["environment"]
     console.print(f"{env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
                   + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))

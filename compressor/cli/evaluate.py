@@ -9,11 +9,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..reporting import stdout_console, table, to_json
+from ..reporting import normalization_text, stdout_console, table, to_json
 from .. import evaluate_model, open_model
 from . import app
-from .options import (Arch, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NumClasses, Seed, Std,
-                      TrustPickle, eps_value, existing_file, float_list, names_list)
+from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
+                      NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options,
+                      names_list)
 
 # shown in the table's settings column, in this order, when an attack's protocol has them
 SETTINGS = ("steps", "restarts", "queries", "targets", "version", "eot_iter")
@@ -31,14 +32,18 @@ def eval_cmd(
     norm: str = typer.Option("linf", "--norm", help="linf or l2."),
     n: Optional[int] = typer.Option(None, "--n", help="Evaluate the first N images of the split (default: all)."),
     batch_size: int = typer.Option(256, "--batch-size"),
-    split: str = typer.Option("test", "--split", help="test, val or train."),
+    split: str = typer.Option("test", "--split", help="test, val, train, or all: every image of the dataset file "
+                                                      "(e.g. your own test set as npz:PATH with x, y)."),
     seed: int = Seed,
     device: str = Device,
     arch: Optional[str] = Arch,
+    arch_kwargs: Optional[str] = ArchKwargs,
     num_classes: Optional[int] = NumClasses,
     mean: Optional[str] = Mean,
     std: Optional[str] = Std,
+    no_normalize: bool = NoNormalize,
     trust_pickle: bool = TrustPickle,
+    trust_code: bool = TrustCode,
     save_adv: Optional[Path] = typer.Option(
         None, "--save-adv", metavar="FILE",
         help="Write the adversarial examples to FILE (.npz: float32 x_adv_<attack> in [0, 1], y, indices into the "
@@ -56,9 +61,9 @@ def eval_cmd(
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     if save_adv is not None:
         check_output(save_adv, force)
-    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, arch=arch,
-                              num_classes=num_classes, mean=float_list(mean, "--mean"), std=float_list(std, "--std"),
-                              trust_pickle=trust_pickle, seed=seed)
+    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=seed,
+                              **options)
     if data is None:
         from ..errors import CompressorError
 
@@ -75,7 +80,7 @@ def eval_cmd(
         tasks = {name: bar.add_task(name, total=total) for name in stages}
         res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
                              split=split, seed=seed, device=device, save_adv=save_adv, force=force,
-                             progress=lambda stage, k: bar.advance(tasks[stage], k))
+                             normalization=loaded.normalization, progress=lambda stage, k: bar.advance(tasks[stage], k))
     res["model"] = str(model_path)
     for w in res["warnings"]:
         typer.echo(f"warning: {w}", err=True)
@@ -93,6 +98,7 @@ def eval_cmd(
     console.print(table(f"{model_path} on {res['dataset']} {split} (n={res['n']}, {norm} eps={res['eps']:.4g}, "
                         f"seed {seed})", ["attack", "accuracy", "seconds", "images/s", "settings"], rows))
     versions = res["protocol"]["versions"]
+    console.print(f"input normalisation: {normalization_text(res['normalization'])}")
     console.print(f"eval mode, fp32, {res['device']}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     if "adversarial_file" in res:
         console.print(f"adversarial examples: {res['adversarial_file']['path']}")

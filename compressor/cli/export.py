@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from ..errors import CompressorError
-from ..reporting import stdout_console, table, to_json
+from ..reporting import normalization_text, stdout_console, table, to_json
 from . import app
-from .options import Arch, DataRoot, Dataset, Force, Json, Mean, NumClasses, Std, TrustPickle, existing_file, float_list
+from .options import (Arch, ArchKwargs, DataRoot, Dataset, Force, Json, Mean, NoNormalize, NumClasses, Std, TrustCode,
+                      TrustPickle, existing_file, model_options)
 
 FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `compressor list exporters`)."
 
@@ -58,10 +59,13 @@ def export_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     arch: Optional[str] = Arch,
+    arch_kwargs: Optional[str] = ArchKwargs,
     num_classes: Optional[int] = NumClasses,
     mean: Optional[str] = Mean,
     std: Optional[str] = Std,
+    no_normalize: bool = NoNormalize,
     trust_pickle: bool = TrustPickle,
+    trust_code: bool = TrustCode,
     force: bool = Force,
     json_out: bool = Json,
 ) -> None:
@@ -81,22 +85,31 @@ def export_cmd(
     if exporter.suffixes and output.suffix not in exporter.suffixes:
         raise CompressorError(f"--format {fmt} writes {' or '.join(exporter.suffixes)} files: "
                               f"use -o {output.with_suffix(exporter.suffixes[0])}")
-    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, arch=arch, num_classes=num_classes,
-                              mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
+    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, **options)
     ck = loaded.checkpoint
     from ..sanity import check_finite_weights
 
     check_finite_weights(loaded.model, str(model_path))
-    input_shape = tuple(ck.input_shape) if ck is not None and ck.input_shape else (
-        tuple(data.info.input_shape) if data is not None else ())
+    input_shape = tuple(loaded.input_shape) or (tuple(data.info.input_shape) if data is not None else ())
     if not input_shape:
         raise CompressorError(f"{model_path} records no input shape: pass --dataset NAME")
     x, label = sample_inputs(data, parity_n)
+    note = None
+    fixed = getattr(loaded.model, "static_batch", None)  # a .pt2 program traced for one batch size
+    if fixed is not None and sizes != [fixed]:
+        note = (f"{model_path} was exported for batch size {fixed} only, so the artifact serves batch {fixed} (not "
+                f"{','.join(map(str, sizes))}): export the program with a dynamic batch dimension for more")
+        sizes = [fixed]
+    lo, hi = getattr(loaded.model, "batch_range", None) or (1, None)  # a dynamic .pt2 program's own range
+    if not lo <= sizes[0] or (hi is not None and sizes[-1] > hi):
+        raise CompressorError(f"{model_path} serves batch sizes {lo}..{hi}: pass --batch-sizes within that range")
     with output_lock(output):
-        result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision, batch_sizes=sizes,
-                                 device=dev, sample_inputs=x, parity_inputs=label, force=force, opset=opset,
-                                 checkpoint=ck)
-    report = {"model": str(model_path), **result.as_dict()}
+        result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision,
+                                 batch_sizes=sizes, device=dev, sample_inputs=x, parity_inputs=label, force=force,
+                                 opset=opset, checkpoint=ck, dynamic_batch=fixed is None, batch_range=(lo, hi))
+    report = {"model": str(model_path), **result.as_dict(), "normalization": loaded.normalization,
+              **({"note": note} if note else {})}
     if json_out:
         print(to_json(report))
         return
@@ -111,7 +124,10 @@ def export_cmd(
         if key in result.details:
             rows.append((key.replace("_", " "), result.details[key]))
     rows.append(("seconds", result.seconds))
+    rows.append(("input normalisation", normalization_text(loaded.normalization)))
     console = stdout_console()
+    if note:
+        console.print(f"note: {note}")
     console.print(table(f"{model_path} -> {result.path}", ["key", "value"], rows))
     semi = result.details.get("semi_structured_2to4")
     if semi:

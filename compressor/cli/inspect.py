@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from .. import model_summary, open_model
-from ..reporting import stdout_console, table, to_json
+from ..reporting import normalization_text, stdout_console, table, to_json
 from . import app
-from .options import Arch, DataRoot, Dataset, Json, Mean, NumClasses, Std, TrustPickle, existing_file, float_list
+from .options import (Arch, ArchKwargs, DataRoot, Dataset, Json, Mean, NoNormalize, NumClasses, Std, TrustCode,
+                      TrustPickle, existing_file, model_options)
 
 
 @app.command("inspect")
@@ -20,21 +21,21 @@ def inspect_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     arch: Optional[str] = Arch,
+    arch_kwargs: Optional[str] = ArchKwargs,
     num_classes: Optional[int] = NumClasses,
     mean: Optional[str] = Mean,
     std: Optional[str] = Std,
+    no_normalize: bool = NoNormalize,
     trust_pickle: bool = TrustPickle,
+    trust_code: bool = TrustCode,
     json_out: bool = Json,
 ) -> None:
     """Per-layer shape, parameters, sparsity, kappa = sigma_max / sigma_min and spectral norm."""
     existing_file(model_path, "model")
-    from ..checkpoint import load_model
-
-    if arch is not None:
-        loaded, _ = open_model(model_path, dataset=dataset, data_root=data_root, arch=arch, num_classes=num_classes,
-                               mean=float_list(mean, "--mean"), std=float_list(std, "--std"), trust_pickle=trust_pickle)
-    else:
-        loaded = load_model(model_path, trust_pickle=trust_pickle)
+    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    # the dataset is only read to size a zoo --arch; a checkpoint's recorded dataset is not loaded
+    loaded, _ = open_model(model_path, dataset=dataset if arch is not None else None, data_root=data_root,
+                           **options) if arch is not None else (_load(model_path, options), None)
     if svd:
         from ..sanity import check_finite_weights
 
@@ -43,9 +44,10 @@ def inspect_cmd(
     ck = loaded.checkpoint
     from ..flops import size_report
 
-    size = size_report(loaded.model, ck.input_shape if ck is not None and ck.input_shape else None)
+    size = size_report(loaded.model, loaded.input_shape or None)
     summary.update(macs=size["macs"], cost_layers=size["layers"])
-    meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size}
+    meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size,
+            "normalization": loaded.normalization, "input_shape": list(loaded.input_shape)}
     from exporters.storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
 
     meta.update({k: v for k, v in storage_sizes(loaded.model.state_dict()).items() if k != "ratio"})
@@ -60,6 +62,7 @@ def inspect_cmd(
     console = stdout_console()
     head = [(k, meta[k]) for k in ("arch", "dataset", "source", "num_classes", "file_bytes", "dense_bytes",
                                    "compressed_bytes") if k in meta]
+    head.append(("input normalisation", normalization_text(loaded.normalization)))
     head += [(k, summary[k]) for k in ("parameters", "nonzero_parameters", "prunable_parameters", "macs",
                                        "global_sparsity", "kappa_mean", "kappa_max", "lipschitz_bound") if k in summary]
     head += [(f"metric {k}", v) for k, v in meta.get("metrics", {}).items() if isinstance(v, (int, float))]
@@ -72,3 +75,10 @@ def inspect_cmd(
                         ["layer", "type", "shape", "params", "nonzeros", "macs"],
                         [[r[k] for k in ("layer", "type", "shape", "params", "nonzeros", "macs")]
                          for r in summary["cost_layers"]]))
+
+
+def _load(path: Path, options: dict):  # type: ignore[no-untyped-def]
+    """The model file alone (no dataset needed): a checkpoint, a .pt2 program or a trusted pickle."""
+    from ..checkpoint import load_model
+
+    return load_model(path, **{k: v for k, v in options.items() if k not in ("num_classes",)})

@@ -19,10 +19,20 @@ Seed = typer.Option(0, "--seed", help="Random seed.")
 Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 TrustPickle = typer.Option(False, "--trust-pickle",
                            help="Allow loading a pickled nn.Module (runs code from the file: trusted files only).")
-Arch = typer.Option(None, "--arch", help="Architecture for a plain state dict (see `compressor list models`).")
+Arch = typer.Option(None, "--arch", help="Architecture of a plain state dict: your own model as "
+                                          "PACKAGE.MODULE:CALLABLE (a class or factory returning an nn.Module; the "
+                                          "working directory is searched), a zoo name (`compressor list models`), "
+                                          "tv:<torchvision name> or timm:<timm name>. Repeat it to reload a "
+                                          "checkpoint written for an import path.")
+ArchKwargs = typer.Option(None, "--arch-kwargs", metavar="JSON",
+                          help="Keyword arguments for --arch as a JSON object, e.g. '{\"num_classes\": 10}'.")
 NumClasses = typer.Option(None, "--num-classes", help="Number of classes for --arch (default: the dataset's).")
-Mean = typer.Option(None, "--mean", help="Per-channel input mean for --arch, e.g. 0.485,0.456,0.406.")
-Std = typer.Option(None, "--std", help="Per-channel input std for --arch.")
+Mean = typer.Option(None, "--mean", help="Per-channel input mean the weights expect, e.g. 0.485,0.456,0.406 "
+                                         "(never guessed: a state dict without its own needs this or --no-normalize).")
+Std = typer.Option(None, "--std", help="Per-channel input std the weights expect (with --mean).")
+NoNormalize = typer.Option(False, "--no-normalize", help="The weights take raw [0, 1] pixels: no input normalisation.")
+TrustCode = typer.Option(False, "--trust-code", help="Let a checkpoint that names an import path import it without "
+                                                     "--arch (runs that code: trusted files only).")
 Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default: the dataset's).")
 
 
@@ -53,3 +63,16 @@ def existing_file(path: Path, what: str = "input") -> Path:
     if not path.is_file():
         raise CompressorError(f"{what} {path} does not exist: check the path")
     return path
+
+
+def model_options(arch: Optional[str] = None, arch_kwargs: Optional[str] = None, num_classes: Optional[int] = None,
+                  mean: Optional[str] = None, std: Optional[str] = None, no_normalize: bool = False,
+                  trust_pickle: bool = False, trust_code: bool = False) -> dict:
+    """The model options of a command, parsed, as keyword arguments of `open_model`."""
+    from ..models import parse_arch_kwargs
+
+    if arch_kwargs is not None and arch is None:
+        raise CompressorError("--arch-kwargs needs --arch: name the class or factory they are for")
+    return {"arch": arch, "arch_kwargs": parse_arch_kwargs(arch_kwargs), "num_classes": num_classes,
+            "mean": float_list(mean, "--mean"), "std": float_list(std, "--std"), "no_normalize": no_normalize,
+            "trust_pickle": trust_pickle, "trust_code": trust_code}

@@ -13,9 +13,10 @@ from rich.console import Console
 from .. import TrainConfig
 from ..errors import CompressorError
 from ..registry import PRUNERS
-from ..reporting import stdout_console, table, to_json
+from ..reporting import normalization_text, stdout_console, table, to_json
 from . import app
-from .options import DataRoot, Dataset, Device, Download, Eps, Force, Json, Seed, TrustPickle, eps_value, existing_file
+from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
+                      NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options)
 
 log = logging.getLogger(__name__)
 PREFIX = "cfg__"  # Python names of the generated options (flags come from the config fields)
@@ -75,14 +76,19 @@ def _pruner_options(method: str, given: dict[str, Any], fields: dict[str, tuple[
 
 
 def prune_cmd(
-    model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt) to prune."),
+    model_path: Path = typer.Argument(..., metavar="MODEL", help="Model to prune: a checkpoint from `compressor train`, "
+                                                                   "a state dict with --arch (your own model as "
+                                                                   "PACKAGE.MODULE:CALLABLE, or a zoo name), or a "
+                                                                   "pickled module with --trust-pickle."),
     method: str = typer.Option(..., "--method", "-m", help="Pruner (see `compressor list pruners`): magnitude, "
                                                              "hydra, tscnc, admm, random, or none (transforms alone)."),
     transform: Optional[list[str]] = typer.Option(
         None, "--transform", "-t", metavar="SPEC", help="Transform applied before the pruner, repeatable, in the order channels, "
                                         "separable-linear, nm (see `compressor list transforms`): e.g. channels:0.5, "
                                         "separable-linear:classifier.*, nm:2:4."),
-    output: Path = typer.Option(..., "--output", "-o", help="Pruned checkpoint to write (.pt)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Pruned checkpoint to write (.pt). Default: MODEL.<method><sparsity %>"
+                                               ".pt beside MODEL, e.g. model.tscnc90.pt, never an existing file."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     download: bool = Download,
@@ -107,11 +113,21 @@ def prune_cmd(
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep the phase states after success."),
     force: bool = Force,
     trust_pickle: bool = TrustPickle,
+    arch: Optional[str] = Arch,
+    arch_kwargs: Optional[str] = ArchKwargs,
+    num_classes: Optional[int] = NumClasses,
+    mean: Optional[str] = Mean,
+    std: Optional[str] = Std,
+    no_normalize: bool = NoNormalize,
+    trust_code: bool = TrustCode,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = Json,
     **method_options: Any,
 ) -> None:
-    """Prune a model (masks folded into plain weights) and report sparsity, accuracy and condition numbers."""
+    """Prune a model (masks folded into plain weights) and report sparsity, accuracy and condition numbers.
+
+    `compressor prune model.pt --method tscnc` prunes to 0.9 sparsity (without --sparsity or an N:M --pattern) on
+    the dataset the checkpoint records, and writes model.tscnc90.pt beside it."""
     from pruners import prune
 
     existing_file(model_path, "model")
@@ -126,7 +142,9 @@ def prune_cmd(
                    download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
                    lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
                    resume=resume, keep_state=keep_state, quiet=quiet or json_out, trust_pickle=trust_pickle,
-                   console=Console(stderr=True), transforms=transform or ())
+                   console=Console(stderr=True), transforms=transform or (),
+                   model_options=model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, False,
+                                               trust_code))
     if "before" not in report:  # a non-zero DDP rank
         return
     if json_out:
@@ -162,6 +180,11 @@ def _print(report: dict[str, Any]) -> None:
         console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report['pattern_skipped'])}")
     for p in report.get("plots", []):
         console.print(f"plot: {p}")
+    if report.get("sparsity_default"):
+        console.print(f"sparsity target {report['sparsity_target']:g}: the default (--sparsity to change it)")
+    console.print(f"input normalisation: {normalization_text(report.get('normalization'))}")
+    reload = " ".join(report.get("reload_flags", []))
+    console.print(f"output: {report['output']}{f' (load it with {reload})' if reload else ''}")
     console.print(f"time: {report['seconds']:.1f}s")
 
 

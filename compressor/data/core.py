@@ -82,10 +82,23 @@ class DataBundle:
     extra: dict = field(default_factory=dict)
 
     def split(self, name: str) -> ArraySplit:
-        """The split called `name` (train, val or test)."""
+        """The split called `name`: train, val, test, or all (every image, in the file's order where known)."""
+        if name == "all":
+            whole = self.extra.get("all")
+            if whole is None:
+                parts = [s for s in (self.train, self.val, self.test) if len(s)]
+                mixed = len({s.x.dtype for s in parts}) > 1
+                whole = ArraySplit(torch.cat([to_unit_float(s.x) if mixed else s.x for s in parts]),
+                                   torch.cat([s.y for s in parts]))
+                self.extra["all"] = whole
+            return whole
         if name not in ("train", "val", "test"):
-            raise CompressorError(f"unknown split '{name}': choose train, val or test")
+            raise CompressorError(f"unknown split '{name}': choose train, val, test or all (the whole dataset)")
         return getattr(self, name)
+
+    def size(self) -> int:
+        """Images in all splits together."""
+        return len(self.extra["all"]) if "all" in self.extra else len(self.train) + len(self.val) + len(self.test)
 
 
 def stratified_indices(y: np.ndarray | torch.Tensor, fraction_or_count: float, seed: int = 0

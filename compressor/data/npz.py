@@ -76,6 +76,7 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
         raise CompressorError(f"{path} is not a readable .npz file ({exc}); save it with numpy.savez") from exc
     with data:
         keys = set(data.files)
+        full = None  # with only x, y: the whole file, in its order (--split all)
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
             train = _split(data, "x_train", "y_train", path)
             test = _split(data, "x_test", "y_test", path)
@@ -92,7 +93,7 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
             train, val = carve_validation(full.subset(trainval), val_size or DEFAULT_VAL_FRACTION, seed)
             test = full.subset(test_idx)
             notes = (f"{path}: fixed stratified split of x, y with seed {seed}: {TEST_FRACTION:.0%} test, then "
-                     f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest")
+                     f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest; --split all: every image")
         else:
             raise CompressorError(f"{path} has keys {sorted(keys) or 'none'}: expected {KEYS_HELP}")
     shapes = {tuple(s.x.shape[1:]) for s in (train, val, test) if len(s)}
@@ -110,7 +111,7 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
         classes=tuple(str(i) for i in range(num_classes)), augment="none",
         default_eps=8 / 255 if c == 3 else 0.1, notes=notes,
     )
-    return DataBundle(info, train, val, test)
+    return DataBundle(info, train, val, test, extra={"all": full} if full is not None else {})
 
 
 def _resolve(name: str) -> Callable | None:

@@ -8,7 +8,8 @@ from torch import nn
 
 from ..errors import CompressorError
 from ..registry import MODELS
-from .normalize import Normalize
+from .external import Normalized, build_imported, is_import_path, parse_arch_kwargs
+from .normalize import Normalize, normalization_of
 
 register_model = MODELS.register
 
@@ -18,10 +19,17 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.names(pattern)
 
 
-def create_model(name: str, num_classes: int = 10, in_chans: int = 3,
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  **kwargs: Any) -> nn.Module:
-    """Build the zoo model `name`; mean/std default to 0/1 per channel (no normalisation)."""
+    """Build the zoo model `name` (``tv:``/``timm:`` names too; 10 classes and 3 channels unless given; mean/std
+    default to 0/1 per channel: no normalisation), or call the import path ``module:callable`` with
+    num_classes/in_chans only when given and a `Normalize` in front only with mean/std."""
+    if is_import_path(name):
+        given = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
+        return build_imported(name, {**given, **kwargs}, mean, std)
+    num_classes = 10 if num_classes is None else num_classes
+    in_chans = 3 if in_chans is None else in_chans
     factory: Callable[..., nn.Module] = MODELS.get(name)
     mean = list(mean) if mean is not None else [0.0] * in_chans
     std = list(std) if std is not None else [1.0] * in_chans
@@ -35,6 +43,7 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3,
 
 
 # Built-in models register themselves on import.
-from . import cnn, resnet, vgg, vit, wide_resnet, torchvision_models  # noqa: E402,F401
+from . import cnn, resnet, vgg, vit, wide_resnet, torchvision_models, timm_models  # noqa: E402,F401
 
-__all__ = ["Normalize", "create_model", "list_models", "register_model"]
+__all__ = ["Normalize", "Normalized", "create_model", "is_import_path", "list_models", "normalization_of",
+           "parse_arch_kwargs", "register_model"]

@@ -29,3 +29,12 @@ class Normalize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+def normalization_of(model: nn.Module) -> dict[str, list[float]] | None:
+    """Mean and std of the first `Normalize` inside `model`, or None when it has none."""
+    for module in model.modules():
+        if isinstance(module, Normalize):
+            return {"mean": [round(v, 6) for v in module.mean.flatten().tolist()],
+                    "std": [round(v, 6) for v in module.std.flatten().tolist()]}
+    return None

@@ -6,26 +6,17 @@ import difflib
 import functools
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import nn
 
 from ..errors import CompressorError, UnknownNameError
 from ..registry import MODELS
-from .normalize import Normalize
+from .external import Normalized
 
 PREFIX = "tv:"
 
 
-class TorchvisionModel(nn.Module):
+class TorchvisionModel(Normalized):
     """A torchvision model behind the zoo's input normalisation: children `normalize`, then `model`."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(x))
 
 
 @functools.lru_cache(maxsize=1)

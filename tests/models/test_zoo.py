@@ -225,7 +225,7 @@ def test_convnet_mnist_reads_the_upstream_sequential_layout(tmp_path):
     upstream = nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 4, stride=2, padding=1),
                              nn.ReLU(), nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
     torch.save(upstream.state_dict(), tmp_path / "upstream.pth")
-    loaded = load_model(tmp_path / "upstream.pth", arch="convnet-mnist", arch_kwargs={"in_chans": 1})
+    loaded = load_model(tmp_path / "upstream.pth", arch="convnet-mnist", arch_kwargs={"in_chans": 1}, no_normalize=True)
     x = torch.rand(4, 1, 28, 28)
     assert torch.allclose(loaded.model.eval()(x), upstream(x), atol=1e-6)
     assert set(loaded.checkpoint.state_dict) == set(create_model("convnet-mnist", in_chans=1).state_dict())
@@ -239,7 +239,7 @@ def test_convnet_mnist_loads_the_released_robust_mnist_model():
     from compressor.checkpoint import load_model
 
     model = load_model(SHARED / "checkpoints" / "fastadv_mnist_pgd_madry.pth", arch="convnet-mnist",
-                       arch_kwargs={"in_chans": 1}).model.eval()
+                       arch_kwargs={"in_chans": 1}, no_normalize=True).model.eval()
     data = np.load(SHARED / "data" / "mnist_test.npz")
     x = torch.from_numpy(data["x"][:500]).float() / 255
     with torch.no_grad():
