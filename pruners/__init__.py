@@ -1,7 +1,9 @@
 """Robustness-aware pruners and structural transforms; each registers in `compressor.registry`.
 
-Built-in pruners: magnitude, hydra, tscnc, admm, random and none (transforms alone). A pruner is a `Pruner` (a training Callback)
-with a typed config; `prune` runs one on a checkpoint, `prune_model` on a model in memory.
+Built-in pruners: magnitude, hydra, tscnc, admm, random and none (transforms alone). A pruner is a loop-agnostic
+`Pruner` with a typed config (prepare / start_phase / epoch_begin / regularizer / step / squash_mask: see
+`pruners.base`), usable in any training loop; `prune` runs one on a checkpoint and `prune_model` on a model in
+memory, both through our Trainer via the thin `PrunerCallback` adapter.
 Third-party pruners register through the ``compressor.pruners`` entry-point group and transforms
 through ``compressor.transforms``.
 """
@@ -13,14 +15,17 @@ register_transform = TRANSFORMS.register
 
 from .allocation import Allocator  # noqa: E402  (the built-ins below need register_pruner)
 from .base import Phase, Pruner, build_config  # noqa: E402
+from .callback import PrunerCallback  # noqa: E402
 from .config import PrunerConfig, option  # noqa: E402
 from .masking import MaskedLayers, WeightMask, finalize, is_masked  # noqa: E402
 from .monitor import ConditionTracker, condition_summary  # noqa: E402
 from .schedules import Schedule  # noqa: E402
+from .scores import ScoreSource, adversarial_ce  # noqa: E402
 from . import admm, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
 from . import no_pruning, transforms  # noqa: E402,F401  (`--method none` and the transforms)
 from .workflow import make_pruner, prune, prune_model  # noqa: E402
 
 __all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform", "Allocator", "ConditionTracker",
-           "MaskedLayers", "Phase", "Pruner", "PrunerConfig", "Schedule", "WeightMask", "build_config",
-           "condition_summary", "finalize", "is_masked", "make_pruner", "option", "prune", "prune_model"]
+           "MaskedLayers", "Phase", "Pruner", "PrunerCallback", "PrunerConfig", "Schedule", "ScoreSource",
+           "WeightMask", "adversarial_ce", "build_config", "condition_summary", "finalize", "is_masked", "make_pruner",
+           "option", "prune", "prune_model"]

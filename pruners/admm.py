@@ -47,7 +47,7 @@ class ADMMPruner(Pruner):
         self.z: list[torch.Tensor] | None = None
         self.u: list[torch.Tensor] | None = None
         self.rho = self.config.rho
-        self.step = 0
+        self.admm_steps = 0  # optimiser steps of the ADMM (prune) phase
         self._interval = 1
         self._ramp = None
 
@@ -55,14 +55,17 @@ class ADMMPruner(Pruner):
     def hard(self) -> bool:
         return not self.pruning
 
-    def scores(self, trainer):
+    def scores(self):
         return magnitude_scores(self.layers)  # the hard prune after the ADMM phase keeps the largest |W|
 
-    def on_epoch_begin(self, trainer, epoch: int) -> None:
+    def epoch_begin(self, epoch: int) -> None:
         if not self.pruning:
-            return super().on_epoch_begin(trainer, epoch)
+            return super().epoch_begin(epoch)
+        if self.steps_per_epoch is None:
+            raise CompressorError("admm counts its Z/U interval in steps: pass steps_per_epoch= (e.g. len(loader)) "
+                                  "to prepare()")
         self._ramp = self.ramp(epoch)
-        self._interval = max(1, len(trainer.loader) // self.config.updates_per_epoch)
+        self._interval = max(1, self.steps_per_epoch // self.config.updates_per_epoch)
         weights = [w.detach() for w in self.layers.effective()]
         if self.z is None:
             self.u = [torch.zeros_like(w) for w in weights]
@@ -76,17 +79,17 @@ class ADMMPruner(Pruner):
         masks = self.compute_masks([v.abs() for v in values], self._ramp)
         return [v * m for v, m in zip(values, masks)]
 
-    def extra_loss(self, trainer, x, y):
+    def penalty(self):
         if not self.pruning:
             return None
         terms = [(w - z + u).pow(2).sum() for w, z, u in zip(self.layers.effective(), self.z, self.u)]
         return 0.5 * self.rho * torch.stack(terms).sum()
 
-    def on_step_end(self, trainer) -> None:
+    def after_step(self) -> None:
         if not self.pruning:
-            return super().on_step_end(trainer)
-        self.step += 1
-        if self.step % self._interval == 0:
+            return super().after_step()
+        self.admm_steps += 1
+        if self.admm_steps % self._interval == 0:
             with torch.no_grad():
                 weights = [w.detach() for w in self.layers.effective()]
                 self.z = self._project([w + u for w, u in zip(weights, self.u)])
@@ -95,12 +98,12 @@ class ADMMPruner(Pruner):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update({"rho": self.rho, "step": self.step})
+        state.update({"rho": self.rho, "step": self.admm_steps})
         if self.z is not None:
             state.update({"z": [z.cpu() for z in self.z], "u": [u.cpu() for u in self.u]})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.rho, self.step = float(state["rho"]), int(state["step"])
+        self.rho, self.admm_steps = float(state["rho"]), int(state["step"])
         self.z, self.u = state.get("z"), state.get("u")

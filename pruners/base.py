@@ -1,9 +1,22 @@
-"""The pruner interface: a registered Callback with a typed config, run by the training engine in phases.
+"""The pruner interface: a loop-agnostic object with a typed config, in the spirit of `torch.ao.pruning`
+(prepare / step / squash_mask) and Torch-Pruning (regularize / step). It needs no particular trainer:
+
+    pruner = make_pruner("tscnc", sparsity=0.9)
+    pruner.prepare(model, optimizer=opt, score_data=loader, score_loss=adversarial_ce(eps=8 / 255))
+    for phase in pruner.plan(epochs_prune=10, epochs_finetune=10):
+        pruner.start_phase(phase)               # HYDRA: scores on, weights frozen / scores -> hard masks
+        for epoch in range(phase.epochs):
+            pruner.epoch_begin(epoch)           # masks move when the schedule says
+            for x, y in loader:
+                loss = my_loss(model, x, y) + pruner.regularizer()   # L_CC, ADMM's rho term, h(A)
+                opt.zero_grad(); loss.backward(); opt.step()
+                pruner.step()                   # pruned weights stay zero; ADMM / HYDRA per-step updates
+    report = pruner.squash_mask()               # masks folded into plain weights
 
 A pruner combines four separate parts: a *score source* (what is important: `scores`), the *allocation*
 (how many weights each layer keeps: `Allocator`), the *pattern* (unstructured or N:M) and the *schedule*
-(when the masks reach the target). Every pruner has a prune phase and a fine-tune phase, each one run of
-`compressor.training.Trainer` with this object among its callbacks; the training loop is never copied.
+(when the masks reach the target). `compressor.training.Trainer` drives the same methods through the thin
+`pruners.callback.PrunerCallback` adapter; nothing here knows that trainer.
 """
 
 from __future__ import annotations
@@ -16,12 +29,12 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.training import Callback
 
 from .allocation import Allocator
 from .config import PrunerConfig
 from .masking import MaskedLayers, finalize
 from .schedules import Schedule
+from .scores import Batches, LossFn, ScoreSource
 
 Ramp = Callable[[float], float]
 
@@ -52,14 +65,17 @@ def build_config(cls: type[PrunerConfig], options: dict[str, Any], method: str =
     return config
 
 
-class Pruner(Callback):
+class Pruner:
     """Base pruner: masks from `scores()` at the scheduled sparsity; subclasses change the score source,
-    add a loss term or replace phases' behaviour."""
+    add a loss term (`penalty`) or change what a phase, an epoch or a step does."""
 
     name: ClassVar[str] = "pruner"
     Config: ClassVar[type[PrunerConfig]] = PrunerConfig
     default_adv: ClassVar[str] = "trades"
     default_lr: ClassVar[tuple[float, float]] = (0.01, 0.01)  # prune phase, fine-tune phase
+    default_weight_decay: ClassVar[float] = 5e-4  # the Trainer's default; methods whose reference differs override
+    needs_prune_phase: ClassVar[bool] = False  # HYDRA and ADMM do their search in the prune phase
+    masks_move_while_pruning: ClassVar[bool] = False  # select the last epoch, not the best, of the prune phase
 
     def __init__(self, config: PrunerConfig | None = None, **options: Any):
         if config is None:
@@ -74,7 +90,11 @@ class Pruner(Callback):
         self.allocator: Allocator | None = None
         self.phase = Phase("finetune", 0, 0.0)
         self.at_target = False  # the masks have the final sparsity
-        self.trainer = None
+        self.optimizer: torch.optim.Optimizer | None = None  # its momentum is zeroed where masks remove weights
+        self.steps_per_epoch: int | None = None
+        self.source: ScoreSource | None = None
+        self.seed = 0
+        self.phase_step = 0  # optimiser steps taken in the current phase
 
     # ----------------------------------------------------------------- set-up
     def check(self, model: nn.Module) -> Allocator:
@@ -90,6 +110,31 @@ class Pruner(Callback):
         self.allocator = self.check(model)
         self.layers = MaskedLayers(model)
         self.layers.install()
+
+    def prepare(self, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
+                steps_per_epoch: int | None = None, score_data: Batches | ScoreSource | None = None,
+                score_loss: LossFn | None = None, seed: int = 0) -> "Pruner":
+        """Attach masks to `model` and say what the pruner may use; call again to change any of it.
+
+        `optimizer`: its momentum is zeroed where masks remove weights, and HYDRA adds its scores to it for
+        the prune phase (an optimizer built on `model.parameters()` before or after this call both work).
+        `steps_per_epoch`: ADMM's Z/U interval is counted in steps. `score_data` (an iterable of (x, y)
+        batches, re-iterated at every mask update, e.g. a DataLoader; or a function seed -> such an
+        iterable) and `score_loss` (loss_fn(model, x, y), e.g. `adversarial_ce(eps)`): what data-driven
+        scores (TSCNC's Taylor importance) differentiate. `seed`: score initialisation and sampling.
+        """
+        self.attach(model)
+        if isinstance(score_data, ScoreSource):
+            self.source = score_data
+        elif score_data is not None or score_loss is not None:
+            if score_data is None or score_loss is None:
+                raise CompressorError("give score_data and score_loss together (batches of (x, y) and "
+                                      "loss_fn(model, x, y), e.g. pruners.adversarial_ce(eps=8/255))")
+            self.source = ScoreSource(score_data, score_loss)
+        self.optimizer = optimizer
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        return self
 
     def plan(self, epochs_prune: int, epochs_finetune: int, lr: float | None = None,
              lr_finetune: float | None = None) -> list[Phase]:
@@ -111,12 +156,15 @@ class Pruner(Callback):
             phases.append(Phase("finetune", epochs_finetune, self.default_lr[1] if lr_finetune is None else lr_finetune))
         return phases
 
-    needs_prune_phase: ClassVar[bool] = False  # HYDRA and ADMM do their search in the prune phase
-    masks_move_while_pruning: ClassVar[bool] = False  # select the last epoch, not the best, of the prune phase
-
     def start_phase(self, phase: Phase) -> None:
-        """Called before the phase's Trainer is built."""
+        """Enter `phase` (after `prepare`): its step count starts at 0; subclasses set up what it trains."""
+        self._require_prepared("start_phase")
         self.phase = phase
+        self.phase_step = 0
+
+    def param_groups(self) -> list[dict] | None:
+        """What the optimiser should train in this phase (None: every parameter of the model)."""
+        return None
 
     @property
     def pruning(self) -> bool:
@@ -126,8 +174,50 @@ class Pruner(Callback):
         """Final sparsity -> the sparsity at `epoch` of the current phase."""
         return self.schedule.ramp(epoch, self.phase.epochs) if self.pruning else _identity
 
+    def _require_prepared(self, what: str) -> None:
+        if self.layers is None:
+            raise CompressorError(f"pruner.{what}() before pruner.prepare(model): prepare the model first")
+
+    # ----------------------------------------------------------------- the loop
+    def epoch_begin(self, epoch: int) -> None:
+        """Start of `epoch` (0-based, within the phase): the masks move when the schedule says."""
+        if self.pruning:
+            if self.schedule.updates_at(epoch, self.phase.epochs):
+                final = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
+                self.update_masks(self.ramp(epoch), final)
+        elif not self.at_target:
+            self.update_masks()
+
+    def penalty(self) -> torch.Tensor | None:
+        """The method's own loss term for this step (None: none); subclasses override."""
+        return None
+
+    def loss_term(self) -> torch.Tensor | None:
+        """Everything this pruner adds to the training loss this step (None: nothing)."""
+        return self.penalty()
+
+    def regularizer(self) -> torch.Tensor:
+        """The term to add to your loss this step (a zero tensor when the method adds none)."""
+        term = self.loss_term()
+        return term if term is not None else torch.zeros((), device=self.layers.masks[0].device)
+
+    def step(self) -> None:
+        """Call after every `optimizer.step()`."""
+        self.phase_step += 1
+        self.after_step()
+
+    def after_step(self) -> None:
+        """Per-step work after the optimiser step: by default, keep the stored pruned weights at zero."""
+        if self.hard:
+            self.layers.zero_masked_()
+
+    @property
+    def hard(self) -> bool:
+        """Whether the masks are fixed within a step, so stored weights under them are kept at zero."""
+        return True
+
     # ----------------------------------------------------------------- masks
-    def scores(self, trainer) -> list[torch.Tensor]:
+    def scores(self) -> list[torch.Tensor]:
         """Importance of every weight of every layer (higher = keep)."""
         raise NotImplementedError
 
@@ -135,47 +225,35 @@ class Pruner(Callback):
         """Masks from scores through the allocation and pattern at the ramped target."""
         return self.allocator.masks(scores, self.config.sparsity, ramp)
 
-    def update_masks(self, trainer, ramp: Ramp = _identity, final: bool = True) -> None:
+    def update_masks(self, ramp: Ramp = _identity, final: bool = True) -> None:
         """Recompute the masks from `scores` and zero what they remove (weights and momentum)."""
-        masks = self.compute_masks(self.scores(trainer), ramp)
-        self.layers.set_masks(masks, trainer.optimizer if trainer is not None else None)
+        masks = self.compute_masks(self.scores(), ramp)
+        self.layers.set_masks(masks, self.optimizer)
         self.at_target = final
 
-    @property
-    def hard(self) -> bool:
-        """Whether the masks are fixed within a step, so stored weights under them are kept at zero."""
-        return True
+    def require_source(self) -> ScoreSource:
+        """The score data; a one-line error when `prepare` was given none."""
+        if self.source is None:
+            raise CompressorError(f"pruner {self.name} scores weights on data: pass score_data= (batches of (x, y)) "
+                                  "and score_loss= (e.g. pruners.adversarial_ce(eps=8/255)) to prepare()")
+        return self.source
 
-    # ----------------------------------------------------------------- callback hooks
-    def on_train_begin(self, trainer) -> None:
-        self.trainer = trainer
-        self.attach(trainer.model)
-
-    def on_epoch_begin(self, trainer, epoch: int) -> None:
-        if self.pruning:
-            if self.schedule.updates_at(epoch, self.phase.epochs):
-                final = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
-                self.update_masks(trainer, self.ramp(epoch), final)
-        elif not self.at_target:
-            self.update_masks(trainer)
-
-    def on_step_end(self, trainer) -> None:
-        if self.hard:
-            self.layers.zero_masked_()
-
+    # ----------------------------------------------------------------- state (resume)
     def state_dict(self) -> dict[str, Any]:
-        return {"at_target": self.at_target}
+        return {"at_target": self.at_target, "phase_step": self.phase_step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.at_target = bool(state.get("at_target", False))
+        self.phase_step = int(state.get("phase_step", 0))
 
     # ----------------------------------------------------------------- the end
     def final_masks(self) -> list[torch.Tensor] | None:
         """Masks to apply before folding when the last phase left them short of the target (None: keep)."""
-        return None if self.at_target else self.compute_masks(self.scores(self.trainer))
+        return None if self.at_target else self.compute_masks(self.scores())
 
-    def finish(self, model: nn.Module) -> dict[str, Any]:
+    def squash_mask(self) -> dict[str, Any]:
         """Apply the final masks, fold them into plain weights and return what was done, per layer."""
+        self._require_prepared("squash_mask")
         masks = self.final_masks()
         if masks is not None:
             self.layers.set_masks(masks)
@@ -186,6 +264,7 @@ class Pruner(Callback):
                    "sparsity_target": t, "pattern": f"{p.nm[0]}:{p.nm[1]}" if p.nm else "unstructured"}
                   for n, s, (kept, total), t, p in zip(self.layers.names, self.layers.shapes, counts, targets,
                                                         self.allocator.plans)]
-        finalize(model)
+        kept, total = sum(k for k, _ in counts), sum(t for _, t in counts)
+        finalize(self.layers.model)
         self.layers = None
-        return {"layers": layers, "pattern_skipped": list(self.allocator.skipped)}
+        return {"layers": layers, "pattern_skipped": list(self.allocator.skipped), "sparsity": 1 - kept / total}

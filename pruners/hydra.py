@@ -58,60 +58,68 @@ class HydraPruner(Pruner):
     def __init__(self, config=None, **options):
         super().__init__(config, **options)
         self._frozen: list[torch.nn.Parameter] = []
+        self._group: dict | None = None  # the scores' group in a bound optimizer (plain loops)
         self._ramp = None
 
     @property
     def hard(self) -> bool:
         return not self.pruning
 
-    def scores(self, trainer):
+    def scores(self):
         return [s.detach().abs() for s in self.layers.scores]
 
-    def on_train_begin(self, trainer) -> None:
-        super().on_train_begin(trainer)
+    def start_phase(self, phase) -> None:
+        super().start_phase(phase)
         if self.pruning:
             if not self.layers.scores:
-                self.layers.set_scores(init_scores(self.layers.effective(), self.config.score_init,
-                                                   trainer.config.seed))
+                self.layers.set_scores(init_scores(self.layers.effective(), self.config.score_init, self.seed))
             scores = {id(s) for s in self.layers.scores}
-            self._frozen = [p for p in trainer.model.parameters() if p.requires_grad and id(p) not in scores]
+            self._frozen = [p for p in self.layers.model.parameters() if p.requires_grad and id(p) not in scores]
             for p in self._frozen:
                 p.requires_grad_(False)
+            if self.optimizer is not None and self._group is None:
+                self.optimizer.add_param_group({"params": list(self.layers.scores)})
+                self._group = self.optimizer.param_groups[-1]
         elif self.layers.scores:  # leaving the prune phase: the scores' final top-k becomes a hard mask
-            masks = self.compute_masks(self.scores(trainer))
+            masks = self.compute_masks(self.scores())
             self._release()
-            self.layers.set_masks(masks)
+            self.layers.set_masks(masks, self.optimizer)
             self.at_target = True
 
     def _release(self) -> None:
+        if self._group is not None and self.optimizer is not None:
+            for s in self._group["params"]:
+                self.optimizer.state.pop(s, None)
+            self.optimizer.param_groups.remove(self._group)
+        self._group = None
         self.layers.set_scores(None)
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
 
-    def param_groups(self, trainer):
+    def param_groups(self):
         return [{"params": self.layers.scores}] if self.pruning else None
 
-    def on_epoch_begin(self, trainer, epoch: int) -> None:
+    def epoch_begin(self, epoch: int) -> None:
         if not self.pruning:
-            return super().on_epoch_begin(trainer, epoch)
+            return super().epoch_begin(epoch)
         self._ramp = self.ramp(epoch)
         self._refresh()
         self.at_target = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
 
     def _refresh(self) -> None:
         """Masks = TopK(|S|) at the current target; the stored weights are left alone (they are frozen)."""
-        self.layers.set_masks(self.compute_masks(self.scores(None), self._ramp), zero_weights=False)
+        self.layers.set_masks(self.compute_masks(self.scores(), self._ramp), zero_weights=False)
 
-    def on_step_end(self, trainer) -> None:
+    def after_step(self) -> None:
         if self.pruning:
             self._refresh()
         else:
-            super().on_step_end(trainer)
+            super().after_step()
 
     def final_masks(self):
         if self.layers.scores:
-            masks = self.compute_masks(self.scores(None))
+            masks = self.compute_masks(self.scores())
             self._release()
             return masks
         return super().final_masks()

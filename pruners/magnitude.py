@@ -13,5 +13,5 @@ class MagnitudePruner(Pruner):
 
     name = "magnitude"
 
-    def scores(self, trainer):
+    def scores(self):
         return magnitude_scores(self.layers)

@@ -9,10 +9,9 @@ from .scores import random_scores
 
 @register_pruner("random")
 class RandomPruner(Pruner):
-    """Random masks (sanity baseline), seeded by the training seed and step."""
+    """Random masks (sanity baseline), seeded by the seed given to `prepare` and the step in the phase."""
 
     name = "random"
 
-    def scores(self, trainer):
-        seed, step = (trainer.config.seed, trainer.global_step) if trainer is not None else (0, 0)
-        return random_scores(self.layers, seed * 1009 + step)
+    def scores(self):
+        return random_scores(self.layers, self.seed * 1009 + self.phase_step)

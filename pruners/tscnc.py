@@ -14,7 +14,7 @@ from compressor.errors import CompressorError
 from . import register_pruner
 from .base import Pruner
 from .config import PrunerConfig, option, redefault
-from .scores import taylor_scores
+from .scores import taylor_importance
 
 TAYLOR = ("abs", "squared")
 
@@ -55,13 +55,12 @@ class TSCNCPruner(Pruner):
     Config = TSCNCConfig
     config: TSCNCConfig
 
-    def scores(self, trainer):
-        cfg, c = trainer.config, self.config
-        return taylor_scores(trainer.model, self.layers, trainer.data.train, eps=cfg.eps, alpha=cfg.step_size,
-                             steps=cfg.steps, norm=cfg.norm, samples=c.score_samples, batch_size=cfg.batch_size,
-                             squared=c.taylor == "squared", seed=cfg.seed + trainer.global_step, ctx=trainer.ctx)
+    def scores(self):
+        c = self.config
+        return taylor_importance(self.layers.model, self.layers, self.require_source(), samples=c.score_samples,
+                                 squared=c.taylor == "squared", seed=self.seed + self.phase_step)
 
-    def extra_loss(self, trainer, x, y):
+    def penalty(self):
         if self.config.lam == 0:
             return None
         return self.config.lam * log_frobenius(self.layers.effective(), self.config.tau)

@@ -24,6 +24,7 @@ from compressor.training import Callback, TrainConfig, Trainer, init_distributed
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
+from .callback import PrunerCallback
 from .monitor import ConditionTracker, condition_summary
 from .plots import plot_kappa_epochs, plot_kappa_layers
 from .transforms import TransformContext, apply_transforms, check_recorded, parse_transforms
@@ -63,12 +64,12 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: Trai
     runs, history = [], []
     t0 = time.perf_counter()
     for phase in phases:
-        pruner.start_phase(phase)
         cfg = replace(config, epochs=phase.epochs, lr=phase.lr, select=phase.select or config.select)
         state = phase_state_path(state_prefix, phase.name) if state_prefix is not None else None
         if console is not None and not quiet:
             console.print(f"{pruner.name}: {phase.name} phase, {phase.epochs} epochs, lr {phase.lr:g}")
-        trainer = Trainer(model, data, cfg, [pruner, *extra, *callbacks], state_path=state, ctx=ctx, quiet=quiet,
+        adapter = PrunerCallback(pruner, phase)
+        trainer = Trainer(model, data, cfg, [adapter, *extra, *callbacks], state_path=state, ctx=ctx, quiet=quiet,
                           console=console, settings={"method": pruner.name, "pruner": pruner.config.as_dict(),
                                                      "phase": phase.name, **(settings or {})})
         result = trainer.fit(resume=bool(resume and state is not None and state.is_file()))
@@ -76,7 +77,7 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: Trai
         runs.append({"phase": phase.name, "epochs": phase.epochs, "lr": phase.lr, "select": trainer.config.selection,
                      "best_epoch": result.best_epoch, "seconds": result.seconds,
                      "best": {k: v for k, v in result.best_metrics.items() if k != "layers"}})
-    done = pruner.finish(model)
+    done = pruner.squash_mask()
     return {"method": pruner.name, "phases": runs, "history": history, "seconds": time.perf_counter() - t0, **done}
 
 

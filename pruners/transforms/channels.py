@@ -15,7 +15,7 @@ from compressor.errors import CompressorError
 
 from .. import register_transform
 from ..masking import MaskedLayers, finalize
-from ..scores import taylor_scores
+from ..scores import split_source, taylor_scores
 from .base import GLOBS, SpecOptions, Transform, TransformContext, match_layers, parse_globs
 
 IMPORTANCES = ("magnitude", "taylor", "pruner")
@@ -131,7 +131,7 @@ class Channels(Transform):
 
     def _weight_scores(self, model: nn.Module, context: TransformContext) -> dict[nn.Module, torch.Tensor]:
         """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
-        from compressor.training import Trainer
+        from compressor.training import DistContext
 
         if context.data is None or context.config is None:
             raise CompressorError(f"--transform channels importance={self.importance} needs data: pass --dataset")
@@ -146,9 +146,13 @@ class Channels(Transform):
                                        steps=cfg.steps, norm=cfg.norm, samples=self.samples,
                                        batch_size=cfg.batch_size, seed=cfg.seed, ctx=context.ctx)
             else:
-                pruner.attach(model)
+                ctx = context.ctx or DistContext(device=next(model.parameters()).device)
+                model.to(ctx.device)
+                pruner.prepare(model, seed=cfg.seed, score_data=split_source(
+                    context.data.train, eps=cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm,
+                    batch_size=cfg.batch_size, ctx=ctx))
                 layers = pruner.layers
-                scores = pruner.scores(Trainer(model, context.data, cfg, quiet=True, ctx=context.ctx))
+                scores = pruner.scores()
         finally:
             finalize(model)
             if pruner is not None:

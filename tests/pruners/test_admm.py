@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from compressor.training import Trainer
-from pruners import make_pruner
+from pruners import PrunerCallback, make_pruner
 from pruners.allocation import keep_count
 from pruners.base import Phase
 
@@ -12,17 +12,17 @@ from .conftest import cnn
 def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
     model = cnn(digits)
     pruner = make_pruner("admm", sparsity=0.8, updates_per_epoch=2)
-    pruner.start_phase(Phase("prune", 2, 0.01))
-    trainer = Trainer(model, digits, tiny_cfg, [pruner], quiet=True)
-    pruner.on_train_begin(trainer)
+    cb = PrunerCallback(pruner, Phase("prune", 2, 0.01))
+    trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
     trainer.build_optimizer()
-    pruner.on_epoch_begin(trainer, 0)
+    cb.on_epoch_begin(trainer, 0)
     w = [x.detach().clone() for x in pruner.layers.effective()]
     for z, wi in zip(pruner.z, w):  # Z starts as the projection of W (U = 0)
         assert int((z != 0).sum()) == keep_count(z.numel(), 0.8)
         assert torch.equal(z[z != 0], wi[z != 0])
     x, y = next(iter(trainer.loader))
-    penalty = pruner.extra_loss(trainer, x, y)
+    penalty = pruner.regularizer()
     direct = 0.5 * 1e-3 * sum(float(((a - z) ** 2).sum()) for a, z in zip(w, pruner.z))
     assert penalty.item() == pytest.approx(direct, rel=1e-5)
     assert all(m.all() for m in pruner.layers.masks)  # the ADMM phase trains dense weights

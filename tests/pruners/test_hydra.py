@@ -4,7 +4,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from compressor.training import Trainer
-from pruners import make_pruner
+from pruners import PrunerCallback, make_pruner
 from pruners.allocation import keep_count, top_mask
 from pruners.base import Phase
 
@@ -14,11 +14,11 @@ from .conftest import cnn
 def _prune_phase(digits, cfg, sparsity=0.9):
     model = cnn(digits)
     pruner = make_pruner("hydra", sparsity=sparsity)
-    pruner.start_phase(Phase("prune", 2, 0.1))
-    trainer = Trainer(model, digits, cfg, [pruner], quiet=True)
-    pruner.on_train_begin(trainer)
+    cb = PrunerCallback(pruner, Phase("prune", 2, 0.1))
+    trainer = Trainer(model, digits, cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
     trainer.build_optimizer()
-    pruner.on_epoch_begin(trainer, 0)
+    cb.on_epoch_begin(trainer, 0)
     return model, pruner, trainer
 
 
@@ -53,9 +53,9 @@ def test_prune_phase_trains_scores_only_then_finetune_trains_weights(digits, tin
         trainer.training_step(x, y)
     assert all(torch.equal(a, b) for a, b in zip(weights, pruner.layers.stored))
     assert any(not torch.equal(a, b) for a, b in zip(first, pruner.layers.masks))  # the scores moved the masks
-    pruner.start_phase(Phase("finetune", 1, 0.01))
-    ft = Trainer(model, digits, tiny_cfg, [pruner], quiet=True)
-    pruner.on_train_begin(ft)
+    cb = PrunerCallback(pruner, Phase("finetune", 1, 0.01))
+    ft = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
+    cb.on_train_begin(ft)
     ft.build_optimizer()
     assert not pruner.layers.scores and all(p.requires_grad for p in model.parameters())
     masks = [m.clone().bool() for m in pruner.layers.masks]

@@ -5,7 +5,7 @@ from torch import nn
 from compressor.errors import CompressorError
 from compressor.models import create_model
 from compressor.training import Trainer
-from pruners import MaskedLayers, finalize, is_masked, make_pruner, prune_model
+from pruners import MaskedLayers, PrunerCallback, finalize, is_masked, make_pruner, prune_model
 from pruners.base import Phase
 
 from .conftest import AllKinds, cnn
@@ -36,11 +36,11 @@ def test_masked_weights_stay_zero_through_momentum_and_weight_decay():
 def test_pruned_weights_are_zero_after_training_steps(digits, tiny_cfg):
     model = cnn(digits)
     pruner = make_pruner("magnitude", sparsity=0.8)
-    pruner.start_phase(Phase("finetune", 1, 0.05))
-    trainer = Trainer(model, digits, tiny_cfg, [pruner], quiet=True)
-    pruner.on_train_begin(trainer)
+    cb = PrunerCallback(pruner, Phase("finetune", 1, 0.05))
+    trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
     trainer.build_optimizer()
-    pruner.on_epoch_begin(trainer, 0)
+    cb.on_epoch_begin(trainer, 0)
     masks = [m.clone().bool() for m in pruner.layers.masks]
     x, y = next(iter(trainer.loader))
     for _ in range(3):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from compressor.training import Trainer
-from pruners import MaskedLayers, make_pruner
+from pruners import MaskedLayers, PrunerCallback, make_pruner
 from pruners.base import Phase
 from pruners.scores import taylor_scores
 from pruners.tscnc import log_frobenius
@@ -36,13 +36,13 @@ def test_regulariser_value_and_gradient_equal_a_direct_computation():
 def test_tscnc_adds_the_term_to_the_training_loss(digits, tiny_cfg):
     pruner = make_pruner("tscnc", sparsity=0.5, lam=0.1)
     model = cnn(digits)
-    pruner.start_phase(Phase("finetune", 1, 0.01))
-    trainer = Trainer(model, digits, tiny_cfg, [pruner], quiet=True)
-    pruner.on_train_begin(trainer)
+    cb = PrunerCallback(pruner, Phase("finetune", 1, 0.01))
+    trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
     x, y = next(iter(trainer.loader))
-    assert pruner.extra_loss(trainer, x, y).item() == pytest.approx(0.1 * log_frobenius(
+    assert cb.extra_loss(trainer, x, y).item() == pytest.approx(0.1 * log_frobenius(
         [m.weight for m in pruner.layers.modules], 1e-4).item())
-    assert make_pruner("tscnc", sparsity=0.5, lam=0.0).extra_loss(trainer, x, y) is None
+    assert make_pruner("tscnc", sparsity=0.5, lam=0.0).loss_term() is None
 
 
 @pytest.mark.parametrize("squared", [False, True])

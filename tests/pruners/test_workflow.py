@@ -96,7 +96,7 @@ def test_a_third_party_pruner_plugs_in_with_its_own_scores_and_config(digits, ti
         name = "inverted-test"
         Config = InvertedConfig
 
-        def scores(self, trainer):
+        def scores(self):
             return [-(s ** self.config.power) for s in magnitude_scores(self.layers)]
 
     try:
