@@ -119,10 +119,17 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 
 def measure_workload(name: str, device: torch.device, *, warmup: int | None = None, steps: int | None = None,
-                     seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Time `Trainer.training_step` for every mode on workload `name`; modes interleaved round-robin."""
+                     seed: int = 0, log: Callable[[str], None] = print, batch: int | None = None,
+                     amp: str = "auto", channels_last: str = "auto", compile_backend: str | None = None
+                     ) -> dict[str, Any]:
+    """Time `Trainer.training_step` for every mode on workload `name`; modes interleaved round-robin.
+
+    `amp` and `channels_last` go to `TrainConfig`; with `compile_backend` the model is `torch.compile`d with that
+    backend (attack and training passes both go through the compiled module).
+    """
     spec = WORKLOADS[name]
-    batch, default_warmup, default_steps = spec["cuda" if device.type == "cuda" else "cpu"]
+    default_batch, default_warmup, default_steps = spec["cuda" if device.type == "cuda" else "cpu"]
+    batch = default_batch if batch is None else batch
     warmup = default_warmup if warmup is None else warmup
     steps = default_steps if steps is None else steps
     if steps < 1 or warmup < 0:
@@ -134,7 +141,10 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
     for mode, (adv, _, _) in MODES.items():
         torch.manual_seed(seed)  # the same initial weights for every mode
         model = create_model(spec["model"], info.num_classes, info.input_shape[0], info.mean, info.std)
-        cfg = TrainConfig(epochs=1, batch_size=batch, adv=adv, steps=ATTACK_STEPS, device=str(device), seed=seed)
+        if compile_backend:
+            model = torch.compile(model, backend=compile_backend)
+        cfg = TrainConfig(epochs=1, batch_size=batch, adv=adv, steps=ATTACK_STEPS, device=str(device), seed=seed,
+                          amp=amp, channels_last=channels_last)
         trainer = Trainer(model, bundle, cfg, quiet=True)
         trainer.build_optimizer()
         trainer.model.train()
@@ -195,7 +205,8 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
         "notes": spec["notes"], "input_shape": list(info.input_shape), "num_classes": info.num_classes,
         "batch_size": batch, "warmup_steps": warmup, "timed_steps": steps,
         "eps": cfg0.eps, "alpha": cfg0.step_size, "norm": cfg0.norm, "craft_mode": cfg0.craft_mode,
-        "amp_bf16": first.amp, "channels_last": first.channels_last, "wall_seconds": wall,
+        "amp_bf16": first.amp, "channels_last": first.channels_last, "compile_backend": compile_backend,
+        "wall_seconds": wall,
         "ratios": {r["mode"]: r["ratio_to_standard"] for r in rows if r["mode"] != "standard"},
         "modes": rows,
     }

@@ -147,11 +147,16 @@ class AotiRunner:
         self.model = None
 
 
-def semi_structured_speedup(model: nn.Module, batch_size: int = 64, runs: int = 50) -> list[dict[str, Any]]:
-    """On CUDA: per 2:4 Linear layer, fp16 latency of the dense matmul vs `to_sparse_semi_structured` (seconds).
+def semi_structured_speedup(model: nn.Module, batch_size: int = 64, runs: int = 50,
+                            precision: str = "fp16") -> list[dict[str, Any]]:
+    """On CUDA: per 2:4 Linear layer, latency of the dense matmul vs `to_sparse_semi_structured` (seconds).
 
-    Layers the sparse kernels cannot take (shape, dtype or GPU generation) are listed with the reason.
+    `precision` is fp16 or bf16. Layers the sparse kernels cannot take (shape, dtype or GPU generation) are
+    listed with the reason; ``kernel`` names the sparse tensor class (cuSPARSELt or CUTLASS) that ran.
     """
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision not in dtypes:
+        raise CompressorError(f"2:4 semi-structured timing takes fp16 or bf16, not '{precision}'")
     if not torch.cuda.is_available():
         raise CompressorError("2:4 semi-structured kernels need a CUDA GPU (compute capability >= 8.0) and none is "
                               "visible")
@@ -159,16 +164,19 @@ def semi_structured_speedup(model: nn.Module, batch_size: int = 64, runs: int = 
 
     from .latency import measure_latency
 
-    ready = prepare_model(model, "fp16").cuda()
+    dtype = dtypes[precision]
+    ready = prepare_model(model, "fp32").to("cuda", dtype)
     rows = []
     for name, m in ready.named_modules():
         if not isinstance(m, nn.Linear) or not follows_2to4(m.weight):
             continue
-        x = torch.randn(batch_size, m.in_features, device="cuda", dtype=torch.float16)
+        x = torch.randn(batch_size, m.in_features, device="cuda", dtype=dtype)
         w = m.weight.detach()
-        row: dict[str, Any] = {"layer": name, "shape": list(w.shape)}
+        row: dict[str, Any] = {"layer": name, "shape": list(w.shape), "precision": precision,
+                               "batch_size": batch_size}
         try:
             sw = to_sparse_semi_structured(w)
+            row["kernel"] = type(sw).__name__
             exact = float((torch.nn.functional.linear(x, sw) - torch.nn.functional.linear(x, w)).abs().max())
             dense = measure_latency(lambda: torch.nn.functional.linear(x, w), runs=runs, cuda_events=True)
             sparse = measure_latency(lambda: torch.nn.functional.linear(x, sw), runs=runs, cuda_events=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +18,25 @@ from .schema import load_schema, validate
 COLUMNS = ["name", "format", "providers", "batch", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MB", "file MB",
            "clean", "agree", "transfer", "square", "robust"]
 OUTPUTS = ("json", "csv", "md", "png")
+
+
+def fmt_sig(value: Any, digits: int = 3) -> str:
+    """A measured quantity to about `digits` significant figures: 1,234 not 1234.5678; 12.3; 0.0123."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return fmt(value)
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{digits - 1}e}")  # 99.96 -> 100 before the magnitude is read
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded))))
+    return f"{value:,.{decimals}f}"
+
+
+# measured columns are printed to 3 significant figures; accuracies keep their fixed decimals
+_MEASURED = {"p50 ms", "p90 ms", "p99 ms", "items/s", "peak MB", "file MB"}
+
+
+def _cells(row: Sequence[Any]) -> list[str]:
+    return [fmt_sig(v) if c in _MEASURED else fmt(v) for c, v in zip(COLUMNS, row)]
 
 
 def rows(report: dict[str, Any]) -> list[list[Any]]:
@@ -37,7 +58,7 @@ def rich_table(report: dict[str, Any]) -> Any:
     title = (f"bench on {s['dataset']} {s['split']} (n={s['n']}, {s['norm']} eps={s['eps']:.4g}; white-box "
              f"{','.join(s['attacks']) or 'none'} on the source, {s['square_queries']}-query Square on the engine; "
              f"{s['threads']} thread(s), {s['device']})")
-    return table(title, COLUMNS, rows(report))
+    return table(title, COLUMNS, [_cells(r) for r in rows(report)])
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -60,7 +81,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"- machine: {env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows(report)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -75,30 +96,28 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_pareto(report: dict[str, Any], path: str | Path) -> Path:
-    """PNG: p50 latency at the smallest batch size vs robust accuracy, the Pareto front joined."""
-    import matplotlib
+def method_of(variant: dict[str, Any]) -> str:
+    """The compression a variant's source model names: ``tscnc-95:onnx`` -> ``tscnc`` (a trailing level dropped)."""
+    stem = variant["name"].rsplit(":", 1)[0]
+    return re.sub(r"-\d+(\.\d+)?$", "", stem) or stem
 
-    matplotlib.use("Agg")
+
+def runtime_of(variant: dict[str, Any]) -> str:
+    """The runtime a variant ran in: its format and first provider (``onnx CPUExecutionProvider``, ``aoti``...)."""
+    provider = variant["providers"][0] if variant["providers"] else ""
+    provider = provider.removesuffix("ExecutionProvider")
+    return variant["format"] if not provider or provider.startswith(variant["format"]) else \
+        f"{variant['format']} {provider}"
+
+
+_MARKERS = "osD^vP*Xph<>"
+
+
+def plot_pareto(report: dict[str, Any], path: str | Path) -> Path:
+    """PNG: p50 latency at the smallest batch size vs robust accuracy, the Pareto front joined (see pareto_figure)."""
     import matplotlib.pyplot as plt
 
-    variants = report["variants"]
-    pts = [(v["latency"][0]["p50"] * 1e3, v["robust_accuracy"]) for v in variants]
-    front = pareto_front(pts)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="tab:blue", zorder=3)
-    for v, (x, y) in zip(variants, pts):
-        ax.annotate(v["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="tab:red", lw=1.2, marker="o", mfc="none",
-            ms=10, label="Pareto front")
-    ax.set_ylim(-0.02, 1.02)
-    bs = report["settings"]["batch_sizes"][0]
-    ax.set_xlabel(f"p50 latency at batch {bs} (ms)")
-    ax.set_ylabel("robust accuracy (transfer + Square, worst case)")
-    ax.set_title(f"latency vs robustness ({report['settings']['dataset']})")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
+    fig = pareto_figure(report)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -108,6 +127,89 @@ def plot_pareto(report: dict[str, Any], path: str | Path) -> Path:
         return atomic_write(path, write)
     finally:
         plt.close(fig)
+
+
+def pareto_figure(report: dict[str, Any]) -> Any:
+    """The Pareto plot as a matplotlib Figure (the caller closes it).
+
+    Colour = compression method (shades for its levels, e.g. 90/95/99 %), marker = runtime; one legend entry per
+    source model and per runtime, beside the axes, so 20+ variants stay legible; only the front is labelled.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    variants = report["variants"]
+    pts = [(v["latency"][0]["p50"] * 1e3, v["robust_accuracy"]) for v in variants]
+    front = pareto_front(pts)
+    methods = list(dict.fromkeys(method_of(v) for v in variants))
+    runtimes = list(dict.fromkeys(runtime_of(v) for v in variants))
+    sources = list(dict.fromkeys(v["name"].rsplit(":", 1)[0] for v in variants))
+    palette = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    base = {m: palette(i % palette.N) for i, m in enumerate(methods)}
+    colour = {}
+    for m in methods:  # levels of one method: the same hue, darker for the later (higher) levels
+        members = [s for s in sources if re.sub(r"-\d+(\.\d+)?$", "", s) == m]
+        for j, s in enumerate(members):
+            shade = 1.0 - 0.45 * j / max(1, len(members) - 1) if len(members) > 1 else 1.0
+            colour[s] = tuple(c * shade for c in base[m][:3])
+    marker = {r: _MARKERS[i % len(_MARKERS)] for i, r in enumerate(runtimes)}
+
+    fig, ax = plt.subplots(figsize=(10, 5.6), dpi=120)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="0.35", lw=1.0, ls="--", zorder=2,
+            label="Pareto front")
+    for v, (x, y) in zip(variants, pts):
+        ax.scatter([x], [y], color=colour[v["name"].rsplit(":", 1)[0]], marker=marker[runtime_of(v)], s=46,
+                   edgecolors="black", linewidths=0.5, zorder=3)
+    _label_front(ax, fig, [(variants[i]["name"], pts[i]) for i in front], pts)
+    ax.set_ylim(-0.02, 1.05)
+    if pts and max(p[0] for p in pts) / max(min(p[0] for p in pts), 1e-9) > 30:
+        ax.set_xscale("log")
+    bs = report["settings"]["batch_sizes"][0]
+    ax.set_xlabel(f"p50 latency at batch {bs} (ms)")
+    ax.set_ylabel("robust accuracy (transfer + Square, worst case)")
+    ax.set_title(f"latency vs robustness ({report['settings']['dataset']}, {len(variants)} variants)")
+    ax.grid(alpha=0.3)
+    src_handles = [Line2D([], [], ls="", marker="o", color=colour[s], markeredgecolor="black", markeredgewidth=0.5,
+                          label=s) for s in sources]
+    rt_handles = [Line2D([], [], ls="", marker=marker[r], color="0.6", markeredgecolor="black", markeredgewidth=0.5,
+                         label=r) for r in runtimes]
+    rt_handles.append(Line2D([], [], color="0.35", lw=1.0, ls="--", label="Pareto front"))
+    first = ax.legend(handles=src_handles, title="model (colour)", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      fontsize=8, title_fontsize=8, ncol=1 if len(sources) <= 16 else 2, frameon=False)
+    ax.add_artist(first)
+    ax.legend(handles=rt_handles, title="runtime (marker)", loc="lower left", bbox_to_anchor=(1.01, 0.0),
+              fontsize=8, title_fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.8, 1))  # the right fifth holds the legends
+    return fig
+
+
+def _label_front(ax: Any, fig: Any, points: Sequence[tuple[str, tuple[float, float]]],
+                 markers: Sequence[tuple[float, float]]) -> None:
+    """Name the Pareto-front points, each at the first offset where it stays inside the axes and overlaps no
+    earlier label and no marker; a label that fits nowhere is left out (the legend still identifies the point)."""
+    from matplotlib.transforms import Bbox
+
+    fig.tight_layout(rect=(0, 0, 0.8, 1))  # place labels in the final geometry
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    to_px = ax.transData.transform
+    placed = [Bbox.from_extents(px - 5, py - 5, px + 5, py + 5) for px, py in (to_px(m) for m in markers)]
+    for name, (x, y) in points:
+        right_side = to_px((x, y))[0] < frame.x0 + 0.7 * frame.width
+        offsets = [(dx if right_side else -dx, dy) for dx in (7, -7) for dy in (5, -13, 15, -23)]
+        for dx, dy in offsets:
+            text = ax.annotate(name, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                               ha="left" if dx > 0 else "right", zorder=4,
+                               bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                break
+            text.remove()
 
 
 def output_paths(out_dir: str | Path, stem: str = "bench") -> dict[str, Path]:
