@@ -1,31 +1,44 @@
 #!/usr/bin/env python
-"""Robust pruning: magnitude / HYDRA / TSCNC / robust ADMM at several sparsities from one robust dense model.
+"""Robust pruning, protocol v2: magnitude / HYDRA / TSCNC / robust ADMM compared at matched allocation, equal
+weight-training epochs, one objective, several seeds, and the same held-out images for every attack and row.
 
-One dense model is adversarially trained (TRADES) on the dataset's training split; every method then
-prunes a copy of it with the same epoch budget (``--epochs-prune`` + ``--epochs-finetune``) through
-`pruners.prune_model` (each method with its own defaults: TRADES inside HYDRA / TSCNC / magnitude,
-PGD-AT inside ADMM), and is evaluated on the test split: clean accuracy, PGD-20, AutoAttack (when the
-``aa`` attack is registered, on the first ``--aa-n`` test images), and the condition numbers of the
-pruned weights (kappa mean over the non-singular layers, max, singular layers, kappa on the support,
-the product-of-spectral-norms Lipschitz bound).
+Protocol (every row of the report names its allocation, schedule, epochs and objective):
 
-The overhead of pruning is measured separately: one `Trainer.training_step` of every method's prune
-and fine-tune phase, interleaved round-robin with a plain adversarial-training step of the same model
-and mode (so machine load hits all alike), plus the per-epoch hooks (mask updates, the TSCNC Taylor
-scoring, the condition-number tracking), as the cost of one epoch relative to a plain epoch.
+- **Allocation.** Every method runs at each allocation of ``--allocations``: ``global`` (one threshold across
+  layers) and/or ``layer`` (every layer keeps the same fraction), "matched" because all methods share it;
+  ``own`` adds each method's registered defaults (TSCNC: global + iterative) as a separate, labelled group.
+- **Budget.** Every method trains the weights for ``--epochs-weights`` epochs: magnitude and TSCNC prune
+  one-shot at the start of them; robust ADMM spends ``--epochs-admm`` of them in its ADMM phase and the rest
+  retraining with hard masks; HYDRA trains its scores for ``--epochs-search`` extra epochs with the weights
+  frozen (reported as search epochs), then trains the weights for the full ``--epochs-weights``.
+- **Objective.** TRADES for every method (ADMM included); with ``--admm-pgd`` robust ADMM also runs in its
+  reference PGD-AT form (labelled ``admm (PGD-AT)``).
+- **Seeds.** Every row runs for each of ``--seeds`` (training order, attack starts, HYDRA/TSCNC randomness);
+  the data split is fixed by ``--data-seed``. Tables give mean ± std and a 95 % t-interval over seeds, plus
+  paired differences (same seed) between methods.
+- **Evaluation.** On the first ``--eval-n`` images of the held-out test split, the same for every row:
+  clean, PGD-20, APGD-CE, then APGD-T (9 targets) on the points that survived both (AutoAttack's cascade), the
+  worst case of the three reported as "APGD-CE+T"; full AutoAttack standard on the same images for the rows
+  named by ``--aa-rows``. Checkpoints are selected and hyperparameters chosen on the validation split only
+  (PGD on ``--val-n`` validation images); the held-out split is never looked at before the report.
+- **Ablations.** TSCNC's lambda over ``--lambdas`` at the first matched allocation (lambda picked on
+  validation), and ``--variants`` (extra rows such as ``tscnc:taylor=squared``) at that allocation.
+- **kappa.** Per-layer condition numbers every epoch are kept per row and plotted per method and sparsity.
+
+Resumable: each finished row is written to the ``--cache`` folder as it finishes; a re-run with the same
+command loads those and runs only what is missing (``--max-minutes`` stops starting new rows so a grid runs in
+chunks), then rewrites the report from everything in the cache.
 
 Usage (from the repository root)::
 
-    python benchmarks/robust_pruning.py --dataset digits
-    python benchmarks/robust_pruning.py --dataset npz:../shared/data/mnist_test.npz --train-n 2000 --width 16 \\
-        --steps 5 --epochs-dense 8 --eval-n 1000
+    python benchmarks/robust_pruning.py --dataset digits --seeds 0,1,2
+    # the alpha-beta-CROWN CIFAR-10 ResNet-4B (eps 2/255), see benchmarks/README.md for the full command
+    python benchmarks/robust_pruning.py --dataset npz:../shared/data/cifar10_test.npz \\
+        --dense ../shared/checkpoints/abcrown_resnet4b_adv2px.pth --arch benchmarks.models.abcrown:resnet4b \\
+        --mean 0.4914,0.4822,0.4465 --std 0.2471,0.2435,0.2616 --eps 2/255 --steps 5 --tag resnet4b
 
-    # from a publicly released PGD-trained MNIST model (../shared/checkpoints, raw-pixel input, eps 0.3)
-    python benchmarks/robust_pruning.py --dataset npz:../shared/data/mnist_test.npz --eps 0.3 \\
-        --dense ../shared/checkpoints/fastadv_mnist_pgd_madry.pth --arch convnet-mnist --no-normalize
-
-Writes ``<out>/robust_pruning-<dataset>-<YYYY-MM-DD>[-<tag>].json`` and a ``.md`` beside it; an existing
-file is kept unless ``--force``.
+Writes ``<out>/robust_pruning-<dataset>-<YYYY-MM-DD>[-<tag>].json`` and ``.md`` (and ``-kappa/`` plots); with a
+``--cache`` the report belongs to the cache and is rewritten by every chunk.
 """
 
 from __future__ import annotations
@@ -33,12 +46,14 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
+import importlib
+import json
 import math
 import re
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -48,34 +63,96 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no pa
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
-from compressor.checkpoint import library_versions, load_model
+from compressor.attacks import build_attack
+from compressor.checkpoint import fit_state_dict, library_versions, load_model
 from compressor.data import DataBundle, load_dataset
 from compressor.data.core import stratified_indices
 from compressor.environment import load_average, machine_info
+from compressor.errors import CompressorError
+from compressor.evaluation import evaluate
 from compressor.io import atomic_write_text
 from compressor.models import create_model
-from compressor.registry import ATTACKS
 from compressor.reporting import fmt, to_json
 from compressor.training import TrainConfig, Trainer
-from compressor.workflows import evaluate_model, model_kwargs
+from compressor.workflows import model_kwargs
 from pruners import ConditionTracker, condition_summary, make_pruner, prune_model
 from pruners.base import Phase
+from pruners.callback import PrunerCallback
+from pruners.plots import plot_kappa_epochs
 
 FORMAT = "compressor.benchmark.robust_pruning"
+FORMAT_VERSION = 2
 DEFAULT_OUT = RESULTS
 GOAL = 1.15  # a pruning or fine-tuning epoch costs at most 1.15x a plain adversarial-training epoch
+METRICS = ("clean", "pgd20", "apgd_ce", "apgd", "aa", "val_clean", "val_pgd20")
+# settings that change what a cached row means: a cache made with other values is refused
+ROW_SETTINGS = ("dataset", "dense", "arch", "mean", "std", "no_normalize", "eps", "train_n", "val_n", "eval_n",
+                "data_seed", "epochs_dense", "epochs_weights", "epochs_search", "epochs_admm", "lr", "lr_search",
+                "weight_decay", "batch_size", "steps", "width", "hidden", "seed", "apgd_t")
 
 
 # ---------------------------------------------------------------- data and the dense model
+def parse_eps(text: str | None) -> float | None:
+    """``0.03``, ``2/255`` -> float (None stays None: the dataset's default)."""
+    if text is None:
+        return None
+    num, sep, den = str(text).partition("/")
+    try:
+        value = float(num) / (float(den) if sep else 1.0)
+    except ValueError:
+        raise CompressorError(f"--eps '{text}' is not a number: write e.g. 0.0313 or 8/255") from None
+    if not value > 0:
+        raise CompressorError(f"--eps must be > 0, got {text}")
+    return value
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    """``'0.9,0.95'`` -> [0.9, 0.95]; anything else is a one-line error."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CompressorError(f"{what} '{text}' is not a comma-separated list of numbers") from None
+
+
 def load_data(name: str, train_n: int | None, seed: int) -> tuple[DataBundle, str]:
-    """The dataset, with the training split reduced to a stratified `train_n` subset when asked."""
+    """The dataset split once with `seed` (fixed across runs), the fine-tune split reduced to `train_n`."""
     data = load_dataset(name, seed=seed)
     note = data.info.notes
     if train_n and train_n < len(data.train):
         keep, _ = stratified_indices(data.train.y.numpy(), 1 - train_n / len(data.train), seed)
         data = replace(data, train=data.train.subset(keep))
-        note += f"; training split reduced to a stratified subset of {len(data.train)} images (seed {seed})"
+        note += f"; fine-tune split reduced to a stratified subset of {len(data.train)} images (seed {seed})"
     return data, note
+
+
+def _import_arch(spec: str) -> Callable[..., torch.nn.Module]:
+    """``PACKAGE.MODULE:CALLABLE`` -> the callable (modules are looked up from the working directory too)."""
+    module, _, name = spec.partition(":")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise CompressorError(f"--arch {spec}: cannot import {name} from {module} ({exc}): write PACKAGE.MODULE:CALLABLE "
+                              "importable from the working directory") from None
+    return factory
+
+
+def load_dense(path: Path, arch: str | None, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, str | None]:
+    """A zoo architecture or ``PACKAGE.MODULE:CALLABLE`` with the state dict at `path`, or a compressor checkpoint."""
+    if arch and ":" in arch:
+        model = _import_arch(arch)(**kwargs)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001  (any unreadable file is one line)
+            raise CompressorError(f"cannot read {path} as a state dict: {exc}") from None
+        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not isinstance(sd, dict):
+            raise CompressorError(f"{path} holds no state dict: save the model's state_dict()")
+        fit_state_dict(model, sd, what=f"--arch {arch}")
+        return model, arch
+    loaded = load_model(path, arch=arch, arch_kwargs=kwargs)
+    return loaded.model, (loaded.checkpoint.arch if loaded.checkpoint else None)
 
 
 def dense_model(data: DataBundle, args: argparse.Namespace, log: Callable[[str], None]) -> tuple[torch.nn.Module, dict]:
@@ -83,14 +160,15 @@ def dense_model(data: DataBundle, args: argparse.Namespace, log: Callable[[str],
     if args.dense:
         c = data.info.input_shape[0]
         norm = {"mean": [0.0] * c, "std": [1.0] * c} if args.no_normalize else {}
-        loaded = load_model(args.dense, arch=args.arch, arch_kwargs=model_kwargs(data.info, **norm))
-        ck = loaded.checkpoint
-        log(f"dense: loaded {args.dense} ({ck.arch if ck else loaded.source})")
-        return loaded.model.eval(), {"source": str(args.dense), "arch": ck.arch if ck else None,
-                                     "normalize": not args.no_normalize, "epochs": 0, "seconds": 0.0}
+        if args.mean is not None:
+            norm = {"mean": parse_floats(args.mean, "--mean"), "std": parse_floats(args.std or "", "--std")}
+        model, arch = load_dense(args.dense, args.arch, model_kwargs(data.info, **norm))
+        log(f"dense: loaded {args.dense} ({arch})")
+        return model.eval(), {"source": str(args.dense), "arch": arch, "normalize": norm or "dataset's",
+                              "epochs": 0, "seconds": 0.0}
     torch.manual_seed(args.seed)
     model = create_model("cnn-small", **model_kwargs(data.info, width=args.width, hidden=args.hidden))
-    cfg = train_config(args, "trades", epochs=args.epochs_dense, lr=args.lr_dense)
+    cfg = train_config(args, "trades", args.seed, epochs=args.epochs_dense, lr=args.lr_dense)
     t0 = time.perf_counter()
     result = Trainer(model, data, cfg, [ConditionTracker()], quiet=True).fit()
     log(f"dense: {args.epochs_dense} epochs, best {result.best_epoch}, {time.perf_counter() - t0:.0f}s")
@@ -98,32 +176,44 @@ def dense_model(data: DataBundle, args: argparse.Namespace, log: Callable[[str],
                           "seconds": result.seconds, "epoch_seconds": _epoch_seconds(result.history)}
 
 
-def train_config(args: argparse.Namespace, adv: str, **kw: Any) -> TrainConfig:
-    return TrainConfig(batch_size=args.batch_size, adv=adv, eps=args.eps, steps=args.steps, val_steps=10,
-                       val_n=args.val_n, seed=args.seed, device="cpu", log_every=10_000, **kw)
+def train_config(args: argparse.Namespace, adv: str, seed: int, **kw: Any) -> TrainConfig:
+    return TrainConfig(batch_size=args.batch_size, adv=adv, eps=args.eps_value, steps=args.steps, val_steps=10,
+                       val_n=args.val_n, seed=seed, device="cpu", log_every=10_000, weight_decay=args.weight_decay,
+                       **kw)
 
 
 def _epoch_seconds(history: Sequence[dict]) -> float:
     return statistics.median(h["epoch_seconds"] for h in history) if history else math.nan
 
 
-# ---------------------------------------------------------------- evaluation
-def evaluate(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace, aa: bool = True) -> dict[str, Any]:
-    """Clean, PGD-20 (and AutoAttack on the first --aa-n images) on the test split, and condition numbers."""
-    eps = args.eps if args.eps is not None else data.info.default_eps
-    res = evaluate_model(model, data, ["pgd20"], eps=eps, n=args.eval_n, seed=args.seed, device="cpu")
-    out = {"clean": res["clean_accuracy"], "pgd20": res["attacks"]["pgd20"]["accuracy"], "n": res["n"]}
-    if "aa" in ATTACKS and args.aa_n and aa:
-        res_aa = evaluate_model(model, data, ["aa"], eps=eps, n=args.aa_n, seed=args.seed, device="cpu")
-        out.update({"aa": res_aa["attacks"]["aa"]["accuracy"], "aa_n": res_aa["n"], "aa_clean": res_aa["clean_accuracy"]})
-    cs = condition_summary(model)
-    out.update({k: cs[k] for k in ("sparsity", "kappa_mean", "kappa_max", "singular_layers", "kappa_support_mean",
-                                   "kappa_support_max", "lipschitz_bound")})
-    out["layers"] = cs["layers"]
-    return out
+# ---------------------------------------------------------------- the grid
+@dataclass(frozen=True)
+class RowSpec:
+    """One pruning run: method, options, objective and epochs at one sparsity and seed, in a labelled group."""
+
+    group: str  # "global" / "layer" (matched allocation), "own" (each method's defaults), "lambda", "variant"
+    method: str
+    label: str  # what the tables call it, e.g. "admm (PGD-AT)", "tscnc lambda=0"
+    options: tuple[tuple[str, Any], ...]
+    adv: str
+    epochs_prune: int
+    epochs_finetune: int
+    sparsity: float
+    seed: int
+    aa: bool = False
+
+    @property
+    def key(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options)
+        text = f"{self.group}-{self.method}-{opts}-{self.adv}-{self.epochs_prune}+{self.epochs_finetune}"
+        return re.sub(r"[^A-Za-z0-9.=+,-]+", "_", f"{text}-s{self.sparsity:g}-seed{self.seed}")
+
+    @property
+    def cell(self) -> tuple[str, str, float]:
+        """The table cell this row is one seed of."""
+        return self.group, self.label, self.sparsity
 
 
-# ---------------------------------------------------------------- one pruning run
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     """``tscnc:allocation=global,taylor=squared`` -> ("tscnc", {...}); values are int, float or str."""
     method, _, rest = text.partition(":")
@@ -141,21 +231,283 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return method.strip(), options
 
 
-def run_one(dense: torch.nn.Module, data: DataBundle, method: str, options: dict[str, Any], sparsity: float,
-            args: argparse.Namespace) -> dict[str, Any]:
-    """Prune a copy of the dense model with `method` and evaluate it."""
+def recipe(method: str, allocation: str, options: dict[str, Any], sparsity: float,
+           args: argparse.Namespace) -> tuple[dict[str, Any], int, int]:
+    """Options and (prune, fine-tune) epochs giving `method` `--epochs-weights` weight-training epochs."""
+    w = args.epochs_weights
+    if allocation == "own":  # the method's registered defaults, with the same weight-training budget
+        opts = dict(options)
+        cfg = make_pruner(method, sparsity=sparsity, **opts).config
+        moving = cfg.schedule != "oneshot"
+        prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(method, cfg.rounds if moving else 0)
+    else:
+        opts = {"allocation": allocation, **options}
+        prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(method, 0)
+        if method not in ("hydra", "admm"):
+            opts.setdefault("schedule", "oneshot")
+    finetune = w if method == "hydra" else w - prune  # HYDRA's prune epochs train scores only
+    if finetune < (1 if method == "hydra" else 0) or prune + finetune < 1:
+        raise CompressorError(f"--epochs-weights {w} leaves no epochs for {method} after its {prune} prune epochs: "
+                              "raise --epochs-weights")
+    return opts, prune, finetune
+
+
+def build_grid(args: argparse.Namespace) -> list[RowSpec]:
+    """Every row, in the order they run: matched allocations first, then the ablations and the other groups."""
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    sparsities = parse_floats(args.sparsities, "--sparsities")
+    allocations = [a.strip() for a in args.allocations.split(",") if a.strip()]
+    for a in allocations:
+        if a not in ("global", "layer", "own"):
+            raise CompressorError(f"unknown allocation '{a}' in --allocations: choose global, layer or own")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        raise CompressorError("--seeds is empty: give e.g. 0,1,2")
+    matched = next((a for a in allocations if a != "own"), "global")
+    lambdas = parse_floats(args.lambdas, "--lambdas")
+    lam_sparsities = parse_floats(args.lambda_sparsities, "--lambda-sparsities") if args.lambda_sparsities else sparsities
+    variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
+    aa_rows = {r.strip() for r in args.aa_rows.split(",") if r.strip()}
+    for m in [*methods, *(v[0] for v in variants)]:
+        make_pruner(m, sparsity=0.5)  # unknown names fail before anything runs
+
+    def spec(group, method, label, options, sparsity, seed, adv="trades", allocation=None):
+        opts, p, f = recipe(method, allocation or group, options, sparsity, args)
+        aa = seed == seeds[0] and (group in aa_rows or f"{group}@{sparsity:g}" in aa_rows)
+        return RowSpec(group, method, label, tuple(sorted(opts.items())), adv, p, f, sparsity, seed, aa)
+
+    default_lam = make_pruner("tscnc", sparsity=0.5).config.lam  # its rows are the matched TSCNC rows
+    blocks: list[list[RowSpec]] = []
+    for alloc in allocations:  # one block per allocation: seed-major, so a partial grid has whole seeds
+        rows = [spec(alloc, m, m, {}, s, seed) for seed in seeds for s in sparsities for m in methods]
+        pgd = [spec(alloc, "admm", "admm (PGD-AT)", {}, s, seed, adv="pgd") for seed in seeds for s in sparsities]
+        blocks.append(rows + (pgd if args.admm_pgd and "admm" in methods else []))
+    first = [r for r in blocks[0] if r.adv != "pgd"]
+    extra = [spec("lambda", "tscnc", f"tscnc lambda={lam:g}", {"lam": lam}, s, seed, allocation=matched)
+             for seed in seeds for s in lam_sparsities for lam in lambdas if lam != default_lam]
+    extra += [spec("variant", m, m + ":" + ",".join(f"{k}={v}" for k, v in o.items()), o, s, seed, allocation=matched)
+              for seed in seeds for s in sparsities for m, o in variants]
+    grid = first + extra + [r for r in blocks[0] if r.adv == "pgd"] + [r for b in blocks[1:] for r in b]
+    seen, out = set(), []
+    for r in grid:
+        if r.key not in seen:
+            seen.add(r.key)
+            out.append(r)
+    return out
+
+
+# ---------------------------------------------------------------- evaluation
+def _robust(model, part, attacks, seed) -> tuple[dict[str, Any], torch.Tensor, dict[str, torch.Tensor]]:
+    """evaluate() with a fixed seed, returning the per-image clean and per-attack outcomes too."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        res = evaluate(model, part, attacks, batch_size=256, device="cpu", keep_adv=True)
+    adv = res.pop("adversarial")
+    return res, adv["clean_correct"], adv["robust"]
+
+
+def _held_out(data: DataBundle, args: argparse.Namespace):
+    return data.test.head(args.eval_n) if args.eval_n else data.test
+
+
+def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace) -> dict[str, Any]:
+    """Clean, PGD-20, APGD-CE, then APGD-T on the survivors, all on the same held-out images; validation PGD-20."""
+    eps, seed = args.eps_value, args.seed
+    part = _held_out(data, args)
+    t0 = time.perf_counter()
+    res, clean, ok = _robust(model, part, [build_attack(a, eps, seed=seed) for a in ("pgd20", "apgd-ce")], seed)
+    survived = clean & ok["pgd20"] & ok["apgd-ce"]
+    idx = torch.nonzero(survived).squeeze(1)
+    out = {"n": len(part), "clean": res["clean_accuracy"], "pgd20": res["attacks"]["pgd20"]["accuracy"],
+           "apgd_ce": res["attacks"]["apgd-ce"]["accuracy"], "warnings": list(res["warnings"])}
+    seconds = {a: v["seconds"] for a, v in res["attacks"].items()}
+    if len(idx) and args.apgd_t:
+        res_t, _, ok_t = _robust(model, part.subset(idx), [build_attack("apgd-t", eps, seed=seed)], seed)
+        survived[idx] = ok_t["apgd-t"]
+        seconds["apgd-t"] = res_t["attacks"]["apgd-t"]["seconds"]
+        out["warnings"] += [w for w in res_t["warnings"] if w not in out["warnings"]]
+    out["apgd"] = survived.float().mean().item()
+    out["apgd_attacks"] = "pgd20+apgd-ce" + ("+apgd-t" if args.apgd_t else "")
+    out["robust_mask"] = "".join("1" if v else "0" for v in survived.tolist())  # per image, for the AA worst case
+    out["attack_seconds"] = seconds
+    val_part = data.val.head(args.val_n) if args.val_n else data.val
+    val, _, _ = _robust(model, val_part, [build_attack("pgd20", eps, seed=seed)], seed)
+    out.update({"val_clean": val["clean_accuracy"], "val_pgd20": val["attacks"]["pgd20"]["accuracy"],
+                "val_n": val["n"], "eval_seconds": time.perf_counter() - t0})
+    cs = condition_summary(model)
+    out.update({k: cs[k] for k in ("sparsity", "kappa_mean", "kappa_max", "singular_layers", "kappa_support_mean",
+                                   "kappa_support_max", "lipschitz_bound")})
+    out["layers"] = cs["layers"]
+    return out
+
+
+def add_autoattack(model: torch.nn.Module, row: dict[str, Any], data: DataBundle, args: argparse.Namespace) -> None:
+    """AutoAttack standard on the row's held-out images; 'worst' = per image worst case with the row's other attacks."""
+    part = _held_out(data, args)
+    res, _, ok = _robust(model, part, [build_attack("aa", args.eps_value, seed=args.seed)], args.seed)
+    prior = torch.tensor([c == "1" for c in row["robust_mask"]])
+    row["aa"] = res["attacks"]["aa"]["accuracy"]
+    row["worst"] = (prior & ok["aa"]).float().mean().item()
+    row["attack_seconds"]["aa"] = res["attacks"]["aa"]["seconds"]
+    row["warnings"] += [w for w in res["warnings"] if w not in row["warnings"]]
+
+
+# ---------------------------------------------------------------- one pruning run
+def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec,
+            args: argparse.Namespace) -> tuple[dict[str, Any], torch.nn.Module]:
+    """Prune a copy of the dense model as `spec` says and evaluate it; returns the row and the pruned model."""
     model = copy.deepcopy(dense)
-    pruner = make_pruner(method, sparsity=sparsity, **options)
-    cfg = train_config(args, pruner.default_adv)
-    job = prune_model(model, data, pruner, cfg, epochs_prune=args.epochs_prune, epochs_finetune=args.epochs_finetune,
-                      quiet=True)
-    row = {"method": method, "options": options, "sparsity_target": sparsity, "adv": cfg.adv,
-           "seconds": job["seconds"], "epoch_seconds": _epoch_seconds(job["history"]),
-           "history": [{k: v for k, v in h.items() if k != "layers"} for h in job["history"]],
-           "pattern_skipped": job["pattern_skipped"]}
-    aa = any(abs(sparsity - float(a)) < 1e-9 for a in args.aa_sparsities.split(",") if a.strip()) and not options
-    row.update(evaluate(model.eval(), data, args, aa=aa))
-    return row
+    pruner = make_pruner(spec.method, sparsity=spec.sparsity, **dict(spec.options))
+    lr = args.lr_search if spec.method == "hydra" else args.lr
+    cfg = train_config(args, spec.adv, spec.seed)
+    job = prune_model(model, data, pruner, cfg, epochs_prune=spec.epochs_prune, epochs_finetune=spec.epochs_finetune,
+                      lr=lr, lr_finetune=args.lr, quiet=True)
+    history = [{**{k: v for k, v in h.items() if k != "layers"},
+                "kappa_layers": {n: s["kappa"] for n, s in h.get("layers", {}).items()}} for h in job["history"]]
+    weight_epochs = spec.epochs_finetune + (0 if spec.method == "hydra" else spec.epochs_prune)
+    config = pruner.config.as_dict()
+    row = {"key": spec.key, "group": spec.group, "method": spec.method, "label": spec.label,
+           "options": dict(spec.options), "allocation": config.get("allocation"), "schedule": config.get("schedule"),
+           "adv": spec.adv, "epochs_prune": spec.epochs_prune, "epochs_finetune": spec.epochs_finetune,
+           "weight_epochs": weight_epochs, "search_epochs": spec.epochs_prune if spec.method == "hydra" else 0,
+           "sparsity_target": spec.sparsity, "seed": spec.seed, "config": config, "train_seconds": job["seconds"],
+           "epoch_seconds": _epoch_seconds(job["history"]), "phases": job["phases"], "history": history,
+           "pattern_skipped": job["pattern_skipped"], "git_commit": git_state().get("commit")}
+    row.update(robust_eval(model.eval(), data, args))
+    row["seconds"] = row["train_seconds"] + row["eval_seconds"]
+    return row, model
+
+
+# ---------------------------------------------------------------- statistics
+def t_quantile(df: int) -> float:
+    """The 97.5 % quantile of Student's t with `df` degrees of freedom (for a 95 % interval)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def summarise(values: Sequence[float]) -> dict[str, Any]:
+    """n, mean, sample std and the 95 % t-interval half-width (nan below two values)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(vals)
+    if not n:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "ci95": math.nan}
+    mean = statistics.fmean(vals)
+    std = statistics.stdev(vals) if n > 1 else math.nan
+    return {"n": n, "mean": mean, "std": std, "ci95": t_quantile(n - 1) * std / math.sqrt(n) if n > 1 else math.nan}
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (group, label, sparsity): every metric summarised over the seeds."""
+    cells: dict[tuple, list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["group"], r["label"], r["sparsity_target"]), []).append(r)
+    out = []
+    for (group, label, sparsity), rs in cells.items():
+        first = rs[0]
+        entry = {"group": group, "label": label, "method": first["method"], "sparsity_target": sparsity,
+                 "seeds": sorted(r["seed"] for r in rs), "allocation": first["allocation"],
+                 "schedule": first["schedule"], "adv": first["adv"], "weight_epochs": first["weight_epochs"],
+                 "search_epochs": first["search_epochs"], "options": first["options"]}
+        for k in (*METRICS, "sparsity", "singular_layers", "kappa_mean", "kappa_support_mean", "seconds"):
+            entry[k] = summarise([r[k] for r in rs if k in r])
+        out.append(entry)
+    return out
+
+
+def paired(rows: Sequence[dict[str, Any]], group: str, a: str, b: str, sparsity: float,
+           metric: str) -> dict[str, Any] | None:
+    """Mean difference a - b of `metric` over the seeds both ran (same seed = same data order), with its 95 % CI."""
+    by = {(r["label"], r["seed"]): r[metric] for r in rows
+          if r["group"] == group and r["sparsity_target"] == sparsity and metric in r}
+    seeds = sorted({s for (lab, s) in by if lab == a} & {s for (lab, s) in by if lab == b})
+    if not seeds:
+        return None
+    return {"a": a, "b": b, "metric": metric, "seeds": seeds,
+            **summarise([by[(a, s)] - by[(b, s)] for s in seeds])}
+
+
+def comparisons(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Per matched group and sparsity: the best method by mean `metric` against every other one (paired)."""
+    out = []
+    for group in dict.fromkeys(r["group"] for r in rows if r["group"] in ("global", "layer")):
+        for sparsity in sorted({r["sparsity_target"] for r in rows if r["group"] == group}):
+            means = {e["label"]: e[metric]["mean"] for e in aggregate([r for r in rows if r["group"] == group
+                                                                          and r["sparsity_target"] == sparsity])}
+            means = {k: v for k, v in means.items() if math.isfinite(v)}
+            if len(means) < 2:
+                continue
+            best = max(means, key=means.get)
+            for other in sorted(means, key=means.get, reverse=True)[1:]:
+                d = paired(rows, group, best, other, sparsity, metric)
+                if d:
+                    out.append({"group": group, "sparsity": sparsity, **d})
+    return out
+
+
+def lambda_rows(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str, Any]]:
+    """The lambda ablation's rows, with the matched TSCNC rows (the default lambda) relabelled into it."""
+    lam = [r for r in rows if r["group"] == "lambda"]
+    sparsities = {r["sparsity_target"] for r in lam}
+    default = [{**r, "group": "lambda", "label": f"tscnc lambda={r['config']['lam']:g}",
+                "options": {**r["options"], "lam": r["config"]["lam"]}}
+               for r in rows if r["group"] == matched and r["method"] == "tscnc" and r["adv"] == "trades"
+               and r["sparsity_target"] in sparsities]
+    return lam + default
+
+
+def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> dict[float, dict[str, Any]]:
+    """Per sparsity: the lambda with the best mean validation PGD-20 (never the held-out split), and its test number."""
+    out = {}
+    lam_rows = lambda_rows(rows, matched)
+    for sparsity in sorted({r["sparsity_target"] for r in lam_rows}):
+        entries = aggregate([r for r in lam_rows if r["sparsity_target"] == sparsity])
+        best = max(entries, key=lambda e: e["val_pgd20"]["mean"])
+        out[sparsity] = {"lambda": best["options"].get("lam"), "val_pgd20": best["val_pgd20"]["mean"],
+                         "pgd20": best["pgd20"]["mean"], "apgd": best["apgd"]["mean"], "seeds": best["seeds"]}
+    return out
+
+
+# ---------------------------------------------------------------- cache
+class RowCache:
+    """A folder of finished rows (one JSON each, written atomically) plus the settings they were made with."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any], started: str):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        meta_path = folder / "settings.json"
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            diff = [k for k in settings if meta["settings"].get(k) != settings[k]]
+            if diff:
+                raise CompressorError(f"--cache {folder} holds rows made with other settings ({', '.join(diff)}): use "
+                                      "another --cache folder or the same settings")
+            self.started = meta["started_utc"]
+        else:
+            atomic_write_text(meta_path, to_json({"settings": settings, "started_utc": started}) + "\n")
+            self.started = started
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.folder / f"{key}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        atomic_write_text(self.folder / f"{key}.json", to_json(row) + "\n")
+
+
+class MemoryCache(RowCache):
+    """No cache folder: rows live for this run only."""
+
+    def __init__(self, started: str):
+        self.rows: dict[str, dict] = {}
+        self.started = started
+        self.folder = None
+
+    def get(self, key):
+        return self.rows.get(key)
+
+    def put(self, key, row):
+        self.rows[key] = row
 
 
 # ---------------------------------------------------------------- overhead
@@ -164,11 +516,11 @@ def _pruner_trainer(model, data, cfg, method, sparsity, phase, epochs_prune, tra
     pruner = make_pruner(method, sparsity=sparsity)
     trainer = None
     for ph in ("prune", "finetune")[: 2 if phase == "finetune" else 1]:
-        pruner.start_phase(Phase(ph, epochs_prune, cfg.lr))
-        trainer = Trainer(model, data, cfg, [pruner, tracker], quiet=True)
-        pruner.on_train_begin(trainer)
+        adapter = PrunerCallback(pruner, Phase(ph, epochs_prune, cfg.lr))
+        trainer = Trainer(model, data, cfg, [adapter, tracker], quiet=True)
+        adapter.on_train_begin(trainer)
         trainer.build_optimizer()
-        pruner.on_epoch_begin(trainer, 0)
+        adapter.on_epoch_begin(trainer, 0)
     return trainer, pruner
 
 
@@ -179,16 +531,16 @@ def measure_overhead(dense: torch.nn.Module, data: DataBundle, methods: Sequence
     rows = []
     plain: dict[str, Trainer] = {}
     setups: dict[str, tuple[str, Trainer, Any]] = {}
+    epochs_prune = max(args.epochs_search, args.epochs_admm, 1)
     for method in methods:
-        adv = make_pruner(method, sparsity=sparsity).default_adv
-        cfg = train_config(args, adv, epochs=args.epochs_prune, lr=0.01)
+        adv = "trades"
+        cfg = train_config(args, adv, args.seed, epochs=epochs_prune, lr=0.01)
         if adv not in plain:
             plain[adv] = Trainer(copy.deepcopy(dense), data, cfg, quiet=True)
             plain[adv].build_optimizer()
         for phase in ("prune", "finetune"):
-            t0 = time.perf_counter()
             trainer, pruner = _pruner_trainer(copy.deepcopy(dense), data, cfg, method, sparsity, phase,
-                                              args.epochs_prune, tracker)
+                                              epochs_prune, tracker)
             setups[f"{method}/{phase}"] = (adv, trainer, pruner)
     x, y = next(iter(plain[next(iter(plain))].loader))
     times: dict[str, list[float]] = {k: [] for k in [*(f"plain/{a}" for a in plain), *setups]}
@@ -208,7 +560,7 @@ def measure_overhead(dense: torch.nn.Module, data: DataBundle, methods: Sequence
         tracker.on_epoch_end(trainer, 0, {})
         tracking = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pruner.on_epoch_begin(trainer, 0)  # the first epoch of the phase: a mask update in the prune phase
+        pruner.epoch_begin(0)  # the first epoch of the phase: a mask update in the prune phase
         update = time.perf_counter() - t0
         row = {"method": method, "phase": phase, "adv": adv, "step_seconds": step, "plain_step_seconds": ref,
                "step_ratio": step / ref, "steps_per_epoch": steps, "tracking_seconds": tracking,
@@ -227,48 +579,115 @@ def _f(v: Any, digits: int = 3) -> str:
     return fmt(v, digits) if not isinstance(v, float) or math.isfinite(v) else str(v)
 
 
+def _ms(s: dict[str, Any], pct: bool = True) -> str:
+    """mean ± std [± CI] of a summary, in percent."""
+    if not s or not s["n"]:
+        return "-"
+    k = 100 if pct else 1
+    text = f"{k * s['mean']:.1f}"
+    if s["n"] > 1:
+        text += f" ± {k * s['std']:.1f} (CI ±{k * s['ci95']:.1f})"
+    return text
+
+
 def _dense_text(res: dict[str, Any]) -> str:
     d, st = res["dense_train"], res["settings"]
     if d.get("source"):
-        return f"{d['arch'] or 'model'} loaded from `{d['source']}` (pretrained, not trained here)"
+        return f"`{d['arch'] or 'model'}` loaded from `{d['source']}` (pretrained, not trained here)"
     return f"cnn-small (width {st['width']}, hidden {st['hidden']}); dense: TRADES, {st['epochs_dense']} epochs"
+
+
+GROUP_TITLES = {"global": "matched allocation: global (one threshold), one-shot where the method has a schedule",
+                "layer": "matched allocation: per layer (every layer keeps the same fraction)",
+                "own": "each method's own defaults (allocation and schedule as registered)",
+                "lambda": "TSCNC lambda ablation (at the first matched allocation)",
+                "variant": "variants (at the first matched allocation)"}
 
 
 def render_markdown(res: dict[str, Any]) -> str:
     """The results as Markdown tables."""
-    aa = any("aa" in r for r in [res["dense"], *res["rows"]])
-    lines = markdown_header(f"Robust pruning on {res['dataset']}", res)
+    st = res["settings"]
+    aa = any("aa" in r for r in res["rows"]) or "aa" in res["dense"]
+    lines = markdown_header(f"Robust pruning on {res['dataset']} (protocol v2)", res)
+    d = res["dense"]
     lines += [
-             f"- data: {res['data_notes']}",
-             f"- model: {_dense_text(res)}; every method: {res['settings']['epochs_prune']} prune + "
-             f"{res['settings']['epochs_finetune']} fine-tune epochs, batch {res['settings']['batch_size']}, "
-             f"{res['settings']['steps']} attack steps while training, eps {res['eps']:.4g} (L-inf)",
-             f"- evaluation: test split, n = {res['dense']['n']} for clean and PGD-20"
-             + (f", AutoAttack (standard) on the first {res['dense'].get('aa_n')} (dense and sparsity "
-                f"{res['settings']['aa_sparsities']}: AA is slow on the CPU)" if aa else "")
-             + "; kappa = sigma_max / sigma_min of each weight reshaped to (out, in*k*k); 'mean' over non-singular "
-               "layers, 'support' = sigma_max / smallest nonzero singular value", "",
-             "| method | options | sparsity | clean | PGD-20 |" + (" AA |" if aa else "")
-             + " kappa mean | kappa max | singular layers | kappa support mean | support max | Lipschitz bound | s |",
-             "|---|---|---|---|---|" + ("---|" if aa else "") + "---|---|---|---|---|---|---|"]
-    for r in [{"method": "dense", "options": {}, "sparsity_target": 0.0, "seconds": res["dense_train"]["seconds"],
-               **res["dense"]}, *res["rows"]]:
-        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items()) or "-"
-        cells = [r["method"], opts, f"{r['sparsity']:.4f}", _f(r["clean"]), _f(r["pgd20"])]
-        if aa:
-            cells.append(_f(r.get("aa")))
-        cells += [_f(r["kappa_mean"], 2), _f(r["kappa_max"], 2), str(r["singular_layers"]),
-                  _f(r["kappa_support_mean"], 2), _f(r["kappa_support_max"], 2), _f(r["lipschitz_bound"], 3),
-                  f"{r['seconds']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        f"- data: {res['data_notes']}; splits: fine-tune {res['splits']['train']}, validation {res['splits']['val']}, "
+        f"held-out {res['splits']['test']} images",
+        f"- model: {_dense_text(res)}; eps {res['eps']:.5g} (L-inf); training attack {st['steps']} steps; "
+        f"batch {st['batch_size']}, lr {st['lr']} (HYDRA scores {st['lr_search']}), weight decay {st['weight_decay']}",
+        f"- budget: every method trains its weights for {st['epochs_weights']} epochs (ADMM: {st['epochs_admm']} of "
+        f"them in its ADMM phase); HYDRA also trains scores for {st['epochs_search']} epochs with frozen weights; "
+        "objective TRADES (beta 6) for every row unless it says PGD-AT; checkpoint chosen on validation PGD-10",
+        f"- evaluation: the same first {d['n']} held-out images for every row and attack: clean, PGD-20, APGD-CE; "
+        "'APGD-CE+T' = per-image worst case of PGD-20, APGD-CE and APGD-T (9 targets, run on the survivors)"
+        + ("; AA = AutoAttack standard on the same images, for the rows marked" if aa else "")
+        + f"; validation PGD-20 on {d.get('val_n')} validation images (used for choices, never the held-out split)",
+        f"- seeds: {st['seeds']}; cells show mean ± std over seeds (CI ± = half-width of the 95 % t-interval); "
+        f"one seed's held-out binomial standard error at 50 % is ±{50 / math.sqrt(max(d['n'], 1)):.1f} points",
+        f"- dense: clean {100 * d['clean']:.1f}, PGD-20 {100 * d['pgd20']:.1f}, APGD-CE {100 * d['apgd_ce']:.1f}, "
+        f"APGD-CE+T {100 * d['apgd']:.1f}" + (f", AA {100 * d['aa']:.1f}" if "aa" in d else "")
+        + f"; validation PGD-20 {100 * d['val_pgd20']:.1f}", ""]
+    entries = res["summary"]
+    for group in dict.fromkeys(e["group"] for e in entries):
+        lines += [f"## {GROUP_TITLES.get(group, group)}", "",
+                  "| method | sparsity | allocation / schedule | objective | epochs (weights + search) | seeds | clean | "
+                  "PGD-20 | APGD-CE | APGD-CE+T |" + (" AA |" if aa else "") + " val PGD-20 | singular layers | "
+                  "kappa support mean | s / row |",
+                  "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if aa else "") + "---|---|---|---|"]
+        for e in sorted((e for e in entries if e["group"] == group), key=lambda e: (e["sparsity_target"], e["label"])):
+            cells = [e["label"], f"{e['sparsity']['mean']:.4f}", f"{e['allocation']} / {e['schedule']}",
+                     "PGD-AT" if e["adv"] == "pgd" else "TRADES", f"{e['weight_epochs']} + {e['search_epochs']}",
+                     str(len(e["seeds"])), _ms(e["clean"]), _ms(e["pgd20"]), _ms(e["apgd_ce"]), _ms(e["apgd"])]
+            if aa:
+                cells.append(_ms(e["aa"]))
+            cells += [_ms(e["val_pgd20"]), _f(e["singular_layers"]["mean"], 1), _f(e["kappa_support_mean"]["mean"], 1),
+                      f"{e['seconds']['mean']:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if res.get("comparisons"):
+        lines += ["## Paired differences at matched allocation (APGD-CE+T, points; same seeds)", "",
+                  "The best method by mean against each other one: mean difference over seeds ± std, and the 95 % "
+                  "t-interval; an interval that contains 0 means no resolved difference.", "",
+                  "| allocation | sparsity | best | vs | seeds | difference | 95 % CI |", "|---|---|---|---|---|---|---|"]
+        for c in res["comparisons"]:
+            ci = (f"[{100 * (c['mean'] - c['ci95']):.1f}, {100 * (c['mean'] + c['ci95']):.1f}]"
+                  if math.isfinite(c["ci95"]) else "-")
+            lines.append(f"| {c['group']} | {c['sparsity']:g} | {c['a']} | {c['b']} | {len(c['seeds'])} | "
+                         f"{100 * c['mean']:+.1f}" + (f" ± {100 * c['std']:.1f}" if math.isfinite(c['std']) else "")
+                         + f" | {ci} |")
+        lines.append("")
+    if res.get("lambda_choice"):
+        lines += ["## lambda chosen on validation", "", "| sparsity | lambda (best mean val PGD-20) | val PGD-20 | "
+                  "held-out PGD-20 | held-out APGD-CE+T |", "|---|---|---|---|---|"]
+        for s, c in res["lambda_choice"].items():
+            lines.append(f"| {float(s):g} | {c['lambda']:g} | {100 * c['val_pgd20']:.1f} | {100 * c['pgd20']:.1f} | "
+                         f"{100 * c['apgd']:.1f} |")
+        lines.append("")
+    if res.get("plots"):
+        lines += ["## kappa per layer per epoch", "", "Seed " + str(st["seeds"].split(",")[0]) + ", first matched "
+                  "allocation: " + ", ".join(f"[{Path(p).stem}]({Path(p).parent.name}/{Path(p).name})"
+                                              for p in res["plots"]), ""]
+    lines += ["## All rows", "", "| method | group | sparsity | seed | clean | PGD-20 | APGD-CE | APGD-CE+T | AA | "
+              "val PGD-20 | kappa mean | singular | kappa support mean | train s | eval s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['label']} | {r['group']} | {r['sparsity']:.4f} | {r['seed']} | {_f(r['clean'])} | "
+                     f"{_f(r['pgd20'])} | {_f(r['apgd_ce'])} | {_f(r['apgd'])} | {_f(r.get('aa'))} | "
+                     f"{_f(r['val_pgd20'])} | {_f(r['kappa_mean'], 2)} | {r['singular_layers']} | "
+                     f"{_f(r['kappa_support_mean'], 2)} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |")
+    c = res["cost"]
+    lines += ["", "## Cost", "", f"{c['rows_done']} of {c['rows_total']} rows done, {c['row_seconds'] / 60:.1f} min of "
+              f"row time in all (training {c['train_seconds'] / 60:.1f} min, evaluation {c['eval_seconds'] / 60:.1f} "
+              f"min); a row takes {c['row_seconds_mean']:.0f} s on average on this machine."]
+    if c["missing"]:
+        lines += [f"Not run yet ({len(c['missing'])} rows, about {c['missing_minutes']:.0f} min at that rate): "
+                  + ", ".join(f"`{k}`" for k in c["missing"][:12]) + (" ..." if len(c["missing"]) > 12 else ""),
+                  "Re-run the command above to run them: it resumes from the cache."]
     if res.get("overhead"):
         lines += ["", f"## Overhead (goal: an epoch at most {GOAL}x a plain adversarial-training epoch)", "",
-                  "Median `Trainer.training_step` time of each phase, interleaved round-robin with a plain step of the "
-                  "same model and adversarial mode (ratio = pruner / plain); the epoch ratio adds the condition-number "
-                  "tracking (SVDs, once per epoch); 'with epoch-start work' also adds the phase's `on_epoch_begin` "
-                  "(prune phase: the mask computation, which for TSCNC is the Taylor scoring on "
-                  "--score-samples PGD examples; it runs at epoch 0 and at each iterative round). HYDRA's top-k and "
-                  "ADMM's Z/U updates happen inside the steps, so they are in the step ratio.", "",
+                  "Median `Trainer.training_step` time of each phase, interleaved round-robin with a plain TRADES step "
+                  "of the same model; the epoch ratio adds the condition-number tracking; 'with epoch-start work' adds "
+                  "the phase's `on_epoch_begin` (TSCNC: the Taylor scoring).", "",
                   "| method | phase | adv | step ratio | epoch ratio | with epoch-start work | tracking s | epoch-start s |",
                   "|---|---|---|---|---|---|---|---|"]
         for o in res["overhead"]:
@@ -278,82 +697,190 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def kappa_plots(rows: Sequence[dict[str, Any]], dense: dict[str, Any], folder: Path, group: str,
+                seed: int) -> list[str]:
+    """kappa of every layer against epoch, one PNG per method and sparsity (one seed, one matched group)."""
+    before = {n: float(s["kappa"]) for n, s in dense["layers"].items()}  # JSON holds inf as a string
+    paths = []
+    for r in rows:
+        if r["group"] != group or r["seed"] != seed:
+            continue
+        history = [{"phase": h.get("phase"), "layers": {n: {"kappa": float(k)} for n, k in h["kappa_layers"].items()}}
+                   for h in r["history"] if h.get("kappa_layers")]
+        name = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{r['label']}-{r['sparsity_target']:g}")
+        title = f"{r['label']} at {r['sparsity']:.1%} ({group} allocation, {r['adv']}, seed {seed})"
+        paths.append(str(plot_kappa_epochs(folder / f"{name}.png", history, before, title)))
+    return paths
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="digits", help="digits, or npz:PATH (e.g. npz:../shared/data/mnist_test.npz)")
+    p.add_argument("--dataset", default="digits", help="digits, or npz:PATH (e.g. npz:../shared/data/cifar10_test.npz)")
     p.add_argument("--methods", default="magnitude,hydra,tscnc,admm")
     p.add_argument("--sparsities", default="0.9,0.95,0.99")
-    p.add_argument("--variants", default="", help="extra rows, ';'-separated, e.g. 'tscnc:allocation=global'")
+    p.add_argument("--allocations", default="global,layer", help="matched allocations (global, layer) and/or own "
+                   "(each method's defaults), in priority order")
+    p.add_argument("--seeds", default="0,1,2", help="training seeds of every row")
+    p.add_argument("--lambdas", default="0,1e-4,1e-3,1e-2", help="TSCNC lambda ablation at the first matched "
+                   "allocation ('' for none)")
+    p.add_argument("--lambda-sparsities", default="", help="sparsities of the lambda ablation (default: all)")
+    p.add_argument("--variants", default="", help="extra rows at the first matched allocation, ';'-separated, "
+                   "e.g. 'tscnc:taylor=squared'")
+    p.add_argument("--admm-pgd", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run robust ADMM in its reference PGD-AT form")
     p.add_argument("--dense", type=Path, default=None, help="start from this robust model instead of training one "
                    "(a compressor checkpoint, or a state dict with --arch)")
-    p.add_argument("--arch", default=None, help="zoo architecture of a --dense state dict, e.g. convnet-mnist")
+    p.add_argument("--arch", default=None, help="architecture of a --dense state dict: a zoo name (convnet-mnist) or "
+                   "PACKAGE.MODULE:CALLABLE (benchmarks.models.abcrown:resnet4b)")
+    p.add_argument("--mean", default=None, help="the --dense model's input normalisation, per channel: 0.49,0.48,0.45")
+    p.add_argument("--std", default=None, help="its std, per channel")
     p.add_argument("--no-normalize", action="store_true", help="the --dense model expects raw [0, 1] pixels")
     p.add_argument("--epochs-dense", type=int, default=15)
-    p.add_argument("--epochs-prune", type=int, default=2)
-    p.add_argument("--epochs-finetune", type=int, default=3)
+    p.add_argument("--epochs-weights", type=int, default=4, help="weight-training epochs of every method")
+    p.add_argument("--epochs-search", type=int, default=2, help="HYDRA's score epochs (weights frozen), on top")
+    p.add_argument("--epochs-admm", type=int, default=2, help="robust ADMM's ADMM-phase epochs, within --epochs-weights")
+    p.add_argument("--lr", type=float, default=0.01, help="weight learning rate while pruning and fine-tuning")
+    p.add_argument("--lr-search", type=float, default=0.1, help="HYDRA's score learning rate")
     p.add_argument("--lr-dense", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="every method (HYDRA's and ADMM's reference value)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10, help="attack steps while training")
-    p.add_argument("--eps", type=float, default=None, help="default: the dataset's (0.1 for 1-channel images)")
-    p.add_argument("--train-n", type=int, default=None, help="stratified subset of the training split")
+    p.add_argument("--eps", default=None, help="L-inf budget, e.g. 2/255 (default: the dataset's)")
+    p.add_argument("--train-n", type=int, default=None, help="stratified subset of the fine-tune split")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the fixed fine-tune / validation / held-out split")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--val-n", type=int, default=500)
-    p.add_argument("--eval-n", type=int, default=None, help="test images for clean / PGD-20 (default: all)")
-    p.add_argument("--aa-n", type=int, default=50, help="test images for AutoAttack (0: skip)")
-    p.add_argument("--aa-sparsities", default="0.95", help="sparsities whose (non-variant) rows get AutoAttack")
-    p.add_argument("--overhead-steps", type=int, default=12, help="timed steps per mode (0: skip)")
+    p.add_argument("--val-n", type=int, default=500, help="validation images for checkpoint selection and choices")
+    p.add_argument("--eval-n", type=int, default=None, help="held-out images for every attack (default: all)")
+    p.add_argument("--apgd-t", action=argparse.BooleanOptionalAction, default=True,
+                   help="run APGD-T on the points that survive PGD-20 and APGD-CE (the costly part of the evaluation)")
+    p.add_argument("--aa-rows", default="", help="groups (or GROUP@SPARSITY) whose first-seed rows also get full "
+                   "AutoAttack on the same images, e.g. 'global' or 'global@0.95'; 'dense' for the dense model")
+    p.add_argument("--overhead-steps", type=int, default=0, help="timed steps per mode for the overhead table (0: skip)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the dense training and of every evaluation")
+    p.add_argument("--save-models", type=Path, default=None, help="keep every pruned model's state dict here (so "
+                   "AutoAttack can be added to cached rows later with --aa-rows)")
+    p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
+    p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (then report)")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--force", action="store_true")
     return p
 
 
+def git_state() -> dict[str, Any]:
+    """The checkout's commit and whether the code the rows ran (compressor/, pruners/, benchmarks/) had local edits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressor", "pruners", "benchmarks"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty_files": [d[3:] for d in dirty if d.strip()]}
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k in ROW_SETTINGS for v in [getattr(args, k)]}
+
+
 def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = print) -> tuple[dict, Path, Path]:
-    """Train, prune, evaluate, measure and write the results."""
+    """Run what the grid still misses (resuming from --cache), evaluate, and write the report."""
     torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc)
+    args.eps_value = parse_eps(args.eps)
+    grid = build_grid(args)
+    cache = (RowCache(args.cache, _settings(args), started.isoformat(timespec="seconds")) if args.cache
+             else MemoryCache(started.isoformat(timespec="seconds")))
     slug = re.sub(r"[^a-z0-9]+", "-", Path(args.dataset.removeprefix("npz:")).stem.lower()).strip("-")
-    stem = f"robust_pruning-{slug}-{started:%Y-%m-%d}" + (f"-{args.tag}" if args.tag else "")
-    json_path, md_path = result_paths(args.out, stem, args.force)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    sparsities = [float(s) for s in args.sparsities.split(",") if s.strip()]
-    variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
-    for m in [*methods, *(v[0] for v in variants)]:
-        make_pruner(m, sparsity=0.5)  # unknown names fail before anything runs
+    stem = f"robust_pruning-{slug}-{cache.started[:10]}" + (f"-{args.tag}" if args.tag else "")
+    if args.cache and (Path(args.out) / f"{stem}.json").is_file():  # the report of this cache: rewritten
+        json_path, md_path = Path(args.out) / f"{stem}.json", Path(args.out) / f"{stem}.md"
+    else:
+        json_path, md_path = result_paths(args.out, stem, args.force)
     load_start = load_average()
-    data, notes = load_data(args.dataset, args.train_n, args.seed)
+    data, notes = load_data(args.dataset, args.train_n, args.data_seed)
+    if args.eps_value is None:
+        args.eps_value = data.info.default_eps
     dense, dense_train = dense_model(data, args, log)
+    dense_row = cache.get("dense")
+    if dense_row is None:
+        dense_row = robust_eval(dense, data, args)
+        cache.put("dense", dense_row)
+    if "dense" in args.aa_rows.split(",") and "aa" not in dense_row:
+        add_autoattack(dense, dense_row, data, args)
+        cache.put("dense", dense_row)
+    log(f"dense: clean {dense_row['clean']:.3f}, pgd20 {dense_row['pgd20']:.3f}, apgd {dense_row['apgd']:.3f}")
+    matched = next((g.strip() for g in args.allocations.split(",") if g.strip() not in ("", "own")), "global")
+    rows, ran = [], 0
+    for i, spec in enumerate(grid):
+        row = cache.get(spec.key)
+        out_of_time = args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes
+        saved = args.save_models / f"{spec.key}.pt" if args.save_models else None
+        where = f"[{i + 1}/{len(grid)}] {spec.label} ({spec.group}) @ {spec.sparsity:g} seed {spec.seed}"
+        if row is None and not out_of_time:
+            row, model = run_row(dense, data, spec, args)
+            if saved is not None:
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(model.state_dict(), saved)
+            if spec.aa:
+                add_autoattack(model, row, data, args)
+            cache.put(spec.key, row)
+            ran += 1
+            log(f"{where}: clean {row['clean']:.3f}, pgd20 {row['pgd20']:.3f}, apgd {row['apgd']:.3f}"
+                + (f", aa {row['aa']:.3f}" if "aa" in row else "")
+                + f", val pgd20 {row['val_pgd20']:.3f}, singular {row['singular_layers']}, "
+                  f"{row['train_seconds']:.0f}+{row['eval_seconds']:.0f}s")
+        elif row is not None and spec.aa and "aa" not in row and saved is not None and saved.is_file() \
+                and not out_of_time:  # AutoAttack added later to a cached row, from its saved model
+            model = copy.deepcopy(dense)
+            model.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+            add_autoattack(model.eval(), row, data, args)
+            cache.put(spec.key, row)
+            log(f"{where}: aa {row['aa']:.3f}")
+        if row is not None:
+            rows.append(row)
+    done = {r["key"] for r in rows}
+    missing = [s.key for s in grid if s.key not in done]
+    row_seconds = [r["seconds"] for r in rows]
+    mean_s = statistics.fmean(row_seconds) if row_seconds else math.nan
     res: dict[str, Any] = {
-        "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",
-        "started_utc": started.isoformat(timespec="seconds"), "command": command, "machine": machine_info("cpu"),
-        "versions": library_versions(), "load_average_start": load_start, "dataset": data.info.name,
-        "data_notes": notes, "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
-        "eps": args.eps if args.eps is not None else data.info.default_eps,
-        "settings": {k: getattr(args, k) for k in ("epochs_dense", "epochs_prune", "epochs_finetune", "batch_size",
-                                                   "steps", "width", "hidden", "train_n", "eval_n", "aa_n",
-                                                   "aa_sparsities", "seed")},
-        "dense_train": dense_train, "dense": evaluate(dense, data, args), "rows": [],
+        "format": FORMAT, "format_version": FORMAT_VERSION, "date": cache.started[:10], "started_utc": cache.started,
+        "last_run_utc": started.isoformat(timespec="seconds"), "command": command, "machine": machine_info("cpu"),
+        "versions": library_versions(), "git": git_state(), "load_average_start": load_start,
+        "dataset": data.info.name, "data_notes": notes, "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
+        "eps": args.eps_value, "cache": str(args.cache) if args.cache else None,
+        "settings": {**_settings(args), "seeds": args.seeds, "allocations": args.allocations, "lambdas": args.lambdas,
+                     "methods": args.methods, "sparsities": args.sparsities, "variants": args.variants,
+                     "admm_pgd": args.admm_pgd, "aa_rows": args.aa_rows},
+        "dense_train": dense_train, "dense": dense_row, "rows": rows,
+        "summary": aggregate([r for r in rows if r["group"] != "lambda"] + lambda_rows(rows, matched)),
+        "comparisons": comparisons(rows, "apgd"), "comparisons_pgd20": comparisons(rows, "pgd20"),
+        "lambda_choice": lambda_choice(rows, matched),
+        "cost": {"rows_total": len(grid), "rows_done": len(rows), "rows_run_now": ran,
+                 "row_seconds": sum(row_seconds), "row_seconds_mean": mean_s,
+                 "train_seconds": sum(r["train_seconds"] for r in rows),
+                 "eval_seconds": sum(r["eval_seconds"] for r in rows), "missing": missing,
+                 "missing_minutes": len(missing) * mean_s / 60 if row_seconds else math.nan},
     }
-    log(f"dense: clean {res['dense']['clean']:.3f}, pgd20 {res['dense']['pgd20']:.3f}")
-    jobs = [(m, {}, s) for s in sparsities for m in methods] + [(m, o, s) for s in sparsities for m, o in variants]
-    for method, options, sparsity in jobs:
-        row = run_one(dense, data, method, options, sparsity, args)
-        res["rows"].append(row)
-        log(f"{method} {options or ''} @ {sparsity}: clean {row['clean']:.3f}, pgd20 {row['pgd20']:.3f}"
-            + (f", aa {row['aa']:.3f}" if "aa" in row else "")
-            + f", kappa mean {row['kappa_mean']:.3g} max {row['kappa_max']:.3g}, singular {row['singular_layers']}, "
-              f"{row['seconds']:.0f}s")
+    first_group = next((g for g in args.allocations.split(",") if g.strip()), "global").strip()
+    seed0 = int(args.seeds.split(",")[0])
+    res["plots"] = kappa_plots(rows, dense_row, json_path.with_name(f"{stem}-kappa"), first_group, seed0)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.overhead_steps and methods:
+        sparsities = parse_floats(args.sparsities, "--sparsities")
         res["overhead"] = measure_overhead(dense, data, methods, sparsities[len(sparsities) // 2], args, log)
     res["load_average_end"] = load_average()
-    res["seconds"] = (_dt.datetime.now(_dt.timezone.utc) - started).total_seconds()
+    res["seconds"] = time.perf_counter() - t_start
     atomic_write_text(json_path, to_json(res) + "\n")
     atomic_write_text(md_path, render_markdown(res))
-    log(f"wrote {json_path} and {md_path} ({res['seconds']:.0f}s)")
+    log(f"wrote {json_path} and {md_path} ({res['seconds']:.0f}s; {len(rows)}/{len(grid)} rows, {ran} run now)")
     return res, json_path, md_path
 
 

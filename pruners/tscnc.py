@@ -1,9 +1,15 @@
 """TSCNC (Lipschitz Constant Meets Condition Number, arXiv 2503.20454): adversarial Taylor importance
 |w * dCE(f(x_adv), y)/dw| on PGD examples for the masks, and lambda * sum_l log(tau + ||W_l ⊙ M_l||_F^2)
-added to the TRADES loss in both phases."""
+added to the TRADES loss in both phases.
+
+Two options go beyond the paper (off by default): ``adapt_lambda`` scales lambda at every epoch by the measured
+conditioning (the paper's open question 2), and ``logdet`` adds ARLST's log-det term h on each pruned layer's
+weight restricted to its support -- a term that acts on the small singular values, which L_CC (a scale-invariant
+weight decay) cannot lift."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -11,10 +17,13 @@ import torch
 
 from compressor.errors import CompressorError
 
+from compressor.analysis import condition_number
+
 from . import register_pruner
 from .base import Pruner
 from .config import PrunerConfig, option, redefault
 from .scores import taylor_importance
+from .transforms.kronecker import condition_term
 
 TAYLOR = ("abs", "squared")
 
@@ -22,6 +31,24 @@ TAYLOR = ("abs", "squared")
 def log_frobenius(weights: Sequence[torch.Tensor], tau: float) -> torch.Tensor:
     """L_CC = sum_l log(tau + ||W_l||_F^2) (pass the masked weights W ⊙ M), in float32."""
     return torch.stack([torch.log(tau + w.float().pow(2).sum()) for w in weights]).sum()
+
+
+def support_matrix(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The masked weight as (out, in*k*k) restricted to the rows and columns the mask keeps any weight of."""
+    w, m = weight.reshape(weight.shape[0], -1), mask.reshape(mask.shape[0], -1).bool()
+    return w[m.any(1)][:, m.any(0)]
+
+
+def support_logdet(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], nu: float) -> torch.Tensor:
+    """sum over layers of ARLST's (log[nu + det(G)/k])^2 / (4 k log k) on each weight's support (G: its Gram)."""
+    terms = [condition_term(s, nu) for s in (support_matrix(w, m) for w, m in zip(weights, masks)) if s.numel()]
+    return torch.stack(terms).sum() if terms else torch.zeros(())
+
+
+def support_kappa(weights: Sequence[torch.Tensor]) -> float:
+    """Geometric mean over layers of kappa on the support (sigma_max / smallest nonzero singular value)."""
+    logs = [math.log(k) for k in (condition_number(w)["kappa_support"] for w in weights) if math.isfinite(k) and k > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else 1.0
 
 
 @dataclass
@@ -36,6 +63,13 @@ class TSCNCConfig(PrunerConfig):
     tau: float = option(1e-4, "tau inside log(tau + ||W ⊙ M||_F^2).")
     taylor: str = option("abs", "Taylor score per batch, abs |w*g| or squared (w*g)^2.", choices=TAYLOR)
     score_samples: int = option(512, "PGD examples the Taylor importance is summed over at each mask update.")
+    adapt_lambda: bool = option(False, "beyond the paper: every epoch, lambda_t = lambda * clip(kappa_t / "
+                                       "--kappa-target, 0.1, 100), kappa_t the geometric mean of the layers' kappa "
+                                       "on their support.")
+    kappa_target: float = option(10.0, "the kappa at which --adapt-lambda leaves lambda unchanged.")
+    logdet: float = option(0.0, "beyond the paper: weight of ARLST's log-det h on each pruned layer's weight "
+                                "restricted to its support (lifts small singular values); 0: off.")
+    logdet_nu: float = option(1e-3, "nu inside that h's log(nu + det(G)/k).")
 
     def validate(self) -> None:
         super().validate()
@@ -45,6 +79,9 @@ class TSCNCConfig(PrunerConfig):
             raise CompressorError(f"unknown --taylor '{self.taylor}': choose abs or squared")
         if self.score_samples < 1:
             raise CompressorError(f"--score-samples must be at least 1, got {self.score_samples}")
+        if not self.kappa_target > 0 or not self.logdet >= 0 or not 0 < self.logdet_nu < 1:
+            raise CompressorError(f"--kappa-target must be > 0, --logdet >= 0 and 0 < --logdet-nu < 1, got "
+                                  f"{self.kappa_target}, {self.logdet} and {self.logdet_nu}")
 
 
 @register_pruner("tscnc")
@@ -60,7 +97,21 @@ class TSCNCPruner(Pruner):
         return taylor_importance(self.layers.model, self.layers, self.require_source(), samples=c.score_samples,
                                  squared=c.taylor == "squared", seed=self.seed + self.phase_step)
 
+    lam_now: float | None = None  # lambda of the current epoch under adapt_lambda
+
+    def epoch_begin(self, epoch: int) -> None:
+        super().epoch_begin(epoch)
+        c = self.config
+        if c.adapt_lambda:
+            kappa = support_kappa([w.detach() for w in self.layers.effective()])
+            self.lam_now = c.lam * min(max(kappa / c.kappa_target, 0.1), 100.0)
+
     def penalty(self):
-        if self.config.lam == 0:
-            return None
-        return self.config.lam * log_frobenius(self.layers.effective(), self.config.tau)
+        c = self.config
+        lam = self.lam_now if c.adapt_lambda and self.lam_now is not None else c.lam
+        terms = []
+        if lam:
+            terms.append(lam * log_frobenius(self.layers.effective(), c.tau))
+        if c.logdet:
+            terms.append(c.logdet * support_logdet(self.layers.effective(), self.layers.masks, c.logdet_nu))
+        return torch.stack(terms).sum() if terms else None

@@ -1,8 +1,11 @@
-"""benchmarks/robust_pruning.py: a tiny real run on digits writes complete results; bad input is one line."""
+"""benchmarks/robust_pruning.py (protocol v2): a tiny real grid on digits writes complete, labelled results with
+seeds and spread, resumes from its cache, evaluates every row on the same images; bad input is one line."""
 
 from __future__ import annotations
 
+import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +15,9 @@ from compressor.models import create_model
 from compressor.workflows import model_kwargs
 from tests.benchmarks.conftest import load_script
 
-TINY = ["--dataset", "digits", "--train-n", "200", "--val-n", "64", "--eval-n", "60", "--epochs-dense", "1",
-        "--epochs-prune", "2", "--epochs-finetune", "1", "--steps", "2", "--aa-n", "0", "--overhead-steps", "2"]
+TINY = ["--dataset", "digits", "--train-n", "200", "--val-n", "48", "--eval-n", "40", "--epochs-dense", "2",
+        "--epochs-weights", "2", "--epochs-search", "1", "--epochs-admm", "1", "--steps", "2", "--no-apgd-t",
+        "--lambdas", ""]
 
 
 @pytest.fixture(scope="module")
@@ -22,22 +26,85 @@ def bench():
     yield from load_script("robust_pruning")
 
 
-def test_tiny_digits_run_writes_json_and_markdown(bench, tmp_path):
-    code = bench.main([*TINY, "--methods", "magnitude,tscnc", "--sparsities", "0.9", "--out", str(tmp_path)])
-    assert code == 0
+def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, capsys):
+    cache = tmp_path / "rows"
+    argv = [*TINY, "--methods", "magnitude,hydra,tscnc,admm", "--sparsities", "0.9", "--seeds", "0,1",
+            "--allocations", "global", "--no-admm-pgd", "--cache", str(cache), "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
     (js,) = tmp_path.glob("robust_pruning-digits-*.json")
     res = json.loads(js.read_text())
-    assert res["command"].startswith("robust_pruning.main: ") and res["machine"]["cpu_model"]
-    assert [(r["method"], r["sparsity_target"]) for r in res["rows"]] == [("magnitude", 0.9), ("tscnc", 0.9)]
-    for row in res["rows"]:
-        assert 0 <= row["pgd20"] <= row["clean"] <= 1
-        assert row["sparsity"] == pytest.approx(0.9, abs=0.01)
-    assert {(o["method"], o["phase"]) for o in res["overhead"]} == {(m, p) for m in ("magnitude", "tscnc")
-                                                                     for p in ("prune", "finetune")}
-    assert all(o["step_ratio"] > 0 for o in res["overhead"])
+    rows = res["rows"]
+    assert len(rows) == res["cost"]["rows_total"] == 4 * 2 and not res["cost"]["missing"]
+    for r in rows:
+        assert r["n"] == 40 and 0 <= r["apgd"] <= r["pgd20"] <= r["clean"] <= 1  # the same images, a worst case
+        assert r["weight_epochs"] == 2 and r["sparsity"] == pytest.approx(0.9, abs=0.01)
+        assert r["group"] == r["allocation"] == "global" and r["adv"] == "trades"
+        assert len(r["robust_mask"]) == 40 and r["history"] and r["history"][-1]["kappa_layers"]
+    assert {r["search_epochs"] for r in rows if r["method"] == "hydra"} == {1}
+    assert {r["schedule"] for r in rows if r["method"] in ("magnitude", "tscnc")} == {"oneshot"}
+    hydra = next(e for e in res["summary"] if e["label"] == "hydra")
+    assert hydra["seeds"] == [0, 1] and hydra["pgd20"]["n"] == 2 and hydra["pgd20"]["ci95"] >= 0
+    assert {(c["group"], c["sparsity"]) for c in res["comparisons"]} == {("global", 0.9)}
+    assert len(res["plots"]) == 4 and all(Path(p).is_file() for p in res["plots"])
     md = js.with_suffix(".md").read_text()
-    assert md.startswith("# Robust pruning on digits") and "| tscnc |" in md
-    assert bench.main([*TINY, "--methods", "magnitude", "--sparsities", "0.9", "--out", str(tmp_path)]) == 2
+    assert "protocol v2" in md and "Paired differences" in md and "matched allocation: global" in md
+
+    # resuming runs nothing new, and rewrites the same report
+    capsys.readouterr()
+    assert bench.main(argv) == 0
+    again = json.loads(js.read_text())
+    assert again["cost"]["rows_run_now"] == 0 and len(again["rows"]) == len(rows)
+    # a cache made with other settings is refused in one line, before anything runs
+    assert bench.main([*argv[:-4], "--epochs-weights", "3", "--cache", str(cache), "--out", str(tmp_path)]) == 2
+    assert "other settings (epochs_weights)" in capsys.readouterr().err
+
+
+def test_per_layer_own_defaults_admm_pgd_and_lambda_rows_are_labelled(bench, tmp_path):
+    argv = [*TINY, "--methods", "admm,tscnc", "--sparsities", "0.9", "--seeds", "0", "--allocations", "layer,own",
+            "--lambdas", "0,1e-3", "--epochs-weights", "3", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    (js,) = tmp_path.glob("*.json")
+    res = json.loads(js.read_text())
+    got = {(r["group"], r["label"], r["allocation"], r["schedule"], r["adv"], r["weight_epochs"]) for r in res["rows"]}
+    assert got == {("layer", "admm", "layer", "oneshot", "trades", 3), ("layer", "tscnc", "layer", "oneshot", "trades", 3),
+                   ("layer", "admm (PGD-AT)", "layer", "oneshot", "pgd", 3),
+                   ("lambda", "tscnc lambda=0", "layer", "oneshot", "trades", 3),
+                   ("own", "admm", "layer", "oneshot", "trades", 3), ("own", "admm (PGD-AT)", "layer", "oneshot", "pgd", 3),
+                   ("own", "tscnc", "global", "iterative", "trades", 3)}
+    lam = {e["label"] for e in res["summary"] if e["group"] == "lambda"}
+    assert lam == {"tscnc lambda=0", "tscnc lambda=0.001"}  # the default lambda is the matched TSCNC row
+    assert len(res["lambda_choice"]) == 1
+    md = js.with_suffix(".md").read_text()
+    assert "| admm (PGD-AT) |" in md and "matched allocation: per layer" in md and "lambda chosen on validation" in md
+
+
+def test_max_minutes_leaves_rows_for_the_next_chunk(bench, tmp_path):
+    argv = [*TINY, "--methods", "magnitude", "--sparsities", "0.9,0.95", "--seeds", "0", "--allocations", "global",
+            "--cache", str(tmp_path / "rows"), "--max-minutes", "0", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    (js,) = tmp_path.glob("*.json")
+    res = json.loads(js.read_text())
+    assert res["cost"]["rows_done"] == 0 and len(res["cost"]["missing"]) == 2
+    assert "Not run yet (2 rows" in js.with_suffix(".md").read_text()
+
+
+def test_apgd_t_runs_on_the_survivors_of_the_same_images(bench):
+    args = bench.build_parser().parse_args(["--dataset", "digits", "--eval-n", "12", "--val-n", "8"])
+    args.eps_value = 0.1
+    data = load_dataset("digits")
+    model = create_model("cnn-small", **model_kwargs(data.info, width=8, hidden=16)).eval()
+    out = bench.robust_eval(model, data, args)
+    assert out["apgd_attacks"] == "pgd20+apgd-ce+apgd-t" and out["n"] == 12
+    assert out["apgd"] <= min(out["pgd20"], out["apgd_ce"]) and out["apgd"] == pytest.approx(out["robust_mask"].count("1") / 12)
+
+
+def test_statistics(bench):
+    from scipy.stats import t
+
+    s = bench.summarise([0.5, 0.6, 0.7])
+    assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1)
+    assert s["ci95"] == pytest.approx(t.ppf(0.975, 2) * 0.1 / 3 ** 0.5)
+    assert bench.parse_eps("2/255") == pytest.approx(2 / 255)
 
 
 def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
@@ -47,7 +114,7 @@ def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
                     dataset=info.as_dict())
     out = tmp_path / "out"
     assert bench.main([*TINY, "--dense", str(tmp_path / "dense.pt"), "--methods", "magnitude", "--sparsities", "0.5",
-                       "--overhead-steps", "0", "--out", str(out)]) == 0
+                       "--seeds", "0", "--allocations", "global", "--out", str(out)]) == 0
     (js,) = out.glob("*.json")
     res = json.loads(js.read_text())
     assert res["dense_train"]["source"].endswith("dense.pt") and res["dense_train"]["epochs"] == 0
@@ -57,3 +124,11 @@ def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
 def test_unknown_method_fails_before_training(bench, tmp_path, capsys):
     assert bench.main(["--methods", "magnitud", "--out", str(tmp_path)]) == 2
     assert "did you mean 'magnitude'" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_bad_grid_input_is_one_line(bench, tmp_path, capsys):
+    assert bench.main(["--allocations", "glob", "--out", str(tmp_path)]) == 2
+    assert "unknown allocation 'glob'" in capsys.readouterr().err
+    assert bench.main(["--eps", "two", "--out", str(tmp_path)]) == 2
+    assert "--eps 'two' is not a number" in capsys.readouterr().err
+    assert isinstance(bench.build_parser().parse_args([]), argparse.Namespace)
