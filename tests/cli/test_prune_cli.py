@@ -94,7 +94,6 @@ def test_resume_reproduces_the_uninterrupted_run(ckpt, tmp_path, capsys):
     (["--sparsity", "0.5", "--resume"], "no pruning state"),
     (["--sparsity", "0.5", "--epochs-prune", "0", "--epochs-finetune", "0"], "--epochs-prune"),
     (["--sparsity", "0.5", "--eval-attack", "pgdd"], "unknown attack"),
-    ([], "--sparsity"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(ckpt, tmp_path, capsys, args, needle):
     before = sorted(p.name for p in tmp_path.iterdir())
