@@ -4,7 +4,8 @@ added to the TRADES loss in both phases.
 
 Two options go beyond the paper (off by default): ``adapt_lambda`` scales lambda at every epoch by the measured
 conditioning (the paper's open question 2), and ``logdet`` adds ARLST's log-det term h on each pruned layer's
-weight restricted to its support -- a term that acts on the small singular values, which L_CC (a scale-invariant
+weight restricted to its support (by default the scale-invariant log-det gap; ARLST's own h saturates on
+realistic layers, whose det(G)/k is far below nu) -- a term that acts on the small singular values, which L_CC (a scale-invariant
 weight decay) cannot lift."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .scores import taylor_importance
 from .transforms.kronecker import condition_term
 
 TAYLOR = ("abs", "squared")
+LOGDET_FORMS = ("gap", "arlst")
 
 
 def log_frobenius(weights: Sequence[torch.Tensor], tau: float) -> torch.Tensor:
@@ -39,9 +41,19 @@ def support_matrix(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return w[m.any(1)][:, m.any(0)]
 
 
-def support_logdet(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], nu: float) -> torch.Tensor:
-    """sum over layers of ARLST's (log[nu + det(G)/k])^2 / (4 k log k) on each weight's support (G: its Gram)."""
-    terms = [condition_term(s, nu) for s in (support_matrix(w, m) for w, m in zip(weights, masks)) if s.numel()]
+def logdet_gap(a: torch.Tensor) -> torch.Tensor:
+    """log(mean sigma_i^2) - mean log sigma_i^2 = (k log(||A||_F^2 / k) - log det G) / k: >= 0, 0 iff all singular
+    values are equal; scale-invariant, and its gradient 2/(k sigma_i) is largest on the smallest ones."""
+    s2 = torch.linalg.svdvals(a.float()).pow(2).clamp_min(torch.finfo(torch.float32).tiny)
+    return torch.log(s2.mean()) - torch.log(s2).mean()
+
+
+def support_logdet(weights: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], nu: float,
+                   form: str = "gap") -> torch.Tensor:
+    """sum over layers of a log-det term on each weight's support: the log-det gap (`logdet_gap`), or ARLST's
+    (log[nu + det(G)/k])^2 / (4 k log k), which saturates (zero gradient) once det(G)/k << nu."""
+    term = logdet_gap if form == "gap" else (lambda a: condition_term(a, nu))
+    terms = [term(s) for s in (support_matrix(w, m) for w, m in zip(weights, masks)) if s.numel()]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
@@ -67,9 +79,12 @@ class TSCNCConfig(PrunerConfig):
                                        "--kappa-target, 0.1, 100), kappa_t the geometric mean of the layers' kappa "
                                        "on their support.")
     kappa_target: float = option(10.0, "the kappa at which --adapt-lambda leaves lambda unchanged.")
-    logdet: float = option(0.0, "beyond the paper: weight of ARLST's log-det h on each pruned layer's weight "
+    logdet: float = option(0.0, "beyond the paper: weight of a log-det term on each pruned layer's weight "
                                 "restricted to its support (lifts small singular values); 0: off.")
-    logdet_nu: float = option(1e-3, "nu inside that h's log(nu + det(G)/k).")
+    logdet_form: str = option("gap", "gap: log(mean sigma^2) - mean log sigma^2 per layer (scale-invariant, never "
+                                     "saturates); arlst: ARLST's h (saturates when det(G)/k << nu).",
+                              choices=LOGDET_FORMS)
+    logdet_nu: float = option(1e-3, "nu inside ARLST's log(nu + det(G)/k).")
 
     def validate(self) -> None:
         super().validate()
@@ -79,6 +94,8 @@ class TSCNCConfig(PrunerConfig):
             raise CompressorError(f"unknown --taylor '{self.taylor}': choose abs or squared")
         if self.score_samples < 1:
             raise CompressorError(f"--score-samples must be at least 1, got {self.score_samples}")
+        if self.logdet_form not in LOGDET_FORMS:
+            raise CompressorError(f"unknown --logdet-form '{self.logdet_form}': choose gap or arlst")
         if not self.kappa_target > 0 or not self.logdet >= 0 or not 0 < self.logdet_nu < 1:
             raise CompressorError(f"--kappa-target must be > 0, --logdet >= 0 and 0 < --logdet-nu < 1, got "
                                   f"{self.kappa_target}, {self.logdet} and {self.logdet_nu}")
@@ -113,5 +130,6 @@ class TSCNCPruner(Pruner):
         if lam:
             terms.append(lam * log_frobenius(self.layers.effective(), c.tau))
         if c.logdet:
-            terms.append(c.logdet * support_logdet(self.layers.effective(), self.layers.masks, c.logdet_nu))
+            terms.append(c.logdet * support_logdet(self.layers.effective(), self.layers.masks, c.logdet_nu,
+                                                   c.logdet_form))
         return torch.stack(terms).sum() if terms else None

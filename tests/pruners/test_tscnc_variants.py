@@ -11,7 +11,7 @@ import torch
 from compressor.errors import CompressorError
 from pruners import make_pruner
 from pruners.base import Phase
-from pruners.tscnc import log_frobenius, support_kappa, support_logdet, support_matrix
+from pruners.tscnc import log_frobenius, logdet_gap, support_kappa, support_logdet, support_matrix
 
 
 def test_support_matrix_drops_pruned_rows_and_columns():
@@ -27,7 +27,7 @@ def test_logdet_gradient_lifts_the_smallest_singular_value_and_log_frobenius_doe
     w0 = (u @ torch.diag(torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1e-2], dtype=torch.float64)) @ u.T).float()
     mask = torch.ones_like(w0)
     kappas = {}
-    for name, term in (("logdet", lambda w: support_logdet([w], [mask], 1e-3)),
+    for name, term in (("logdet", lambda w: support_logdet([w], [mask], 1e-3, "gap")),
                        ("logfro", lambda w: log_frobenius([w], 1e-4))):
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.SGD([w], lr=0.05)
@@ -57,3 +57,19 @@ def test_adaptive_lambda_follows_the_measured_kappa():
 def test_bad_variant_options_are_one_line():
     with pytest.raises(CompressorError, match="--logdet >= 0"):
         make_pruner("tscnc", sparsity=0.5, logdet=-1.0)
+
+
+def test_logdet_gap_is_scale_invariant_and_zero_for_orthogonal():
+    q, _ = torch.linalg.qr(torch.randn(5, 5, generator=torch.Generator().manual_seed(1)))
+    assert float(logdet_gap(q)) == pytest.approx(0.0, abs=1e-5)
+    a = torch.randn(4, 9, generator=torch.Generator().manual_seed(2))
+    assert float(logdet_gap(3 * a)) == pytest.approx(float(logdet_gap(a)), rel=1e-5) and float(logdet_gap(a)) > 0
+
+
+def test_arlst_form_saturates_on_a_realistic_layer():
+    grads = {}
+    for form in ("arlst", "gap"):  # a conv-like 32 x 288 layer with weights ~0.02: log det(G) about -60
+        w = (0.02 * torch.randn(32, 288, generator=torch.Generator().manual_seed(3))).requires_grad_(True)
+        support_logdet([w], [torch.ones_like(w)], 1e-3, form).backward()
+        grads[form] = float(w.grad.abs().max())
+    assert grads["arlst"] < 1e-6 * grads["gap"]  # det(G)/k << nu: no gradient, hence the gap form by default
