@@ -1,7 +1,7 @@
 """Robustness-aware pruners and structural transforms; each registers in `compressor.registry`.
 
-Built-in pruners: magnitude, hydra, tscnc, admm, random and none (transforms alone). A pruner is a loop-agnostic
-`Pruner` with a typed config (prepare / start_phase / epoch_begin / regularizer / step / squash_mask: see
+Built-in pruners: magnitude, hydra, tscnc, admm, random, arlst (a preset: separable layers + HYDRA + h(A)) and
+none (transforms alone). A pruner is a loop-agnostic `Pruner` with a typed config (prepare / start_phase / epoch_begin / regularizer / step / squash_mask: see
 `pruners.base`), usable in any training loop; `prune` runs one on a checkpoint and `prune_model` on a model in
 memory, both through our Trainer via the thin `PrunerCallback` adapter.
 Third-party pruners register through the ``compressor.pruners`` entry-point group and transforms
@@ -21,7 +21,7 @@ from .masking import MaskedLayers, WeightMask, finalize, is_masked  # noqa: E402
 from .monitor import ConditionTracker, condition_summary  # noqa: E402
 from .schedules import Schedule  # noqa: E402
 from .scores import ScoreSource, adversarial_ce  # noqa: E402
-from . import admm, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
+from . import admm, arlst, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
 from . import no_pruning, transforms  # noqa: E402,F401  (`--method none` and the transforms)
 from .workflow import make_pruner, prune, prune_model  # noqa: E402
 

@@ -1,8 +1,18 @@
-"""Robust ADMM (Ye et al., ICCV 2019): adversarial training with sum_l rho/2 ||W_l - Z_l + U_l||^2,
-Z = Proj_sparse(W + U) and U += W - Z at every update (rho x1.3 each time), then hard-mask retraining."""
+"""Robust ADMM (Ye et al., "Adversarial Robustness vs. Model Compression, or Both?", ICCV 2019; reference code
+yeshaokai/Robustness-Aware-Pruning-ADMM): PGD-AT with sum_l rho/2 ||W_l - Z_l + U_l||^2; every ADMM interval
+Z = Proj_sparse(W + U), U += W - Z and rho x1.3 (capped); then hard-mask retraining.
+
+Defaults and their source: the reference updates Z/U every 20 epochs of a 200-epoch ADMM phase, i.e. 10 updates;
+a shorter phase keeps the 10 updates and scales the interval (phase epochs / 10, counted in optimiser steps, so
+it may be a fraction of an epoch). rho starts at 1e-3 and grows x1.3 per update, never per epoch: grown every
+epoch it passes lr * rho > 2 after ~47 epochs at lr 0.01 and the run diverges. It is capped at the value the
+reference reaches with its 10 updates (rho * 1.3^10) unless --rho-max says otherwise. lr 0.01 and weight decay
+1e-4 as in the reference; PGD examples crafted with BatchNorm in train mode (TrainConfig craft_mode auto).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,30 +25,44 @@ from .base import Pruner
 from .config import PrunerConfig, option
 from .scores import magnitude_scores
 
+REFERENCE_UPDATES = 10  # 200 ADMM epochs / an update every 20 (Ye et al.'s reference schedule)
+
 
 @dataclass
 class ADMMConfig(PrunerConfig):
-    """Robust ADMM's settings on top of the shared ones."""
+    """Robust ADMM's settings on top of the shared ones (defaults from the reference, see the module docstring)."""
 
-    rho: float = option(1e-3, "initial penalty rho.")
-    rho_factor: float = option(1.3, "rho is multiplied by this at every Z/U update.")
-    updates_per_epoch: int = option(1, "Z/U updates per prune epoch.")
+    rho: float = option(1e-3, "initial penalty rho (reference: 1e-3).")
+    rho_factor: float = option(1.3, "rho is multiplied by this at every Z/U update (reference: 1.3).")
+    rho_max: float | None = option(None, "cap on rho (default: rho * rho_factor^10, what the reference reaches with "
+                                         "its 10 updates).")
+    admm_interval: float | None = option(None, "epochs between Z/U updates, may be fractional (default: prune epochs "
+                                               "/ 10, the reference's 20 of 200 scaled to the run).")
 
     def validate(self) -> None:
         super().validate()
-        if not self.rho > 0 or not self.rho_factor >= 1 or self.updates_per_epoch < 1:
-            raise CompressorError(f"--rho must be > 0, --rho-factor >= 1 and --updates-per-epoch >= 1, got "
-                                  f"{self.rho}, {self.rho_factor} and {self.updates_per_epoch}")
+        if not self.rho > 0 or not self.rho_factor >= 1:
+            raise CompressorError(f"--rho must be > 0 and --rho-factor >= 1, got {self.rho} and {self.rho_factor}")
+        if self.rho_max is not None and not self.rho_max >= self.rho:
+            raise CompressorError(f"--rho-max must be >= --rho ({self.rho}), got {self.rho_max}")
+        if self.admm_interval is not None and not (math.isfinite(self.admm_interval) and self.admm_interval > 0):
+            raise CompressorError(f"--admm-interval must be > 0 epochs, got {self.admm_interval}: e.g. 2, or 0.5")
+
+    @property
+    def rho_cap(self) -> float:
+        """The largest rho any update may reach."""
+        return self.rho_max if self.rho_max is not None else self.rho * self.rho_factor ** REFERENCE_UPDATES
 
 
 @register_pruner("admm")
 class ADMMPruner(Pruner):
-    """Robust ADMM: sparse projection Z, dual U, growing rho; then hard masks and retraining (PGD-AT)."""
+    """Robust ADMM: sparse projection Z, dual U, rho grown per interval and capped; then hard masks (PGD-AT)."""
 
     name = "admm"
     Config = ADMMConfig
     config: ADMMConfig
     default_adv = "pgd"  # the ADMM loss is CE(f(x_pgd), y) in the paper
+    default_weight_decay = 1e-4  # the reference's
     needs_prune_phase = True
     masks_move_while_pruning = True  # the ADMM phase ends where it converged: keep its last epoch
 
@@ -65,7 +89,7 @@ class ADMMPruner(Pruner):
             raise CompressorError("admm counts its Z/U interval in steps: pass steps_per_epoch= (e.g. len(loader)) "
                                   "to prepare()")
         self._ramp = self.ramp(epoch)
-        self._interval = max(1, self.steps_per_epoch // self.config.updates_per_epoch)
+        self._interval = self.interval_steps()
         weights = [w.detach() for w in self.layers.effective()]
         if self.z is None:
             self.u = [torch.zeros_like(w) for w in weights]
@@ -73,6 +97,13 @@ class ADMMPruner(Pruner):
         else:  # after --resume the saved Z and U are on the CPU
             self.z = [z.to(w) for z, w in zip(self.z, weights)]
             self.u = [u.to(w) for u, w in zip(self.u, weights)]
+
+    def interval_steps(self) -> int:
+        """Optimiser steps between Z/U updates in this phase."""
+        epochs = self.config.admm_interval
+        if epochs is None:
+            epochs = self.phase.epochs / REFERENCE_UPDATES
+        return max(1, round(epochs * self.steps_per_epoch))
 
     def _project(self, values: list[torch.Tensor]) -> list[torch.Tensor]:
         """Proj_sparse: keep the largest |values| under the allocation, pattern and current target."""
@@ -94,7 +125,7 @@ class ADMMPruner(Pruner):
                 weights = [w.detach() for w in self.layers.effective()]
                 self.z = self._project([w + u for w, u in zip(weights, self.u)])
                 self.u = [u + w - z for u, w, z in zip(self.u, weights, self.z)]
-            self.rho *= self.config.rho_factor
+            self.rho = min(self.rho * self.config.rho_factor, self.config.rho_cap)
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()

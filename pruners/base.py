@@ -23,18 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 from torch import nn
 
 from compressor.errors import CompressorError
+from compressor.registry import TRANSFORMS
 
 from .allocation import Allocator
 from .config import PrunerConfig
 from .masking import MaskedLayers, finalize
 from .schedules import Schedule
 from .scores import Batches, LossFn, ScoreSource
+from .transforms.base import split_spec
+from .transforms.kronecker import kronecker_layers, layer_condition_sum
 
 Ramp = Callable[[float], float]
 
@@ -74,6 +77,7 @@ class Pruner:
     default_adv: ClassVar[str] = "trades"
     default_lr: ClassVar[tuple[float, float]] = (0.01, 0.01)  # prune phase, fine-tune phase
     default_weight_decay: ClassVar[float] = 5e-4  # the Trainer's default; methods whose reference differs override
+    default_transforms: ClassVar[tuple[str, ...]] = ()  # --transform specs `prune` adds when not given (presets)
     needs_prune_phase: ClassVar[bool] = False  # HYDRA and ADMM do their search in the prune phase
     masks_move_while_pruning: ClassVar[bool] = False  # select the last epoch, not the best, of the prune phase
 
@@ -95,8 +99,18 @@ class Pruner:
         self.source: ScoreSource | None = None
         self.seed = 0
         self.phase_step = 0  # optimiser steps taken in the current phase
+        self.separable: list[nn.Module] = []  # Kronecker layers h(A) acts on (found by `prepare`)
 
     # ----------------------------------------------------------------- set-up
+    @classmethod
+    def transform_specs(cls, given: Sequence[str]) -> list[str]:
+        """The --transform specs `given` plus this method's `default_transforms` missing from them, in stage order."""
+        names = {split_spec(s)[0] for s in given}
+        added = [s for s in cls.default_transforms if split_spec(s)[0] not in names]
+        if not added:
+            return list(given)
+        return sorted([*given, *added], key=lambda s: TRANSFORMS.get(split_spec(s)[0]).stage)
+
     def check(self, model: nn.Module) -> Allocator:
         """Validate the config against `model` without changing it (no prunable layers, unmatched globs)."""
         layers = MaskedLayers(model)
@@ -124,6 +138,7 @@ class Pruner:
         scores (TSCNC's Taylor importance) differentiate. `seed`: score initialisation and sampling.
         """
         self.attach(model)
+        self.separable = [layer for _, layer in kronecker_layers(model)]
         if isinstance(score_data, ScoreSource):
             self.source = score_data
         elif score_data is not None or score_loss is not None:
@@ -193,8 +208,13 @@ class Pruner:
         return None
 
     def loss_term(self) -> torch.Tensor | None:
-        """Everything this pruner adds to the training loss this step (None: nothing)."""
-        return self.penalty()
+        """Everything this pruner adds to the training loss this step (None: nothing): the method's penalty and,
+        with cond_reg > 0, ARLST's h(A) summed over the separable layers."""
+        term = self.penalty()
+        if self.config.cond_reg > 0 and self.separable:
+            h = self.config.cond_reg * layer_condition_sum(self.separable, self.config.cond_nu)
+            term = h if term is None else term + h
+        return term
 
     def regularizer(self) -> torch.Tensor:
         """The term to add to your loss this step (a zero tensor when the method adds none)."""

@@ -136,6 +136,9 @@ class PrunerConfig:
                                       "iterative (geometric rounds) or cubic (Zhu & Gupta, every epoch).",
                            choices=SCHEDULES)
     rounds: int = option(2, "Rounds of the iterative schedule (at most --epochs-prune).")
+    cond_reg: float = option(0.0, "Weight of ARLST's condition regulariser h(A) on separable (Kronecker) layers, "
+                                   "summed over layers (0: off; set by --transform separable-linear,reg=W too).")
+    cond_nu: float = option(1e-3, "nu inside h(A)'s log(nu + det(A^T A)/k), 0 < nu << 1.")
 
     def validate(self) -> None:
         """Reject impossible settings with one clear line."""
@@ -147,6 +150,9 @@ class PrunerConfig:
             raise CompressorError(f"unknown --schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if self.rounds < 1:
             raise CompressorError(f"--rounds must be at least 1, got {self.rounds}")
+        if not (math.isfinite(self.cond_reg) and self.cond_reg >= 0) or not 0 < self.cond_nu < 1:
+            raise CompressorError(f"--cond-reg must be >= 0 and --cond-nu in (0, 1) (ARLST's 0 < nu << 1), got "
+                                  f"{self.cond_reg} and {self.cond_nu}")
         nm = parse_pattern(self.pattern)
         self.pattern = "unstructured" if nm is None else f"{nm[0]}:{nm[1]}"
         self.layer_sparsity = parse_rules(self.layer_sparsity or {})

@@ -1,5 +1,11 @@
-"""HYDRA (Sehwag et al., NeurIPS 2020): learned importance scores S, forward weight W ⊙ TopK(|S|) with a
-straight-through gradient; prune phase (weights frozen, scores trained), then fine-tune (scores frozen)."""
+"""HYDRA (Sehwag et al., NeurIPS 2020; reference code inspire-group/hydra): learned importance scores S, forward
+weight W ⊙ TopK(|S|) with a straight-through gradient; prune phase (conv/linear weights and biases frozen, scores
+trained), then fine-tune (scores frozen).
+
+Defaults and their source (the reference): BatchNorm affine parameters stay trainable during the score search
+unless --freeze-bn (its `freeze_vars(..., freeze_bn)` skips BN layers by default); scores lr 0.1, fine-tune lr
+0.01; weight decay 1e-4; scaled score initialisation (the first mask is per-layer magnitude pruning).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from compressor.errors import CompressorError
 
@@ -38,6 +45,8 @@ class HydraConfig(PrunerConfig):
 
     score_init: str = option("scaled", "score initialisation, scaled (sqrt(6/fan_in) * W / max|W|: the "
                                        "first mask is magnitude pruning) or kaiming (random).", choices=SCORE_INITS)
+    freeze_bn: bool = option(False, "also freeze BatchNorm affine parameters during the score search (HYDRA's "
+                                    "--freeze-bn; by default they train, as in the reference).")
 
     def validate(self) -> None:
         super().validate()
@@ -53,6 +62,7 @@ class HydraPruner(Pruner):
     Config = HydraConfig
     config: HydraConfig
     default_lr = (0.1, 0.01)  # scores in the prune phase, weights in the fine-tune phase (HYDRA's values)
+    default_weight_decay = 1e-4  # HYDRA's
     needs_prune_phase = True
 
     def __init__(self, config=None, **options):
@@ -73,8 +83,11 @@ class HydraPruner(Pruner):
         if self.pruning:
             if not self.layers.scores:
                 self.layers.set_scores(init_scores(self.layers.effective(), self.config.score_init, self.seed))
-            scores = {id(s) for s in self.layers.scores}
-            self._frozen = [p for p in self.layers.model.parameters() if p.requires_grad and id(p) not in scores]
+            keep = {id(s) for s in self.layers.scores}
+            if not self.config.freeze_bn:
+                keep |= {id(p) for m in self.layers.model.modules() if isinstance(m, _BatchNorm)
+                         for p in m.parameters(recurse=False)}
+            self._frozen = [p for p in self.layers.model.parameters() if p.requires_grad and id(p) not in keep]
             for p in self._frozen:
                 p.requires_grad_(False)
             if self.optimizer is not None and self._group is None:
@@ -98,7 +111,13 @@ class HydraPruner(Pruner):
         self._frozen = []
 
     def param_groups(self):
-        return [{"params": self.layers.scores}] if self.pruning else None
+        if not self.pruning:
+            return None
+        frozen = {id(p) for p in self._frozen}
+        scores = {id(s) for s in self.layers.scores}
+        others = [p for p in self.layers.model.parameters()
+                  if p.requires_grad and id(p) not in frozen and id(p) not in scores]  # BatchNorm, unless frozen
+        return [{"params": [*self.layers.scores, *others]}]
 
     def epoch_begin(self, epoch: int) -> None:
         if not self.pruning:

@@ -146,6 +146,7 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     the time taken. Bad input raises CompressorError before anything is written.
     """
     t_start = time.perf_counter()
+    transforms = PRUNERS.get(method).transform_specs(transforms)  # a preset's transforms (arlst: separable-linear)
     chosen = parse_transforms(transforms)
     options = dict(options or {})
     for t in chosen:
@@ -161,7 +162,8 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
         raise CompressorError(f"--sparsity {options['sparsity']} prunes nothing (it would only fine-tune): give a "
                               "target between 0 and 1, e.g. 0.9, or use --method none with a --transform")
     pruner = make_pruner(method, **options)
-    config = config or TrainConfig(adv=pruner.default_adv)
+    config = config or TrainConfig(adv=pruner.default_adv, weight_decay=pruner.default_weight_decay)
+    config = replace(config, craft_mode=config.crafting)  # the mode used, for the provenance
     config.validate()
     pruner.plan(epochs_prune, epochs_finetune, lr, lr_finetune)  # epoch counts fit the method
     chosen_output = output is None

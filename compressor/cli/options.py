@@ -34,6 +34,10 @@ NoNormalize = typer.Option(False, "--no-normalize", help="The weights take raw [
 TrustCode = typer.Option(False, "--trust-code", help="Let a checkpoint that names an import path import it without "
                                                      "--arch (runs that code: trusted files only).")
 Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default: the dataset's).")
+CraftMode = typer.Option("auto", "--craft-mode", help="Model mode while crafting training examples: train (BatchNorm "
+                         "in train mode, as Madry et al. / Ye et al.), eval (as the TRADES reference), or auto: train "
+                         "for PGD-AT, eval for TRADES.")
+Amp = typer.Option("auto", "--amp", help="bf16 autocast while training: on, off, or auto (on with CUDA).")
 
 
 def eps_value(text: Optional[str], name: str = "--eps") -> Optional[float]:

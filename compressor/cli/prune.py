@@ -15,8 +15,9 @@ from ..errors import CompressorError
 from ..registry import PRUNERS
 from ..reporting import normalization_text, stdout_console, table, to_json
 from . import app
-from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
-                      NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options)
+from .options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean,
+                      NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file,
+                      model_options)
 
 log = logging.getLogger(__name__)
 PREFIX = "cfg__"  # Python names of the generated options (flags come from the config fields)
@@ -103,6 +104,11 @@ def prune_cmd(
     eps: Optional[str] = Eps,
     steps: int = typer.Option(10, "--steps", help="Attack steps while training."),
     beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="SGD weight decay in both phases "
+                                                 "(default: the method's reference value, 1e-4 for hydra, arlst and "
+                                                 "admm, else 5e-4)."),
+    craft_mode: str = CraftMode,
+    amp: str = Amp,
     val_n: int = typer.Option(1000, "--val-n", help="Validation images used per epoch."),
     eval_attack: str = typer.Option("pgd20", "--eval-attack", help="Attack for the before/after test accuracy."),
     eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
@@ -137,7 +143,8 @@ def prune_cmd(
 
     build_attack(eval_attack, 1.0)  # a bad attack name fails before anything runs
     config = TrainConfig(batch_size=batch_size, adv=adv or cls.default_adv, eps=eps_value(eps), steps=steps, beta=beta,
-                         val_n=val_n, seed=seed, device=device)
+                         val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
+                         weight_decay=cls.default_weight_decay if weight_decay is None else weight_decay)
     report = prune(model_path, method, output, options=options, config=config, dataset=dataset, data_root=data_root,
                    download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
                    lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,

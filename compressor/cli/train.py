@@ -10,7 +10,7 @@ import typer
 from .. import parse_eps, train, TrainConfig
 from ..reporting import stdout_console, table, to_json
 from . import app
-from .options import DataRoot, Device, Download, Force, Json, Seed
+from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed
 
 
 @app.command("train")
@@ -38,7 +38,8 @@ def train_cmd(
     select: str = typer.Option("auto", "--select", help="Checkpoint selection: auto, robust, clean or last."),
     seed: int = Seed,
     device: str = Device,
-    amp: str = typer.Option("auto", "--amp", help="auto (bf16 on CUDA), bf16 or off."),
+    amp: str = Amp,
+    craft_mode: str = CraftMode,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.state."),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep OUTPUT.state after success."),
     force: bool = Force,
@@ -50,7 +51,7 @@ def train_cmd(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          schedule=schedule, adv=adv, eps=eps_v, alpha=parse_eps(alpha, name="--alpha") if alpha else None,
                          steps=steps, beta=beta, norm=norm, val_n=val_n, select=select, seed=seed, device=device,
-                         amp=amp)
+                         amp=amp, craft_mode=craft_mode)
     vs = int(val_size) if val_size is not None and val_size >= 1 else val_size
     report = train(arch, dataset, output, config, data_root=data_root, download=download, val_size=vs,
                    force=force, resume=resume, keep_state=keep_state, quiet=quiet or json_out)

@@ -27,6 +27,8 @@ from .losses import craft_pgd_at, craft_trades, trades_loss
 STATE_FORMAT = "compressor.train-state"
 ADV_MODES = ("none", "pgd", "trades")
 SCHEDULES = ("cosine", "multistep", "constant")
+CRAFT_MODES = ("auto", "train", "eval")
+AMP_MODES = ("auto", "on", "bf16", "off")
 
 
 # settings that do not change the result: a run may resume with other values (e.g. on another device)
@@ -62,13 +64,16 @@ class TrainConfig:
     steps: int = 10
     beta: float = 6.0
     norm: str = "linf"
-    craft_mode: str = "eval"  # model mode while crafting training examples: eval (TRADES' choice) or train
+    # model mode while crafting training examples: train (BatchNorm in train mode, as Madry et al.'s PGD-AT and Ye
+    # et al.'s robust ADMM reference code do), eval (as the TRADES reference code does), or auto: train for PGD-AT,
+    # eval for TRADES
+    craft_mode: str = "auto"
     val_steps: int = 10
     val_n: int | None = 1000
     select: str = "auto"  # robust, clean or last; auto = robust for adversarial training, else clean
     seed: int = 0
     device: str = "auto"
-    amp: str = "auto"  # auto (bf16 on CUDA), bf16 or off
+    amp: str = "auto"  # auto (bf16 on CUDA), on (bf16 autocast on any device; "bf16" is the same) or off
     channels_last: str = "auto"  # auto (on CUDA), on or off
     log_every: int = 10
 
@@ -91,12 +96,21 @@ class TrainConfig:
                                   f"{self.weight_decay}, {self.momentum}, {self.beta}, {self.steps})")
         if self.select not in ("auto", "robust", "clean", "last"):
             raise CompressorError(f"unknown --select '{self.select}': choose robust, clean or last")
-        if self.craft_mode not in ("eval", "train"):
-            raise CompressorError(f"--craft-mode must be eval or train, got '{self.craft_mode}'")
+        if self.craft_mode not in CRAFT_MODES:
+            raise CompressorError(f"--craft-mode must be train, eval or auto, got '{self.craft_mode}'")
+        if self.amp not in AMP_MODES:
+            raise CompressorError(f"--amp must be on, off or auto, got '{self.amp}'")
 
     @property
     def step_size(self) -> float:
         return 2.5 * self.eps / self.steps if self.alpha is None else self.alpha
+
+    @property
+    def crafting(self) -> str:
+        """The model mode while crafting training examples (craft_mode with auto resolved for this `adv`)."""
+        if self.craft_mode != "auto":
+            return self.craft_mode
+        return "train" if self.adv == "pgd" else "eval"
 
     @property
     def selection(self) -> str:
@@ -141,6 +155,7 @@ class Trainer:
                  settings: Mapping[str, Any] | None = None):
         if config.eps is None:
             config = replace(config, eps=data.info.default_eps)
+        config = replace(config, craft_mode=config.crafting)  # recorded as used
         config.validate()
         self.config = config
         # what else shapes the result (architecture, dataset, pruner and its options...): saved with the state,
@@ -153,7 +168,7 @@ class Trainer:
         self.quiet = quiet or not self.ctx.is_main
         self.console = console
         dev = self.ctx.device
-        self.amp = config.amp == "bf16" or (config.amp == "auto" and dev.type == "cuda")
+        self.amp = config.amp in ("on", "bf16") or (config.amp == "auto" and dev.type == "cuda")
         self.channels_last = config.channels_last == "on" or (config.channels_last == "auto" and dev.type == "cuda")
         self.model = model.to(dev)
         if self.channels_last:
@@ -253,7 +268,7 @@ class Trainer:
     def _craft(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         was_training = self.model.training
-        if cfg.craft_mode == "eval":
+        if cfg.crafting == "eval":
             self.model.eval()
         fn = craft_trades if cfg.adv == "trades" else craft_pgd_at
         with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.amp):

@@ -141,6 +141,12 @@ def condition_regularizer(factors: Sequence[torch.Tensor], nu: float = 1e-3) -> 
     return torch.stack([condition_term(a, nu) for a in factors]).mean()
 
 
+def layer_condition_sum(layers: Sequence[KroneckerLinear], nu: float = 1e-3) -> torch.Tensor:
+    """ARLST's regulariser over a model: h of each separable layer (Eq. 20 of the supplement, whose 1/T averages
+    the T factors of one layer's transformation), summed over the layers as the loss sums its layer terms."""
+    return torch.stack([condition_regularizer([f.weight for f in layer.factors], nu) for layer in layers]).sum()
+
+
 def kronecker_layers(model: nn.Module) -> list[tuple[str, KroneckerLinear]]:
     """(name, module) of every KroneckerLinear in `model`."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, KroneckerLinear)]

@@ -1,5 +1,5 @@
 """`separable-linear`: Linear layers -> Kronecker-factored layers initialised with the nearest Kronecker product,
-with ARLST's condition-number regulariser h(A) as an optional loss term."""
+with ARLST's condition-number regulariser h(A) as an optional loss term (reg=W: the paired pruner's cond_reg)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.training import Callback
 
 from .. import register_transform
 from .base import GLOBS, SpecOptions, Transform, TransformContext, match_layers, parse_globs
-from .kronecker import KroneckerLinear, auto_factors, condition_regularizer, from_linear, kronecker_layers
+from .kronecker import KroneckerLinear, auto_factors, from_linear
 
 
 def parse_factors(text: str) -> list[list[int]]:
@@ -36,17 +35,6 @@ def _positive(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(text)
     return value
-
-
-class ConditionRegularizer(Callback):
-    """Adds weight * h(A) over every Kronecker factor of the model to the training loss (ARLST)."""
-
-    def __init__(self, weight: float, nu: float):
-        self.weight, self.nu = weight, nu
-
-    def extra_loss(self, trainer, x, y):
-        factors = [f.weight for _, layer in kronecker_layers(trainer.model) for f in layer.factors]
-        return self.weight * condition_regularizer(factors, self.nu) if factors else None
 
 
 @register_transform("separable-linear")
@@ -131,5 +119,13 @@ class SeparableLinear(Transform):
                                       f"{name}: the file was written for another model or is corrupt")
             model.set_submodule(name, KroneckerLinear(factors, bias=bool(spec["bias"])).to(layer.weight.device))
 
-    def callbacks(self, model: nn.Module) -> list[Callback]:
-        return [ConditionRegularizer(self.reg, self.nu)] if self.reg > 0 else []
+    def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
+        """reg=W,nu=V turn on the pruner's h(A) term (cond_reg, cond_nu): one implementation, in any loop."""
+        if self.reg == 0:
+            return options
+        given = {"cond_reg": self.reg, "cond_nu": self.nu}
+        for key, value in given.items():
+            if options.get(key) is not None and options[key] != value:
+                raise CompressorError(f"--transform separable-linear reg/nu and --{key.replace('_', '-')} "
+                                      f"{options[key]} disagree: give h(A)'s weight once")
+        return {**options, **given}

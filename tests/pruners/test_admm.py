@@ -11,7 +11,7 @@ from .conftest import cnn
 
 def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
     model = cnn(digits)
-    pruner = make_pruner("admm", sparsity=0.8, updates_per_epoch=2)
+    pruner = make_pruner("admm", sparsity=0.8, admm_interval=0.5)  # two Z/U updates per epoch
     cb = PrunerCallback(pruner, Phase("prune", 2, 0.01))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
     cb.on_train_begin(trainer)
@@ -30,6 +30,7 @@ def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
     for _ in range(pruner._interval):
         trainer.training_step(x, y)
     w = [x.detach() for x in pruner.layers.effective()]
+    assert pruner._interval == round(0.5 * len(trainer.loader))
     assert pruner.rho == pytest.approx(1e-3 * 1.3)
     for z, u, wi, u0 in zip(pruner.z, pruner.u, w, u_old):
         v = wi + u0
@@ -37,3 +38,44 @@ def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
         torch.testing.assert_close(z[z != 0], v[z != 0])  # Z = Proj_sparse(W + U)
         torch.testing.assert_close(u, u0 + wi - z)  # U += W - Z
     assert any(not torch.equal(a, b) for a, b in zip(z_old, pruner.z))
+
+
+def test_interval_scales_the_reference_schedule_and_rho_is_capped():
+    """The reference: 10 updates in 200 ADMM epochs (one every 20); a shorter phase keeps the 10 updates."""
+    from pruners.admm import REFERENCE_UPDATES
+
+    pruner = make_pruner("admm", sparsity=0.5)
+    pruner.prepare(torch.nn.Sequential(torch.nn.Linear(8, 4)), steps_per_epoch=30)
+    pruner.start_phase(Phase("prune", 200, 0.01))
+    assert pruner.interval_steps() == 20 * 30
+    pruner.start_phase(Phase("prune", 5, 0.01))
+    assert pruner.interval_steps() == 15  # half an epoch
+    assert REFERENCE_UPDATES == 10 and pruner.config.rho_cap == pytest.approx(1e-3 * 1.3 ** 10)
+    assert make_pruner("admm", sparsity=0.5, rho_max=0.5).config.rho_cap == 0.5
+
+
+def _long_admm_run(digits, epochs: int, **options):
+    """`epochs` ADMM epochs of 2 steps each on 64 digits (PGD-1, 16 validation images): seconds, not minutes."""
+    from dataclasses import replace as dc_replace
+
+    from compressor.training import TrainConfig
+    from pruners import prune_model
+
+    small = dc_replace(digits, train=digits.train.head(64), val=digits.val.head(16))
+    cfg = TrainConfig(batch_size=32, adv="pgd", eps=0.1, steps=1, val_steps=1, val_n=16, device="cpu", log_every=100)
+    model = cnn(digits)
+    res = prune_model(model, small, make_pruner("admm", sparsity=0.9, **options), cfg, epochs_prune=epochs,
+                      epochs_finetune=0, track=False, quiet=True)
+    return model, [h["loss"] for h in res["history"]]
+
+
+def test_sixty_admm_epochs_do_not_diverge(digits):
+    model, losses = _long_admm_run(digits, 60)  # the reference schedule: 10 updates, rho <= 1e-3 * 1.3^10
+    assert len(losses) == 60 and max(losses) < 50  # cross-entropy ~2.3 plus rho/2 ||W - Z + U||^2 (rho <= 0.014)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    model, losses = _long_admm_run(digits, 60, admm_interval=1)  # 60 updates: the cap keeps lr * rho small
+    assert max(losses) < 50 and losses[-1] < max(losses)
+    # the old schedule (rho x1.3 every epoch, no cap) passes lr * rho > 2 after ~47 epochs and blows up (here the
+    # loss passes 1e6 by epoch 60; longer runs end in NaN)
+    _, losses = _long_admm_run(digits, 60, admm_interval=1, rho_max=float("inf"))
+    assert not max(losses) < 1e4

@@ -1,5 +1,6 @@
 from dataclasses import replace
 
+import pytest
 import torch
 from torch.nn.utils import parametrize
 
@@ -62,3 +63,23 @@ def test_prune_phase_trains_scores_only_then_finetune_trains_weights(digits, tin
     ft.training_step(x, y)
     for w, m in zip(pruner.layers.stored, masks):
         assert torch.count_nonzero(w.detach()[~m]) == 0
+
+
+@pytest.mark.parametrize("freeze_bn", [False, True])
+def test_batchnorm_trains_in_the_score_search_unless_freeze_bn(digits, tiny_cfg, freeze_bn):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32, 10))
+    pruner = make_pruner("hydra", sparsity=0.5, freeze_bn=freeze_bn)
+    cb = PrunerCallback(pruner, Phase("prune", 1, 0.1))
+    trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
+    trainer.build_optimizer()
+    cb.on_epoch_begin(trainer, 0)
+    bn = [p.detach().clone() for p in model[1].parameters()]
+    conv_bias = model[0].bias.detach().clone()
+    x, y = next(iter(trainer.loader))
+    trainer.training_step(x, y)
+    assert torch.equal(conv_bias, model[0].bias)  # conv/linear weights and biases are frozen either way
+    moved = any(not torch.equal(a, b) for a, b in zip(bn, model[1].parameters()))
+    assert moved is not freeze_bn

@@ -75,10 +75,12 @@ def test_hydra_in_a_plain_loop_trains_scores_then_weights(digits):
     pruner.start_phase(prune)
     assert len(opt.param_groups) == 2 and opt.param_groups[1]["params"] == pruner.layers.scores
     weights = [w.detach().clone() for w in pruner.layers.stored]
+    bn = model[1].weight.detach().clone()
     first = [m.clone() for m in pruner.layers.masks]
     pruner.epoch_begin(0)
     steps(3)
     assert all(torch.equal(a, b) for a, b in zip(weights, pruner.layers.stored))  # weights frozen
+    assert not torch.equal(bn, model[1].weight)  # BatchNorm trains during the score search (HYDRA's default)
     assert any(not torch.equal(a, b) for a, b in zip(first, pruner.layers.masks))  # the scores moved the masks
 
     pruner.start_phase(finetune)

@@ -6,7 +6,6 @@ from torch import nn
 
 from compressor.errors import CompressorError
 from pruners.transforms import KroneckerLinear
-from pruners.transforms.separable import ConditionRegularizer
 
 from .helpers import make, onnx_outputs, round_trip, transform
 
@@ -58,20 +57,25 @@ def test_factorisation_that_does_not_divide_and_unmatched_glob():
         transform(model, ["separable-linear,nu=2"], SHAPE)
 
 
-def test_regulariser_callback_adds_h_of_every_factor():
+def test_regulariser_sums_h_over_layers_through_the_pruner():
     model, _ = make("cnn-small")
     (t,) = transform(model, ["separable-linear:classifier.*,reg=0.5"], SHAPE)
     assert set(t["layers"]) == {"classifier.1", "classifier.3"} and t["reg"] == 0.5
-
-    class FakeTrainer:
-        pass
-
-    trainer = FakeTrainer()
-    trainer.model = model
-    loss = ConditionRegularizer(0.5, 1e-3).extra_loss(trainer, None, None)
+    from pruners import make_pruner
+    from pruners.transforms import parse_transform
     from pruners.transforms.kronecker import condition_regularizer
 
-    factors = [f.weight for m in (model.classifier[1], model.classifier[3]) for f in m.factors]
-    assert float(loss.detach()) == pytest.approx(0.5 * float(condition_regularizer(factors, 1e-3).detach()))
+    options = parse_transform("separable-linear,reg=0.5").pruner_options("magnitude", {"sparsity": 0.5})
+    assert options == {"sparsity": 0.5, "cond_reg": 0.5, "cond_nu": 1e-3}
+    pruner = make_pruner("magnitude", **options).prepare(model)
+    loss = pruner.regularizer()
+    layers = [model.classifier[1], model.classifier[3]]
+    # ARLST's Eq. 20 per layer (its 1/T averages that layer's T = 2 factors), summed over the layers
+    per_layer = [float(condition_regularizer([f.weight for f in m.factors], 1e-3).detach()) for m in layers]
+    assert float(loss.detach()) == pytest.approx(0.5 * sum(per_layer), rel=1e-6)
+    averaged = condition_regularizer([f.weight for m in layers for f in m.factors], 1e-3)
+    assert float(loss.detach()) != pytest.approx(0.5 * float(averaged.detach()), rel=1e-3)  # not averaged over layers
     loss.backward()
-    assert all(f.grad is not None for f in factors)
+    assert all(f.parametrizations.weight.original.grad is not None for m in layers for f in m.factors)
+    with pytest.raises(CompressorError, match="disagree"):
+        parse_transform("separable-linear,reg=0.5").pruner_options("magnitude", {"cond_reg": 0.1})
