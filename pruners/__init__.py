@@ -1,9 +1,10 @@
 """Robustness-aware pruners and structural transforms; each registers in `compressor.registry`.
 
 Built-in pruners: magnitude, hydra, tscnc, admm, random, arlst (a preset: separable layers + HYDRA + h(A)) and
-none (transforms alone). A pruner is a loop-agnostic `Pruner` with a typed config (prepare / start_phase / epoch_begin / regularizer / step / squash_mask: see
-`pruners.base`), usable in any training loop; `prune` runs one on a checkpoint and `prune_model` on a model in
-memory, both through our Trainer via the thin `PrunerCallback` adapter.
+none (transforms alone). A pruner is a loop-agnostic `Pruner` with a typed config (prepare / start_phase /
+epoch_begin / regularizer / step / squash_mask: see `pruners.base`), usable in any training loop; `prune` runs one
+on a checkpoint and `prune_model` on a model in memory, both through our Trainer via the thin `PrunerCallback`
+adapter.
 Third-party pruners register through the ``compressor.pruners`` entry-point group and transforms
 through ``compressor.transforms``.
 """

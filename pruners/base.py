@@ -168,7 +168,8 @@ class Pruner:
             phases.append(Phase("prune", epochs_prune, self.default_lr[0] if lr is None else lr,
                                 "last" if moving else None))
         if epochs_finetune:
-            phases.append(Phase("finetune", epochs_finetune, self.default_lr[1] if lr_finetune is None else lr_finetune))
+            lr_ft = self.default_lr[1] if lr_finetune is None else lr_finetune
+            phases.append(Phase("finetune", epochs_finetune, lr_ft))
         return phases
 
     def start_phase(self, phase: Phase) -> None:

@@ -28,7 +28,7 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def adversarial_ce(eps: float, steps: int = 10, alpha: float | None = None, norm: str = "linf") -> LossFn:
-    """loss_fn(model, x, y) = CE(f(x_adv), y) with x_adv from PGD-`steps` (uniform start; alpha default 2.5 eps/steps)."""
+    """loss_fn(model, x, y) = CE(f(x_adv), y), x_adv from PGD-`steps` (uniform start; alpha default 2.5 eps/steps)."""
     step = 2.5 * eps / steps if alpha is None else alpha
 
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ def split_source(split: ArraySplit, *, eps: float, alpha: float, steps: int, nor
 def taylor_scores(model: nn.Module, layers: MaskedLayers, split: ArraySplit, *, eps: float, alpha: float,
                   steps: int, norm: str = "linf", samples: int = 512, batch_size: int = 128, squared: bool = False,
                   seed: int = 0, ctx: DistContext | None = None) -> list[torch.Tensor]:
-    """Adversarial Taylor importance |w * dCE(f(x_adv), y)/dw| over PGD examples of `split` (see `taylor_importance`)."""
+    """Adversarial Taylor importance |w * dCE(f(x_adv), y)/dw| over PGD examples of `split` (`taylor_importance`)."""
     ctx = ctx or DistContext(device=layers.masks[0].device)
     source = split_source(split, eps=eps, alpha=alpha, steps=steps, norm=norm, batch_size=batch_size, ctx=ctx)
     return taylor_importance(model, layers, source, samples=samples, squared=squared, seed=seed)
