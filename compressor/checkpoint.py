@@ -125,6 +125,10 @@ class Checkpoint:
                                       "incomplete; save it again")
             return self.module.eval()
         check_arch_allowed(self.arch, arch, trust_code)
+        from .sanity import check_declared_size
+
+        check_declared_size(lambda: build_architecture(self.arch, self.arch_kwargs), self.state_dict,
+                            f"the checkpoint (arch '{self.arch}')")
         model = build_architecture(self.arch, self.arch_kwargs)
         apply_structure(model, self.compression)
         fit_state_dict(model, self.state_dict, what=f"arch '{self.arch}'")
@@ -215,7 +219,7 @@ class LoadedModel:
 def _read(path: Path, trust_pickle: bool) -> Any:
     with open(path, "rb") as f:
         head = f.read(2)
-    if not zipfile.is_zipfile(path) and not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):
+    if head != b"PK" and not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):  # zip, or a pickle
         raise CompressorError(f"{path} is not a PyTorch file (neither a torch.save archive nor a pickle): give a "
                               "checkpoint (.pt), a .pt2 program or a .safetensors file")
     try:

@@ -72,3 +72,26 @@ def check_model_fits_data(model: nn.Module | Callable[[torch.Tensor], Any], data
     if top >= out.shape[1]:
         raise CompressorError(f"{info.name} has labels up to {top} but {what} has {out.shape[1]} outputs: use a "
                               "dataset with the model's classes (or a model built for this one)")
+
+
+MIN_DECLARED_SLACK = 256 * 1024**2  # bytes an architecture may need beyond what its file holds (buffers, pruning)
+DECLARED_FACTOR = 64  # structural pruning stores a model up to this much smaller than its unpruned architecture
+
+
+def check_declared_size(build: Callable[[], nn.Module], state_dict: Any, what: str) -> None:
+    """Refuse an architecture whose declared size (e.g. widths or classes in a file's arch_kwargs) is far beyond the
+    weights the file holds, before anything is allocated: it is built on the meta device to measure it."""
+    try:
+        with torch.device("meta"):
+            probe = build()
+    except CompressorError:
+        raise
+    except Exception:  # an architecture that cannot be built on meta is built for real and checked there
+        return
+    held = sum(t.numel() * t.element_size() for t in getattr(state_dict, "values", lambda: [])()
+               if isinstance(t, torch.Tensor))
+    need = sum(t.numel() * t.element_size() for t in [*probe.parameters(), *probe.buffers()])
+    if need > DECLARED_FACTOR * held + MIN_DECLARED_SLACK:
+        raise CompressorError(f"{what} declares an architecture of {need / 1e9:.3g} GB of weights but holds "
+                              f"{held / 1e6:.3g} MB: its recorded arch_kwargs are corrupt (or hostile); nothing was "
+                              "allocated")

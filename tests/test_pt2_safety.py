@@ -152,7 +152,7 @@ def test_trust_pickle_loads_legitimate_pickled_weight(programs, tmp_path):
     cfg = json.loads(items[_entry(items, "model_weights_config.json")])
     fqn, meta = next(iter(cfg["config"].items()))
     buf = io.BytesIO()
-    torch.save(nn.Parameter(dict(clean.named_parameters())[fqn].detach().clone()), buf)
+    torch.save(nn.Parameter(torch.export.load(str(ok)).state_dict[fqn].detach().clone()), buf)
     legit = _rewrite(ok, tmp_path / "legit.pt2", _pickle_weight(buf.getvalue()))
     with pytest.raises(CompressorError, match=f"stores '{fqn}'"):
         load_model(legit)

@@ -52,6 +52,9 @@ def ws(digits, tmp_path_factory):
     meta = {"arch": "cnn-small", "arch_kwargs": kw, "dataset": digits.info.as_dict()}
     save_checkpoint(root / "tiny.pt", model, **meta)
     torch.save(model.state_dict(), root / "sd.pt")
+    huge = torch.load(root / "tiny.pt", weights_only=True)  # a 13 KB file declaring a 200 TB architecture
+    huge["arch_kwargs"].update(width=10**6, num_classes=10**6)
+    torch.save(huge, root / "huge.pt")
     torch.save(model, root / "module.pt")
     for name, value in (("nan", float("nan")), ("inf", float("inf"))):
         bad = create_model("cnn-small", **kw)
@@ -109,6 +112,9 @@ CASES = [
     ("inspect-nan-weights", ["inspect", f"{R}/nan.pt"], "non-finite weights"),
     ("inspect-inf-weights", ["inspect", f"{R}/inf.pt"], "non-finite weights"),
     ("inspect-pickled-module", ["inspect", f"{R}/module.pt"], "pickled.*--trust-pickle"),
+    ("inspect-huge-arch-kwargs", ["inspect", f"{R}/huge.pt"], "declares an architecture of .* GB.*nothing was "
+                                                                "allocated"),
+    ("eval-huge-arch-kwargs", ["eval", f"{R}/huge.pt", "--attacks", "fgsm"], "declares an architecture"),
     ("inspect-state-dict-no-arch", ["inspect", f"{R}/sd.pt"], "--arch"),
     ("inspect-pt2-pickled-weight", ["inspect", f"{R}/pickled-weight.pt2"], "as a pickle.*--trust-pickle"),
     ("inspect-pt2-opaque-constant", ["inspect", f"{R}/opaque-constant.pt2"], "pickle.*--trust-pickle"),
