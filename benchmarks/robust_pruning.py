@@ -240,11 +240,13 @@ def recipe(method: str, allocation: str, options: dict[str, Any], sparsity: floa
         cfg = make_pruner(method, sparsity=sparsity, **opts).config
         moving = cfg.schedule != "oneshot"
         prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(method, cfg.rounds if moving else 0)
-    else:
+    else:  # one-shot unless the row's options ask for a schedule (then its rounds are prune epochs)
         opts = {"allocation": allocation, **options}
-        prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(method, 0)
         if method not in ("hydra", "admm"):
             opts.setdefault("schedule", "oneshot")
+        cfg = make_pruner(method, sparsity=sparsity, **opts).config
+        prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(
+            method, cfg.rounds if cfg.schedule != "oneshot" else 0)
     finetune = w if method == "hydra" else w - prune  # HYDRA's prune epochs train scores only
     if finetune < (1 if method == "hydra" else 0) or prune + finetune < 1:
         raise CompressorError(f"--epochs-weights {w} leaves no epochs for {method} after its {prune} prune epochs: "
@@ -285,8 +287,10 @@ def build_grid(args: argparse.Namespace) -> list[RowSpec]:
     first = [r for r in blocks[0] if r.adv != "pgd"]
     extra = [spec("lambda", "tscnc", f"tscnc lambda={lam:g}", {"lam": lam}, s, seed, allocation=matched)
              for seed in seeds for s in lam_sparsities for lam in lambdas if lam != default_lam]
+    var_sparsities = parse_floats(args.variant_sparsities, "--variant-sparsities") if args.variant_sparsities \
+        else sparsities
     extra += [spec("variant", m, m + ":" + ",".join(f"{k}={v}" for k, v in o.items()), o, s, seed, allocation=matched)
-              for seed in seeds for s in sparsities for m, o in variants]
+              for seed in seeds for s in var_sparsities for m, o in variants]
     grid = first + extra + [r for r in blocks[0] if r.adv == "pgd"] + [r for b in blocks[1:] for r in b]
     seen, out = set(), []
     for r in grid:
@@ -727,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda-sparsities", default="", help="sparsities of the lambda ablation (default: all)")
     p.add_argument("--variants", default="", help="extra rows at the first matched allocation, ';'-separated, "
                    "e.g. 'tscnc:taylor=squared'")
+    p.add_argument("--variant-sparsities", default="", help="sparsities of the --variants rows (default: all)")
     p.add_argument("--admm-pgd", action=argparse.BooleanOptionalAction, default=True,
                    help="also run robust ADMM in its reference PGD-AT form")
     p.add_argument("--dense", type=Path, default=None, help="start from this robust model instead of training one "
