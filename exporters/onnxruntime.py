@@ -152,10 +152,11 @@ def export_ort_optimized(model: Any, path: str | Path, *, input_shape: Any, devi
             with torch.no_grad():
                 ref = prepare_model(model)(x.float())
             out_logits = run_many(runner, x)
+            ran_on = runner.providers
             runner.close()
             diff, tol = check_parity(ref, out_logits, "fp32", f"the ONNX Runtime-optimised graph {path}")
     result = ExportResult(path=str(path), format="onnxruntime", opset=plain.opset, file_bytes=file_bytes(path),
-                          providers=runner.providers, batch_sizes=plain.batch_sizes, max_abs_diff=diff, tolerance=tol,
+                          providers=ran_on, batch_sizes=plain.batch_sizes, max_abs_diff=diff, tolerance=tol,
                           parity_inputs=inputs_label(sample_inputs, len(x), parity_inputs),
                           details={"optimization": "extended", "optimized_for": providers[0] if isinstance(
                               providers[0], str) else providers[0][0]})
