@@ -16,7 +16,9 @@ import torch
 from torch import nn
 
 from .errors import CompressorError
+from .folding import unwrap_model
 from .io import atomic_write, check_output
+from .storage import read_compressed
 
 FORMAT = "compressor.checkpoint"
 FORMAT_VERSION = 1
@@ -48,17 +50,6 @@ def make_provenance(seed: int | None = None, metrics: Mapping[str, Any] | None =
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module inside DistributedDataParallel / torch.compile wrappers."""
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module) and not hasattr(model, "normalize"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 @dataclass
@@ -394,6 +385,15 @@ def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, 
     return LoadedModel(model, ckpt, "state_dict", path, norm)
 
 
+def load_compressed(path: str | Path) -> LoadedModel:
+    """Rebuild the model (and its Checkpoint) from a compressed file."""
+    state, ck = read_compressed(path)
+    if not ck:
+        raise CompressorError(f"{path} holds no checkpoint metadata (architecture): it cannot be rebuilt")
+    ckpt = Checkpoint.from_dict({**ck, "state_dict": state}, str(path))
+    return LoadedModel(ckpt.build_model(), ckpt, "checkpoint", Path(path))
+
+
 def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
                trust_pickle: bool = False, trust_code: bool = False, mean: Sequence[float] | None = None,
                std: Sequence[float] | None = None, no_normalize: bool = False) -> LoadedModel:
@@ -408,8 +408,6 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     if not path.is_file():
         raise CompressorError(f"checkpoint {path} does not exist: check the path")
     if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
-        from exporters.storage import load_compressed
-
         return load_compressed(path)
     if path.suffix == ".pt2":
         from .pt2_safety import check_pt2

@@ -25,6 +25,41 @@ class Entry:
     source: str  # "builtin" or the distribution that provided it
 
 
+PLUGINS_GROUP = "compressor.plugins"  # entry name: the registry kind a module fills; value: the module to import
+_loading_source: str | None = None  # the distribution whose plugin module is being imported
+_loaded_plugins: set[str] = set()
+
+
+def _source(ep: metadata.EntryPoint) -> str:
+    """"builtin" for this distribution's own entry points, else the distribution that provided `ep`."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ep.value
+    return "builtin" if dist.name == "compressor" else dist.name
+
+
+def load_plugin_modules(kind: str) -> None:
+    """Import the modules that the ``compressor.plugins`` entry points name for registry `kind` (once each).
+
+    The built-in pruners, transforms and exporters arrive this way too, so the core never names the packages
+    layered on top of it; a module registers its objects when imported.
+    """
+    global _loading_source
+    for ep in metadata.entry_points(group=PLUGINS_GROUP):
+        if ep.name != kind or ep.value in _loaded_plugins:
+            continue
+        _loaded_plugins.add(ep.value)
+        previous, _loading_source = _loading_source, _source(ep)
+        try:
+            importlib.import_module(ep.value)
+        except Exception as exc:  # a broken plugin must not break the toolkit
+            if _loading_source == "builtin":
+                raise
+            log.warning("could not load %s plugin module '%s': %s", kind, ep.value, exc)
+        finally:
+            _loading_source = previous
+
+
 def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0].strip() if (text or "").strip() else ""
 
@@ -57,7 +92,7 @@ class Registry:
         if name in self._entries and not override and self._entries[name].obj is not obj:
             raise ValueError(f"{self.kind} '{name}' is already registered")
         desc = description if description is not None else _first_line(getattr(obj, "__doc__", None))
-        self._entries[name] = Entry(name, obj, desc, source)
+        self._entries[name] = Entry(name, obj, desc, _loading_source or source)
 
     def add_resolver(self, resolver: Callable[[str], Any | None]) -> None:
         """Add a function that resolves parametric names (e.g. ``tv:resnet50``) not listed by name."""
@@ -69,16 +104,15 @@ class Registry:
         self._loaded = True
         for mod in self._builtin_modules:
             importlib.import_module(mod)
+        load_plugin_modules(self.kind)
         for ep in metadata.entry_points(group=self.group):
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break the toolkit
                 log.warning("could not load %s plugin '%s' (%s): %s", self.kind, ep.name, ep.value, exc)
                 continue
-            dist = getattr(ep, "dist", None)
-            src = dist.name if dist is not None else ep.value
             if ep.name not in self._entries:
-                self.add(ep.name, obj, source=src)
+                self.add(ep.name, obj, source=_source(ep))
 
     def names(self, pattern: str | None = None) -> list[str]:
         """Sorted names, optionally filtered by a glob pattern such as ``'pgd*'``."""
@@ -125,9 +159,9 @@ class Registry:
 MODELS = Registry("models", ("compressor.models",))
 DATASETS = Registry("datasets", ("compressor.data",))
 ATTACKS = Registry("attacks", ("compressor.attacks",))
-PRUNERS = Registry("pruners", ("pruners",))
-TRANSFORMS = Registry("transforms", ("pruners",))
-EXPORTERS = Registry("exporters", ("exporters",))
+PRUNERS = Registry("pruners")  # built-ins: the `pruners` package, through the compressor.plugins entry points
+TRANSFORMS = Registry("transforms")
+EXPORTERS = Registry("exporters")
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS)}
 

@@ -16,7 +16,8 @@ from .aoti import export_aoti  # noqa: E402
 from .engines import open_runner  # noqa: E402
 from .onnx import export_onnx  # noqa: E402
 from .onnxruntime import make_session  # noqa: E402
-from .storage import load_compressed, save_compressed, storage_sizes  # noqa: E402
+from compressor.checkpoint import load_compressed  # noqa: E402  (the format lives in the core: compressor.storage)
+from compressor.storage import save_compressed, storage_sizes  # noqa: E402
 
 
 def get_exporter(name: str) -> Exporter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import importlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,9 +9,9 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
-from compressor.errors import CompressorError
+from compressor.errors import CompressorError, error_line  # noqa: F401  (error_line: the exporters' shared helper)
+from compressor.folding import fold_parametrizations, prepare_model  # noqa: F401  (re-exported for the exporters)
 
 T = TypeVar("T")
 
@@ -63,12 +62,6 @@ def check_parity(reference: torch.Tensor, output: torch.Tensor, precision: str, 
     return diff, tol
 
 
-def error_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (its type name when it has none), at most `limit` characters."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
-
-
 def inputs_label(sample_inputs: torch.Tensor | None, n: int, label: str | None = None) -> str:
     """What parity ran on, for the report: `label`, else ``inputs[n]`` or ``random[n]``."""
     return label or f"{'random' if sample_inputs is None else 'inputs'}[{n}]"
@@ -90,36 +83,6 @@ def require(module: str, extra: str, hint: str = "") -> Any:
     except ImportError as exc:
         raise CompressorError(f"{module} is not installed ({exc.msg.splitlines()[0] if exc.msg else exc}): "
                               f"pip install 'compressor[{extra}]'{hint}") from None
-
-
-def fold_parametrizations(model: nn.Module) -> nn.Module:
-    """Replace every parametrized tensor (e.g. a pruning mask's W ⊙ M) by a plain parameter holding its value.
-
-    Unlike ``parametrize.remove_parametrizations``, this never touches the parametrized class, which a deep
-    copy shares with the original model: the caller's masked model keeps working.
-    """
-    for module in model.modules():
-        if not parametrize.is_parametrized(module):
-            continue
-        values = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
-        del module._modules["parametrizations"]
-        module.__class__ = module.__class__.__bases__[0]  # the class before parametrization
-        rest = [(k, v) for k, v in module._parameters.items() if k not in values]
-        module._parameters.clear()  # parametrized tensors first: the original key order (weight before bias)
-        module._parameters.update([(k, nn.Parameter(v, requires_grad=False)) for k, v in values.items()] + rest)
-    if hasattr(model, "_ddp_params_and_buffers_to_ignore"):
-        del model._ddp_params_and_buffers_to_ignore
-    return model
-
-
-def prepare_model(model: nn.Module, precision: str = "fp32") -> nn.Module:
-    """A deployable copy: masks folded into plain weights, eval mode, CPU, in `precision`; `model` is untouched."""
-    from compressor.checkpoint import unwrap_model
-
-    model = fold_parametrizations(copy.deepcopy(unwrap_model(model)).cpu().eval())
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.half() if precision == "fp16" else model.float()
 
 
 def random_inputs(input_shape: Sequence[int], batch: int = 2, seed: int = 0) -> torch.Tensor:

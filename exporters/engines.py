@@ -4,13 +4,13 @@ packages, or a PyTorch model (eager)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from compressor.batching import run_in_range
 from compressor.errors import CompressorError
-
 
 
 class Runner(Protocol):
@@ -87,18 +87,6 @@ def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = 
     from .aoti import AotiRunner
 
     return AotiRunner(path, device=device, threads=threads)
-
-
-def run_in_range(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """``fn`` on `x` in chunks of at most `hi` images; a short last chunk is padded up to `lo` (padding dropped)."""
-    outs = []
-    for i in range(0, len(x), hi):
-        chunk = x[i:i + hi]
-        n = len(chunk)
-        if n < lo:
-            chunk = torch.cat([chunk, chunk[-1:].expand(lo - n, *chunk.shape[1:])])
-        outs.append(fn(chunk)[:n])
-    return torch.cat(outs) if outs else torch.empty(0)
 
 
 def run_many(runner: Runner, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from importlib import metadata
 
 import typer
 
@@ -17,11 +19,38 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-from . import bench, demo, evaluate, export, inspect, listing, prune, train  # noqa: E402,F401  (commands register on import)
+from . import evaluate, inspect, listing, train  # noqa: E402,F401  (the core's commands register on import)
+
+COMMANDS_GROUP = "compressor.commands"  # entry name: the command; value: its function (prune, export, bench, demo)
+log = logging.getLogger(__name__)
+
+
+def load_commands() -> None:
+    """Add the commands that installed packages contribute (``compressor.commands`` entry points), once.
+
+    The built-in prune (pruners), export, bench and demo (exporters) arrive this way, so the core never imports
+    the packages layered on top of it. Commands are listed by name, as before.
+    """
+    known = {c.name for c in app.registered_commands}
+    for ep in metadata.entry_points(group=COMMANDS_GROUP):
+        if ep.name in known:
+            continue
+        dist = getattr(ep, "dist", None)
+        try:
+            fn = ep.load()
+        except Exception as exc:  # a broken third-party command must not break the others
+            if dist is not None and dist.name == "compressor":
+                raise
+            log.warning("could not load command '%s' (%s): %s", ep.name, ep.value, exc)
+            continue
+        app.command(ep.name)(fn)
+        known.add(ep.name)
+    app.registered_commands.sort(key=lambda c: c.name or "")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    load_commands()
     try:
         app(args=argv, prog_name="compressor", standalone_mode=True)
     except CompressorError as exc:

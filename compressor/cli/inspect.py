@@ -48,7 +48,7 @@ def inspect_cmd(
     summary.update(macs=size["macs"], cost_layers=size["layers"])
     meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size,
             "normalization": loaded.normalization, "input_shape": list(loaded.input_shape)}
-    from exporters.storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
+    from ..storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
 
     meta.update({k: v for k, v in storage_sizes(loaded.model.state_dict()).items() if k != "ratio"})
     if ck is not None:

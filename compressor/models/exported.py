@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..batching import run_in_range
+
 # aten ops whose second argument is a layer's weight, and the layer type they stand for
 _WEIGHT_OPS = {"conv1d": "Conv1d", "conv2d": "Conv2d", "conv3d": "Conv3d", "convolution": "Conv2d",
                "linear": "Linear"}
@@ -80,6 +82,4 @@ class ExportedModel(nn.Module):
         b = self.static_batch
         if b is None or len(x) == b:
             return self.program(x)
-        from exporters.engines import run_in_range
-
         return run_in_range(self.program, x, b, b)

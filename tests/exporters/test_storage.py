@@ -11,8 +11,8 @@ import torch
 from compressor.checkpoint import load_model, save_checkpoint
 from compressor.errors import CompressorError
 from compressor.workflows import model_kwargs
-from exporters.storage import (pack_state_dict, read_compressed, same_values, save_compressed, storage_sizes,
-                               unpack_state_dict)
+from compressor.storage import (pack_state_dict, read_compressed, same_values, save_compressed, storage_sizes,
+                                unpack_state_dict)
 from tests.conftest import cli
 
 from .conftest import TINY_CNN, tiny_cnn

@@ -7,13 +7,17 @@ from typing import List, Optional
 
 import typer
 
-from ..reporting import normalization_text, stdout_console, to_json
-from . import app
-from .options import (Arch, ArchKwargs, DataRoot, Dataset, Eps, Force, Json, Mean, NoNormalize, NumClasses, Seed, Std,
-                      TrustCode, TrustPickle, eps_value, model_options, names_list)
+from compressor.attacks import build_attack
+from compressor.cli.options import (Arch, ArchKwargs, DataRoot, Dataset, Eps, Force, Json, Mean, NoNormalize, NumClasses,
+                                    Seed, Std, TrustCode, TrustPickle, eps_value, model_options, names_list)
+from compressor.io import output_lock
+from compressor.reporting import normalization_text, stdout_console, to_json
+
+from ..bench import parse_variants, run_bench
+from ..bench_report import check_outputs, rich_table, write_outputs
+from .export import int_list
 
 
-@app.command("bench")
 def bench_cmd(
     variants: List[str] = typer.Argument(..., metavar="MODEL[=ENGINE]...",
                                          help="Models to run eager, or MODEL=ENGINE to run MODEL's exported engine "
@@ -50,13 +54,6 @@ def bench_cmd(
 ) -> None:
     """Latency p50/p90/p99 and throughput per batch size, peak memory, file size, clean accuracy, transferred
     white-box and black-box Square robustness of each variant; one session at a time, threads pinned."""
-    from exporters.bench import parse_variants, run_bench
-    from exporters.bench_report import check_outputs, rich_table, write_outputs
-
-    from ..attacks import build_attack
-    from ..io import output_lock
-    from .export import int_list
-
     eps_v = eps_value(eps)
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")

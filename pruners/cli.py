@@ -10,14 +10,17 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 
-from .. import TrainConfig
-from ..errors import CompressorError
-from ..registry import PRUNERS
-from ..reporting import normalization_text, stdout_console, table, to_json
-from . import app
-from .options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean,
-                      NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file,
-                      model_options)
+from compressor import TrainConfig
+from compressor.attacks import build_attack
+from compressor.errors import CompressorError
+from compressor.registry import PRUNERS
+from compressor.reporting import normalization_text, stdout_console, table, to_json
+from compressor.cli.options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
+                                    Json, Mean, NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value,
+                                    existing_file, model_options)
+
+from .config import config_fields
+from .workflow import prune
 
 log = logging.getLogger(__name__)
 PREFIX = "cfg__"  # Python names of the generated options (flags come from the config fields)
@@ -25,8 +28,6 @@ PREFIX = "cfg__"  # Python names of the generated options (flags come from the c
 
 def _method_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
     """CLI flag -> (ConfigField, {method: its default}), over every registered pruner's config."""
-    from pruners.config import config_fields
-
     fields: dict[str, tuple[Any, dict[str, Any]]] = {}
     for entry in PRUNERS.entries():
         for f in config_fields(entry.obj.Config):
@@ -134,13 +135,9 @@ def prune_cmd(
 
     `compressor prune model.pt --method tscnc` prunes to 0.9 sparsity (without --sparsity or an N:M --pattern) on
     the dataset the checkpoint records, and writes model.tscnc90.pt beside it."""
-    from pruners import prune
-
     existing_file(model_path, "model")
     cls = PRUNERS.get(method)
     options = _pruner_options(method, method_options, _FIELDS)
-    from ..attacks import build_attack
-
     build_attack(eval_attack, 1.0)  # a bad attack name fails before anything runs
     config = TrainConfig(batch_size=batch_size, adv=adv or cls.default_adv, eps=eps_value(eps), steps=steps, beta=beta,
                          val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
@@ -200,4 +197,3 @@ _sig = inspect.signature(prune_cmd)
 prune_cmd.__signature__ = _sig.replace(parameters=[p for p in _sig.parameters.values()
                                                    if p.kind is not inspect.Parameter.VAR_KEYWORD]
                                        + _generated_parameters(_FIELDS))
-app.command("prune")(prune_cmd)

@@ -7,17 +7,23 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ..errors import CompressorError
-from ..io import atomic_write_text, check_output, check_outputs, output_lock
-from ..reporting import stdout_console, table, to_json
-from .. import DataBundle, evaluate_model, open_model, train, TrainConfig
-from . import app
-from .options import Force, Json, Seed
+from compressor import DataBundle, TrainConfig, evaluate_model, open_model, train
+from compressor.cli.options import Force, Json, Seed
+from compressor.errors import CompressorError
+from compressor.io import atomic_write_text, check_output, check_outputs, output_lock
+from compressor.reporting import stdout_console, table, to_json
+from compressor.workflows import state_path_for
+from pruners import make_pruner, prune
+from pruners.workflow import PHASES, phase_state_path
+
+from ..bench import parse_variants, run_bench
+from ..bench_report import output_paths, rich_table, write_outputs
+from .. import get_exporter
+from .export import sample_inputs
 
 ATTACKS = ["fgsm", "pgd20"]
 
 
-@app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the checkpoints and the report."),
     epochs: int = typer.Option(15, "--epochs"),
@@ -29,8 +35,6 @@ def demo_cmd(
 ) -> None:
     """Adversarially train a CNN on digits (PGD-AT), prune it with TSCNC, evaluate both on the test split, save them,
     export both to ONNX and bench them (eager and ONNX Runtime)."""
-    from pruners import make_pruner
-
     if epochs < 1:
         raise CompressorError(f"--epochs must be at least 1, got {epochs}")
     pruner = make_pruner("tscnc", sparsity=sparsity)  # a bad --sparsity fails before anything runs
@@ -49,18 +53,12 @@ def demo_cmd(
 
 def demo_outputs(out: Path, dense: Path, pruned: Path) -> list[Path]:
     """Every file the demo writes: checkpoints, their training states, the report and what `deploy` writes."""
-    from pruners.workflow import PHASES, phase_state_path
-
-    from ..workflows import state_path_for
-
     return [dense, state_path_for(dense), pruned, *(phase_state_path(pruned, p) for p in PHASES),
             out / "report.json", *deploy_outputs(out, dense, pruned)]
 
 
 def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int, sparsity: float, seed: int,
          force: bool, json_out: bool) -> None:
-    from pruners import prune
-
     eps = 0.1
     config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, adv="pgd", eps=eps, steps=10, seed=seed,
                          val_steps=10, device="cpu")
@@ -94,8 +92,6 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
         f"cnn-small on digits: PGD-AT ({trained['seconds']:.0f}s), then TSCNC at {sparsity:.0%} "
         f"({pr['prune_seconds']:.0f}s); test split, n={res['n']}, linf eps={eps}",
         ["metric", "dense", f"tscnc {pr['sparsity_achieved']:.0%}"], rows))
-    from exporters.bench_report import rich_table
-
     dep = report["deploy"]
     stdout_console().print(rich_table(dep["bench"]))
     stdout_console().print(
@@ -109,20 +105,12 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
 
 def deploy_outputs(out: Path, dense: Path, pruned: Path) -> list[Path]:
     """Every file `deploy` writes, so existing ones are refused before training starts."""
-    from exporters.bench_report import output_paths
-
     return [dense.with_suffix(".onnx"), pruned.with_suffix(".onnx"), pruned.with_suffix(".safetensors"),
             *output_paths(out / "bench").values()]
 
 
 def deploy(out: Path, dense: Path, pruned: Path, data: DataBundle, *, force: bool, quiet: bool) -> dict:
     """Export both models to ONNX (parity on test images), store the pruned one compressed, bench all four variants."""
-    from exporters import get_exporter
-    from exporters.bench import parse_variants, run_bench
-    from exporters.bench_report import write_outputs
-
-    from .export import sample_inputs
-
     x, label = sample_inputs(data, 64)
     results = []
     for src in (dense, pruned):

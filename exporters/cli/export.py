@@ -5,28 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 
-from ..errors import CompressorError
-from ..reporting import normalization_text, stdout_console, table, to_json
-from . import app
-from .options import (Arch, ArchKwargs, DataRoot, Dataset, Force, Json, Mean, NoNormalize, NumClasses, Std, TrustCode,
-                      TrustPickle, existing_file, model_options)
+from compressor.cli.options import (Arch, ArchKwargs, DataRoot, Dataset, Force, Json, Mean, NoNormalize, NumClasses,
+                                    Std, TrustCode, TrustPickle, existing_file, model_options)
+from compressor.errors import CompressorError
+from compressor.io import check_output, output_lock
+from compressor.parsing import parse_int_list
+from compressor.reporting import normalization_text, stdout_console, table, to_json
+from compressor.sanity import check_finite_weights
+from compressor.workflows import open_model
+
+from .. import get_exporter
 
 FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `compressor list exporters`)."
 
 
 def int_list(text: str, name: str) -> list[int]:
     """Parse ``1,64`` (positive integers, no empty items)."""
-    from ..parsing import parse_int_list
-
     return parse_int_list(text, name=name, minimum=1)
 
 
 def pick_device(device: str, devices: tuple[str, ...]) -> str:
     """`device`, or for auto the exporter's best: CUDA when it runs there and a GPU is visible, else CPU."""
-    import torch
-
     if device != "auto":
         return device
     if "cuda" in devices and (torch.cuda.is_available() or "cpu" not in devices):
@@ -42,7 +44,6 @@ def sample_inputs(data, n: int):  # type: ignore[no-untyped-def]
     return part.float_images(), f"{data.info.name} test[:{len(part)}]"
 
 
-@app.command("export")
 def export_cmd(
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
     fmt: str = typer.Option(..., "--format", "-f", help=FORMATS_HELP),
@@ -72,11 +73,6 @@ def export_cmd(
     """Export a model to ONNX, a TensorRT engine, an AOTInductor package or a compressed checkpoint, checked against
     PyTorch (max |delta logit|; fp32 fails above 1e-4)."""
     existing_file(model_path, "model")
-    from exporters import get_exporter
-
-    from ..io import check_output, output_lock
-    from ..workflows import open_model
-
     exporter = get_exporter(fmt)
     dev = pick_device(device, exporter.devices)
     exporter.check(precision, dev)
@@ -88,8 +84,6 @@ def export_cmd(
     options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, **options)
     ck = loaded.checkpoint
-    from ..sanity import check_finite_weights
-
     check_finite_weights(loaded.model, str(model_path))
     input_shape = tuple(loaded.input_shape) or (tuple(data.info.input_shape) if data is not None else ())
     if not input_shape:
