@@ -18,6 +18,11 @@ from torch import nn
 from .errors import CompressorError
 from .folding import unwrap_model
 from .io import atomic_write, check_output
+from .models import build_imported, create_model, is_import_path, normalization_of
+from .models.exported import ExportedModel
+from .pt2_safety import check_pt2
+from .registry import TRANSFORMS
+from .sanity import check_declared_size
 from .storage import read_compressed
 
 FORMAT = "compressor.checkpoint"
@@ -116,8 +121,6 @@ class Checkpoint:
                                       "incomplete; save it again")
             return self.module.eval()
         check_arch_allowed(self.arch, arch, trust_code)
-        from .sanity import check_declared_size
-
         check_declared_size(lambda: build_architecture(self.arch, self.arch_kwargs), self.state_dict,
                             f"the checkpoint (arch '{self.arch}')")
         model = build_architecture(self.arch, self.arch_kwargs)
@@ -128,8 +131,6 @@ class Checkpoint:
 
 def check_arch_allowed(recorded: str, given: str | None, trust_code: bool) -> None:
     """A file never makes the tool import code: a recorded import path needs the same --arch or --trust-code."""
-    from .models import is_import_path
-
     if given is not None and given != recorded:
         raise CompressorError(f"the checkpoint was written for --arch {recorded}, not {given}: pass --arch {recorded}"
                               " (or leave --arch out for a zoo model)")
@@ -141,8 +142,6 @@ def check_arch_allowed(recorded: str, given: str | None, trust_code: bool) -> No
 def build_architecture(arch: str, arch_kwargs: Mapping[str, Any]) -> nn.Module:
     """The model a checkpoint records: a zoo name with its keyword arguments, or an import path whose
     arch_kwargs are ``{"kwargs": ..., "mean": ..., "std": ...}`` (the callable's arguments and our normalisation)."""
-    from .models import build_imported, create_model, is_import_path
-
     if is_import_path(arch):
         return build_imported(arch, arch_kwargs.get("kwargs"), arch_kwargs.get("mean"), arch_kwargs.get("std"))
     return create_model(arch, **arch_kwargs)
@@ -150,8 +149,6 @@ def build_architecture(arch: str, arch_kwargs: Mapping[str, Any]) -> nn.Module:
 
 def apply_structure(model: nn.Module, compression: list) -> None:
     """Re-apply recorded structural transforms (those marked ``structural``) so shapes match the weights."""
-    from .registry import TRANSFORMS
-
     for entry in compression:
         if entry.get("structural"):
             TRANSFORMS.get(entry["name"]).rebuild(model, entry)
@@ -323,8 +320,6 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
 
 def _normalization(model: nn.Module, source: str, none: str) -> dict:
     """{"mean", "std", "source"} of the model's first Normalize (`source`), or None values and `none`."""
-    from .models import normalization_of
-
     found = normalization_of(model)
     if found is None and hasattr(model, "normalization"):  # an exported program's buffers
         found = model.normalization()
@@ -348,8 +343,6 @@ def _check_stated(norm: dict, mean: Any, std: Any, no_normalize: bool, path: Pat
 def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, Any] | None, mean: Any, std: Any,
                      no_normalize: bool) -> LoadedModel:
     """Build `arch` for a plain state dict and load it; refuse a normalisation nobody stated."""
-    from .models import build_imported, create_model, is_import_path
-
     kwargs = dict(arch_kwargs or {})
     imported = is_import_path(arch)
     if not imported:  # a zoo model's mean/std in the API's kwargs are stated normalisation too
@@ -410,15 +403,11 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
         return load_compressed(path)
     if path.suffix == ".pt2":
-        from .pt2_safety import check_pt2
-
         check_pt2(path, trust_pickle)  # before torch sees it: its loader unpickles and execs what the file holds
         try:
             program = torch.export.load(str(path))
         except Exception as exc:
             raise CompressorError(f"cannot read {path} as a torch.export program: {_short(exc)}") from None
-        from .models.exported import ExportedModel
-
         try:
             model = ExportedModel(program)
         except Exception as exc:

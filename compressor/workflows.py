@@ -17,7 +17,7 @@ from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
 from .parsing import check_eps_range
-from .models import create_model
+from .models import create_model, is_import_path
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device
 
@@ -94,8 +94,6 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     names, or ``module:callable`` with `arch_kwargs`. The input normalisation is the file's own, or `mean`/`std`,
     or none with `no_normalize`; it is never taken from the dataset (see `load_model`).
     """
-    from .models import is_import_path
-
     if num_classes is not None and num_classes < 1:
         raise CompressorError(f"--num-classes must be at least 1, got {num_classes}")
     data = None

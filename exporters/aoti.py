@@ -24,7 +24,8 @@ from compressor.io import atomic_write, check_output
 from . import register_exporter
 from .base import (Exporter, ExportResult, check_parity, error_line, file_bytes, follows_2to4,
                    inputs_label, parse_batch_sizes, prepare_model, random_inputs)
-from .engines import run_many
+from .latency import measure_latency
+from .runners import run_many
 from .onnx import trace
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -161,8 +162,6 @@ def semi_structured_speedup(model: nn.Module, batch_size: int = 64, runs: int = 
         raise CompressorError("2:4 semi-structured kernels need a CUDA GPU (compute capability >= 8.0) and none is "
                               "visible")
     from torch.sparse import to_sparse_semi_structured
-
-    from .latency import measure_latency
 
     dtype = dtypes[precision]
     ready = prepare_model(model, "fp32").to("cuda", dtype)

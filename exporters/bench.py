@@ -21,9 +21,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from compressor.attacks import build_attack, preserved_rng
+from compressor.checkpoint import library_versions
+from compressor.environment import cpu_model, gpu_driver
 from compressor.errors import CompressorError
+from compressor.evaluation import evaluate
+from compressor.workflows import open_model
 
-from .base import file_bytes
+from .base import file_bytes, parse_batch_sizes
 from .engines import TorchRunner, engine_format, open_runner, run_many
 from .latency import measure_latency
 
@@ -147,9 +152,6 @@ def pinned_threads(threads: int) -> Iterator[None]:
 
 def environment() -> dict[str, Any]:
     """CPU model and cores, GPU and driver when there is one, OS, and the versions of the libraries involved."""
-    from compressor.checkpoint import library_versions
-    from compressor.environment import cpu_model, gpu_driver
-
     env: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                            "versions": library_versions(), "gpu": None, "cuda": torch.version.cuda}
     for mod in ("onnx", "onnxruntime", "pyautoattack", "tensorrt"):
@@ -172,9 +174,6 @@ def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], 
     """White-box attacks on the source model (on the GPU when benchmarking there), keeping the adversarial images."""
     import copy
 
-    from compressor.attacks import preserved_rng
-    from compressor.evaluation import evaluate
-
     dev = torch.device(device if device.startswith("cuda") else "cpu")
     model = copy.deepcopy(model).to(dev) if dev.type == "cuda" else model
     with preserved_rng(dev):
@@ -185,9 +184,6 @@ def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], 
 def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, batch_sizes: Sequence[int],
                   warmup: int, runs: int, threads: int, device: str, square: Any, seed: int) -> dict[str, Any]:
     """Open one session for `variant`, time it, score it, close it."""
-    from compressor.attacks import preserved_rng
-    from compressor.evaluation import evaluate
-
     x, y = split.float_images(), split.y
     row: dict[str, Any] = {"name": variant.name, "model": str(variant.model),
                            "engine": str(variant.engine) if variant.engine else None,
@@ -264,10 +260,6 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
 
     `model_options` (``arch``, ``arch_kwargs``, ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see
     `compressor.open_model`) say how to open the model files."""
-    from compressor.attacks import build_attack
-    from compressor.workflows import open_model
-
-    from .base import parse_batch_sizes
 
     sizes = parse_batch_sizes(batch_sizes)
     if runs < 1 or warmup < 0 or n < 1 or square_queries < 1:

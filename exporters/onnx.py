@@ -19,6 +19,7 @@ from compressor.io import atomic_write, check_output
 from . import register_exporter
 from .base import (Exporter, ExportResult, check_parity, discard_on_error, error_line, file_bytes, inputs_label,
                    parse_batch_sizes, prepare_model, random_inputs)
+from .ort_session import OnnxRunner
 
 MIN_OPSET = 17
 EXTERNAL_DATA_BYTES = 2 * 1024**3  # protobuf's 2 GB limit: only bigger models get a separate weights file
@@ -141,8 +142,6 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
         check_onnx(file)
         if parity:
             x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
-            from .onnxruntime import OnnxRunner
-
             runner = OnnxRunner(file, device="cpu", threads=1)
             batches = [x] + ([x[:1]] if dynamic_batch and len(x) > 1 else [])
             if not dynamic_batch:

@@ -25,7 +25,7 @@ from compressor.io import atomic_path, atomic_write, atomic_write_text, check_ou
 from . import register_exporter
 from .base import (Exporter, ExportResult, check_parity, file_bytes, inputs_label, parse_batch_sizes,
                    prepare_model, random_inputs, require, sparse_2to4_layers)
-from .engines import run_many
+from .runners import run_many
 from .onnx import export_onnx
 
 EXTRA_HINT = " (TensorRT's libraries come from NVIDIA's index: add --extra-index-url https://pypi.nvidia.com)"

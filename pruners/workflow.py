@@ -18,6 +18,7 @@ from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
 from compressor.io import check_output, main_process_lock
+from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
 from compressor.registry import PRUNERS
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
@@ -265,8 +266,6 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
 
 def _reload_flags(ck: Checkpoint, loaded: LoadedModel) -> list[str]:
     """The flags the output needs to load, as its input did (an import path, a pickled module)."""
-    from compressor.models import is_import_path
-
     if ck.arch == PICKLED_ARCH:
         return ["--trust-pickle"]
     return [f"--arch {ck.arch}"] if is_import_path(ck.arch) else []

@@ -48,3 +48,24 @@ def test_core_source_names_no_upper_layer():
                                        '"pruners.', '"exporters.', "'pruners", "'exporters")):
                 offenders.append(f"{path.relative_to(REPO)}:{no}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_no_first_party_import_inside_a_function():
+    """Imports sit at module level (only optional heavy third-party packages may be imported where used)."""
+    import ast
+
+    first_party = ("compressor", "pruners", "exporters")
+    found = []
+    for root in first_party:
+        for path in (REPO / root).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for fn in ast.walk(tree):
+                if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for node in ast.walk(fn):
+                    names = ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                             else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                    relative = isinstance(node, ast.ImportFrom) and node.level > 0
+                    if relative or any(n.split(".")[0] in first_party for n in names):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno} in {fn.name}()")
+    assert not found, "\n".join(sorted(set(found)))

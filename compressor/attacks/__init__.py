@@ -115,7 +115,8 @@ def build_attack(spec: str, eps: float, norm: str = "linf", *, seed: int | None 
 
 from . import autoattack  # noqa: E402  (registers the pyautoattack-backed attacks; needs Attack above)
 from .autoattack import APGD, APGDDLR, APGDT, FABT, AutoAttackSuite, ReferenceAttack, Square  # noqa: E402
-from .guards import check_logits, gradient_warning, logits_fn, masking_warnings, preserved_rng  # noqa: E402
+from .guards import check_logits, gradient_warning, logits_fn, preserved_rng  # noqa: E402
+from .masking import masking_warnings  # noqa: E402  (needs FGSM, PGD and AutoAttackSuite above)
 
 __all__ = ["APGD", "APGDDLR", "APGDT", "Attack", "AutoAttackSuite", "CW", "FABT", "FGSM", "LOSSES", "PGD",
            "ReferenceAttack", "Square", "build_attack", "ce_loss", "check_logits", "cw_margin_loss", "fgsm",

@@ -9,8 +9,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..reporting import normalization_text, stdout_console, table, to_json
 from .. import evaluate_model, open_model
+from ..attacks import build_attack
+from ..errors import CompressorError
+from ..io import check_output
+from ..reporting import normalization_text, stdout_console, table, to_json
+from ..sanity import check_model_fits_data
 from . import app
 from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
                       NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options,
@@ -54,9 +58,6 @@ def eval_cmd(
     """Clean accuracy and accuracy under attacks (eval mode, fp32), with the per-sample worst case."""
     existing_file(model_path, "model")
     eps_v = eps_value(eps)
-    from ..attacks import build_attack
-    from ..io import check_output
-
     # fail on a bad name or output before loading anything; names as the report spells them, each once
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     if save_adv is not None:
@@ -65,11 +66,7 @@ def eval_cmd(
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=seed,
                               **options)
     if data is None:
-        from ..errors import CompressorError
-
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
-    from ..sanity import check_model_fits_data
-
     ck = loaded.checkpoint
     check_model_fits_data(loaded.model, data, what=str(model_path), split=split,
                           input_shape=ck.input_shape if ck is not None else None)

@@ -8,7 +8,11 @@ from typing import Optional
 import typer
 
 from .. import model_summary, open_model
+from ..checkpoint import load_model
+from ..flops import size_report
 from ..reporting import normalization_text, stdout_console, table, to_json
+from ..sanity import check_finite_weights
+from ..storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
 from . import app
 from .options import (Arch, ArchKwargs, DataRoot, Dataset, Json, Mean, NoNormalize, NumClasses, Std, TrustCode,
                       TrustPickle, existing_file, model_options)
@@ -37,19 +41,13 @@ def inspect_cmd(
     loaded, _ = open_model(model_path, dataset=dataset if arch is not None else None, data_root=data_root,
                            **options) if arch is not None else (_load(model_path, options), None)
     if svd:
-        from ..sanity import check_finite_weights
-
         check_finite_weights(loaded.model, str(model_path), hint=", or pass --no-svd to list its layers anyway")
     summary = model_summary(loaded.model, with_svd=svd)
     ck = loaded.checkpoint
-    from ..flops import size_report
-
     size = size_report(loaded.model, loaded.input_shape or None)
     summary.update(macs=size["macs"], cost_layers=size["layers"])
     meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size,
             "normalization": loaded.normalization, "input_shape": list(loaded.input_shape)}
-    from ..storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
-
     meta.update({k: v for k, v in storage_sizes(loaded.model.state_dict()).items() if k != "ratio"})
     if ck is not None:
         meta.update({"arch": ck.arch, "dataset": ck.dataset.get("name"), "input_shape": list(ck.input_shape),
@@ -79,6 +77,4 @@ def inspect_cmd(
 
 def _load(path: Path, options: dict):  # type: ignore[no-untyped-def]
     """The model file alone (no dataset needed): a checkpoint, a .pt2 program or a trusted pickle."""
-    from ..checkpoint import load_model
-
     return load_model(path, **{k: v for k, v in options.items() if k not in ("num_classes",)})

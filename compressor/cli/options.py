@@ -9,6 +9,7 @@ import typer
 
 from ..errors import CompressorError
 from .. import parse_eps
+from ..models import parse_arch_kwargs
 
 Dataset = typer.Option(None, "--dataset", "-d", help="Dataset name (see `compressor list datasets`) or npz:PATH.")
 DataRoot = typer.Option(None, "--data-root", help="Folder holding the dataset in its usual on-disk format.")
@@ -73,8 +74,6 @@ def model_options(arch: Optional[str] = None, arch_kwargs: Optional[str] = None,
                   mean: Optional[str] = None, std: Optional[str] = None, no_normalize: bool = False,
                   trust_pickle: bool = False, trust_code: bool = False) -> dict:
     """The model options of a command, parsed, as keyword arguments of `open_model`."""
-    from ..models import parse_arch_kwargs
-
     if arch_kwargs is not None and arch is None:
         raise CompressorError("--arch-kwargs needs --arch: name the class or factory they are for")
     return {"arch": arch, "arch_kwargs": parse_arch_kwargs(arch_kwargs), "num_classes": num_classes,

@@ -23,6 +23,7 @@ from ..parsing import check_eps_range
 from .callbacks import Callback, StopTraining
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .losses import craft_pgd_at, craft_trades, trades_loss
+from .progress import TrainProgress
 
 STATE_FORMAT = "compressor.train-state"
 ADV_MODES = ("none", "pgd", "trades")
@@ -342,8 +343,6 @@ class Trainer:
             if self.state_path is None:
                 raise CompressorError("--resume needs the training state path")
             self.load_state(self.state_path)
-        from .progress import TrainProgress
-
         with TrainProgress(cfg.epochs, len(self.loader), disabled=self.quiet, console=self.console) as progress:
             progress.advance_epochs(self.epoch)
             try:

@@ -12,6 +12,7 @@ from torch import nn
 
 from compressor.analysis import PRUNABLE
 from compressor.errors import CompressorError
+from compressor.training import DistContext
 
 from .. import register_transform
 from ..masking import MaskedLayers, finalize
@@ -131,8 +132,6 @@ class Channels(Transform):
 
     def _weight_scores(self, model: nn.Module, context: TransformContext) -> dict[nn.Module, torch.Tensor]:
         """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
-        from compressor.training import DistContext
-
         if context.data is None or context.config is None:
             raise CompressorError(f"--transform channels importance={self.importance} needs data: pass --dataset")
         cfg = context.config if context.config.eps is not None else replace(context.config,
