@@ -613,6 +613,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     st = res["settings"]
     aa = any("aa" in r for r in res["rows"]) or "aa" in res["dense"]
     lines = markdown_header(f"Robust pruning on {res['dataset']} (protocol v2)", res)
+    if res.get("note"):
+        lines[1:1] = ["", f"> Note: {res['note']}"]
     d = res["dense"]
     lines += [
         f"- data: {res['data_notes']}; splits: fine-tune {res['splits']['train']}, validation {res['splits']['val']}, "
@@ -768,7 +770,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-models", type=Path, default=None, help="keep every pruned model's state dict here (so "
                    "AutoAttack can be added to cached rows later with --aa-rows)")
     p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
+    p.add_argument("--only-cached", action="store_true", help="run no new row: only add AutoAttack (--aa-rows) to "
+                   "cached rows from their saved models, and write the report")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (then report)")
+    p.add_argument("--note", default="", help="a line for the top of the report (e.g. how the chunks were run)")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--out", default=str(DEFAULT_OUT))
     p.add_argument("--force", action="store_true")
@@ -827,6 +832,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     for i, spec in enumerate(grid):
         row = cache.get(spec.key)
         out_of_time = args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes
+        if args.only_cached and row is None:
+            continue
         saved = args.save_models / f"{spec.key}.pt" if args.save_models else None
         where = f"[{i + 1}/{len(grid)}] {spec.label} ({spec.group}) @ {spec.sparsity:g} seed {spec.seed}"
         if row is None and not out_of_time:
@@ -864,7 +871,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "settings": {**_settings(args), "seeds": args.seeds, "allocations": args.allocations, "lambdas": args.lambdas,
                      "methods": args.methods, "sparsities": args.sparsities, "variants": args.variants,
                      "admm_pgd": args.admm_pgd, "aa_rows": args.aa_rows},
-        "dense_train": dense_train, "dense": dense_row, "rows": rows,
+        "dense_train": dense_train, "dense": dense_row, "rows": rows, "note": args.note,
         "summary": aggregate([r for r in rows if r["group"] != "lambda"] + lambda_rows(rows, matched)),
         "comparisons": comparisons(rows, "apgd"), "comparisons_pgd20": comparisons(rows, "pgd20"),
         "lambda_choice": lambda_choice(rows, matched),

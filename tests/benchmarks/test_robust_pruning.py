@@ -132,3 +132,16 @@ def test_bad_grid_input_is_one_line(bench, tmp_path, capsys):
     assert bench.main(["--eps", "two", "--out", str(tmp_path)]) == 2
     assert "--eps 'two' is not a number" in capsys.readouterr().err
     assert isinstance(bench.build_parser().parse_args([]), argparse.Namespace)
+
+
+def test_autoattack_is_added_later_to_cached_rows_on_the_same_images(bench, tmp_path):
+    base = [*TINY, "--methods", "magnitude", "--sparsities", "0.9", "--seeds", "0", "--allocations", "global",
+            "--eval-n", "8", "--cache", str(tmp_path / "rows"), "--save-models", str(tmp_path / "models"),
+            "--out", str(tmp_path)]
+    assert bench.main(base) == 0
+    assert bench.main([*base, "--only-cached", "--aa-rows", "global"]) == 0
+    (js,) = tmp_path.glob("*.json")
+    res = json.loads(js.read_text())
+    (row,) = res["rows"]
+    assert res["cost"]["rows_run_now"] == 0 and row["n"] == 8
+    assert 0 <= row["worst"] <= min(row["aa"], row["apgd"]) and "APGD-CE+T | AA |" in js.with_suffix(".md").read_text()
