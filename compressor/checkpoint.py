@@ -6,7 +6,6 @@ import copy
 import datetime as _dt
 import pickle
 import platform
-import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,10 +44,12 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def make_provenance(seed: int | None = None, metrics: Mapping[str, Any] | None = None, **extra: Any) -> dict:
-    """Command line, library versions, seed, metrics and time, for the record."""
+def make_provenance(seed: int | None = None, metrics: Mapping[str, Any] | None = None, *, command: str | None = None,
+                    **extra: Any) -> dict:
+    """The command that made it (as its caller states it: the CLI passes its command line; None from Python),
+    library versions, seed, metrics and time, for the record."""
     return {
-        "command": " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv)),
+        "command": command,
         "versions": library_versions(),
         "seed": seed,
         "metrics": dict(metrics or {}),
@@ -132,11 +133,11 @@ class Checkpoint:
 def check_arch_allowed(recorded: str, given: str | None, trust_code: bool) -> None:
     """A file never makes the tool import code: a recorded import path needs the same --arch or --trust-code."""
     if given is not None and given != recorded:
-        raise CompressorError(f"the checkpoint was written for --arch {recorded}, not {given}: pass --arch {recorded}"
-                              " (or leave --arch out for a zoo model)")
+        raise CompressorError(f"the checkpoint was written for `arch` {recorded}, not {given}: pass `arch` {recorded}"
+                              " (or leave `arch` out for a zoo model)")
     if is_import_path(recorded) and given is None and not trust_code:
         raise CompressorError(f"the checkpoint's architecture is the import path {recorded}, and a file never makes "
-                              f"compressor import code by itself: pass --arch {recorded} (or --trust-code)")
+                              f"compressor import code by itself: pass `arch` {recorded} (or `trust_code`)")
 
 
 def build_architecture(arch: str, arch_kwargs: Mapping[str, Any]) -> nn.Module:
@@ -218,14 +219,14 @@ def _read(path: Path, trust_pickle: bool) -> Any:
             detail = next((ln.strip() for ln in reason if "GLOBAL" in ln or "Unsupported" in ln), "")
             raise CompressorError(
                 f"{path} contains pickled Python objects{f' ({detail})' if detail else ''}; unpickling can run "
-                "arbitrary code, so it is refused: re-save it as a state dict, or pass --trust-pickle only if you "
+                "arbitrary code, so it is refused: re-save it as a state dict, or pass `trust_pickle` only if you "
                 "trust its source") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CompressorError(f"cannot read {path}: the file is corrupt or truncated ({_short(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
-        raise CompressorError(f"cannot read {path} even with --trust-pickle: {_short(exc)}") from None
+        raise CompressorError(f"cannot read {path} even with `trust_pickle`: {_short(exc)}") from None
 
 
 def _short(exc: BaseException) -> str:
@@ -310,8 +311,8 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
             parts.append(f"{len(unexpected)} unexpected keys ({_first(unexpected)})")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches ({_first(shapes, 2)})")
-        raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check --arch, --arch-kwargs and "
-                              "--num-classes")
+        raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check `arch`, `arch_kwargs` and "
+                              "`num_classes`")
     for k in norm_keys:
         sd[k] = own[k]
     model.load_state_dict(sd, strict=True)
@@ -336,8 +337,8 @@ def _check_stated(norm: dict, mean: Any, std: Any, no_normalize: bool, path: Pat
         abs(a - b) < 1e-5 for a, b in zip(want_mean + want_std, norm["mean"] + norm["std"]))
     if not same:
         raise CompressorError(f"{path} holds its own input normalisation (mean {norm['mean']}, std {norm['std']}), "
-                              f"which {'--no-normalize' if no_normalize else '--mean/--std'} contradicts: drop "
-                              f"{'--no-normalize' if no_normalize else '--mean/--std'}")
+                              f"which {'`no_normalize`' if no_normalize else '`mean`/`std`'} contradicts: drop "
+                              f"{'`no_normalize`' if no_normalize else '`mean`/`std`'}")
 
 
 def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, Any] | None, mean: Any, std: Any,
@@ -350,21 +351,21 @@ def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, 
         std = kwargs.pop("std", None) if std is None else std
         kwargs.pop("mean", None), kwargs.pop("std", None)
     if (mean is None) != (std is None):
-        raise CompressorError("pass --mean and --std together (or --no-normalize)")
+        raise CompressorError("pass `mean` and `std` together (or `no_normalize`)")
     if no_normalize and mean is not None:
-        raise CompressorError("--no-normalize contradicts --mean/--std: pass one or the other")
+        raise CompressorError("`no_normalize` contradicts `mean`/`std`: pass one or the other")
     if imported:
         model = build_imported(arch, kwargs, mean, std)
     else:
         chans = int(kwargs.get("in_chans", 3))
         model = create_model(arch, mean=[0.0] * chans if no_normalize else mean,
                              std=[1.0] * chans if no_normalize else std, **kwargs)
-    filled = fit_state_dict(model, sd, what=f"--arch {arch}")
+    filled = fit_state_dict(model, sd, what=f"`arch` {arch}")
     stated = mean is not None or no_normalize or (imported and ("mean" in kwargs or "std" in kwargs))
     if filled and not stated:
-        raise CompressorError(f"{path} holds no input normalisation, and --arch {arch} would put one in front of "
-                              "the weights: pass the mean and std they were trained with (--mean M1,M2,.. --std "
-                              "S1,S2,..), or --no-normalize if they take raw [0, 1] pixels")
+        raise CompressorError(f"{path} holds no input normalisation, and `arch` {arch} would put one in front of "
+                              "the weights: pass the mean and std they were trained with (`mean` M1,M2,.. `std` "
+                              "S1,S2,..), or `no_normalize` if they take raw [0, 1] pixels")
     source = ("--no-normalize" if no_normalize else "--mean/--std" if mean is not None else "--arch-kwargs") \
         if filled else "the file"
     norm = _normalization(model, source, "none: the model's own code gets [0, 1] pixels")
@@ -430,6 +431,6 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
         raise CompressorError(f"{path} holds neither a compressor checkpoint nor a state dict: "
                               "save the model's state_dict(), or export it with torch.export (.pt2)")
     if arch is None:
-        raise CompressorError(f"{path} is a plain state dict: pass --arch NAME (see `compressor list models`) or "
-                              "--arch PACKAGE.MODULE:CALLABLE (your own model) so the architecture can be built")
+        raise CompressorError(f"{path} is a plain state dict: pass `arch` NAME (see `compressor list models`) or "
+                              "`arch` PACKAGE.MODULE:CALLABLE (your own model) so the architecture can be built")
     return _from_state_dict(path, sd, arch, arch_kwargs, mean, std, no_normalize)

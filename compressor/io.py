@@ -40,7 +40,7 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     if path.is_dir():
         raise CompressorError(f"{path} is a directory: give a file name for the output")
     if path.exists() and not force:
-        raise CompressorError(f"{path} already exists: pass --force to overwrite it, or choose another output")
+        raise CompressorError(f"{path} already exists: pass `force` to overwrite it, or choose another output")
     check_writable(_existing_ancestor(path))
     return path
 

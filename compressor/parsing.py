@@ -32,7 +32,7 @@ def parse_eps(value: str | float, *, name: str = "eps", allow_zero: bool = False
     return eps
 
 
-def check_eps_range(eps: float, norm: str, name: str = "--eps") -> float:
+def check_eps_range(eps: float, norm: str, name: str = "`eps`") -> float:
     """Refuse an L-inf budget above 1: pixels live in [0, 1], so it would allow any image at all."""
     if norm == "linf" and eps > 1:
         raise CompressorError(f"{name} {eps:g} is larger than the [0, 1] pixel range, so every image is allowed: "

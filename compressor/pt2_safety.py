@@ -178,5 +178,5 @@ def check_pt2(path: str | Path, trust_pickle: bool = False) -> None:
     if found and not trust_pickle:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise CompressorError(f"{path} {found[0]}{more}; loading it could run arbitrary code, so it is refused: "
-                              "re-export it with torch.export.save from plain tensors, or pass --trust-pickle only "
+                              "re-export it with torch.export.save from plain tensors, or pass `trust_pickle` only "
                               "if you trust its source")

@@ -163,7 +163,7 @@ def read_compressed(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CompressorError(f"cannot read {path} as safetensors: {error_line(exc, 160)}") from None
     if meta.get("format") != FORMAT:
         raise CompressorError(f"{path} is a safetensors file but not a compressor sparse checkpoint "
-                              f"(format {meta.get('format')!r}): load it as a state dict with --arch")
+                              f"(format {meta.get('format')!r}): load it as a state dict with `arch`")
     version = meta.get("format_version", "")
     if not version.isdigit():
         raise CompressorError(f"{path} has sparse-safetensors format_version {version!r}, not an integer: the file "

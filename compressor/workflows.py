@@ -39,25 +39,27 @@ def state_path_for(output: str | Path) -> Path:
 def train(arch: str, dataset: str, output: str | Path, config: TrainConfig, *, data_root: str | Path | None = None,
           download: bool = False, val_size: float | int | None = None, arch_kwargs: dict | None = None,
           callbacks: Sequence[Callback] = (), force: bool = False, resume: bool = False,
-          keep_state: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Train `arch` on `dataset` (standard, PGD-AT or TRADES) and save the best-by-validation checkpoint."""
+          keep_state: bool = False, quiet: bool = False, command: str | None = None) -> dict[str, Any]:
+    """Train `arch` on `dataset` (standard, PGD-AT or TRADES) and save the best-by-validation checkpoint.
+
+    `command` is recorded in the checkpoint's provenance (the CLI passes its command line)."""
     config.validate()
     output = Path(output)
     state = state_path_for(output)
     if resume and not state.is_file():
-        raise CompressorError(f"no training state at {state} to resume from: run without --resume to start afresh")
+        raise CompressorError(f"no training state at {state} to resume from: run without `resume` to start afresh")
     check_output(output, force)
     if not resume and not force and state.is_file():
-        raise CompressorError(f"{state} holds an interrupted run: pass --resume to continue it, or --force to start "
+        raise CompressorError(f"{state} holds an interrupted run: pass `resume` to continue it, or `force` to start "
                               "afresh")
     with main_process_lock(output):
         return _train(arch, dataset, output, config, data_root=data_root, download=download, val_size=val_size,
                       arch_kwargs=arch_kwargs, callbacks=callbacks, force=force, resume=resume,
-                      keep_state=keep_state, quiet=quiet)
+                      keep_state=keep_state, quiet=quiet, command=command)
 
 
 def _train(arch: str, dataset: str, output: Path, config: TrainConfig, *, data_root, download, val_size, arch_kwargs,
-           callbacks, force, resume, keep_state, quiet) -> dict[str, Any]:
+           callbacks, force, resume, keep_state, quiet, command=None) -> dict[str, Any]:
     state = state_path_for(output)
     ctx = init_distributed(config.device)
     try:
@@ -74,7 +76,7 @@ def _train(arch: str, dataset: str, output: Path, config: TrainConfig, *, data_r
         if ctx.is_main:
             save_checkpoint(output, trainer.model, arch=arch, arch_kwargs=kwargs, dataset=data.info.as_dict(),
                             provenance=make_provenance(config.seed, result.best_metrics, train_config=asdict(trainer.config),
-                                                       best_epoch=result.best_epoch),
+                                                       best_epoch=result.best_epoch, command=command),
                             force=force)
             if not keep_state:
                 state.unlink(missing_ok=True)
@@ -95,7 +97,7 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     or none with `no_normalize`; it is never taken from the dataset (see `load_model`).
     """
     if num_classes is not None and num_classes < 1:
-        raise CompressorError(f"--num-classes must be at least 1, got {num_classes}")
+        raise CompressorError(f"`num_classes` must be at least 1, got {num_classes}")
     data = None
     if dataset is not None:
         data = load_dataset(dataset, data_root, download=download, seed=seed)
@@ -105,7 +107,7 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
             kwargs.setdefault("num_classes", num_classes)
     elif arch is not None:
         if data is None and not {"num_classes", "in_chans"} <= set(kwargs):
-            raise CompressorError(f"--arch {arch} needs --dataset so the number of classes and input channels are "
+            raise CompressorError(f"`arch` {arch} needs `dataset` so the number of classes and input channels are "
                                   "known")
         if data is not None:
             kwargs = {"num_classes": num_classes or data.info.num_classes, "in_chans": data.info.input_shape[0],
@@ -115,7 +117,7 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     ck = loaded.checkpoint
     if loaded.source == "checkpoint" and arch_kwargs and ck is not None and is_import_path(ck.arch) \
             and dict(arch_kwargs) != dict(ck.arch_kwargs.get("kwargs") or {}):
-        raise CompressorError(f"{path} records --arch-kwargs {ck.arch_kwargs.get('kwargs')}: drop --arch-kwargs "
+        raise CompressorError(f"{path} records `arch_kwargs` {ck.arch_kwargs.get('kwargs')}: drop `arch_kwargs` "
                               "(the checkpoint's own are used)")
     if data is None and ck is not None and ck.dataset.get("name"):
         data = load_dataset(ck.dataset["name"], data_root, download=download, seed=seed)
@@ -139,9 +141,9 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     eps = data.info.default_eps if eps is None else check_eps_range(eps, norm)
     built = list({a.name: a for a in (build_attack(spec, eps, norm, seed=seed) for spec in attacks)}.values())
     if batch_size < 1:
-        raise CompressorError(f"--batch-size must be >= 1, got {batch_size}")
+        raise CompressorError(f"`batch_size` must be >= 1, got {batch_size}")
     if n is not None and n < 1:
-        raise CompressorError(f"--n must be >= 1, got {n}: leave it out to evaluate the whole split")
+        raise CompressorError(f"`n` must be >= 1, got {n}: leave it out to evaluate the whole split")
     if save_adv is not None:
         check_output(save_adv, force)
     part = data.split(split)

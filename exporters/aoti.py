@@ -114,7 +114,7 @@ class AotiRunner:
     def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
         self.path = Path(path)
         if not is_aoti_package(path):
-            raise CompressorError(f"{path} is not an AOTInductor package: export one with --format aoti")
+            raise CompressorError(f"{path} is not an AOTInductor package: export one with `format` aoti")
         try:
             with _no_cuda_home_warning():
                 self.model = torch._inductor.aoti_load_package(str(path))
@@ -124,7 +124,7 @@ class AotiRunner:
         self.precision = self.metadata.get("compressor.precision", "fp32")
         self.device = torch.device(self.metadata.get("compressor.device", "cpu"))
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise CompressorError(f"{path} was compiled for CUDA and no GPU is visible: re-export it with --device cpu")
+            raise CompressorError(f"{path} was compiled for CUDA and no GPU is visible: re-export it with `device` cpu")
         self.batch_range = (int(self.metadata.get("compressor.batch_min", 1)),
                             int(self.metadata.get("compressor.batch_max", 1)))
         self.providers = [f"aotinductor-{self.device.type}"]
@@ -134,7 +134,7 @@ class AotiRunner:
         lo, hi = self.batch_range
         if not lo <= batch <= hi:
             raise CompressorError(f"batch size {batch} is outside {self.path}'s compiled range {lo}..{hi}: "
-                                  f"re-export with --batch-sizes covering {batch}")
+                                  f"re-export with `batch_sizes` covering {batch}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_batch(len(x))
@@ -200,7 +200,7 @@ class AotiExporter(Exporter):
     def check(cls, precision: str = "fp32", device: str = "cpu") -> None:
         super().check(precision, device)
         if precision == "fp16" and not device.startswith("cuda"):
-            raise CompressorError("--format aoti --precision fp16 needs --device cuda: CPU fp16 kernels are slow "
+            raise CompressorError("`format` aoti `precision` fp16 needs `device` cuda: CPU fp16 kernels are slow "
                                   "and inexact")
 
     def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1, 64), device="cpu",

@@ -112,14 +112,14 @@ class Exporter:
     def check(cls, precision: str = "fp32", device: str = "cpu") -> None:
         """Fail with one line when `precision`, `device` or the optional package is not available."""
         if precision not in cls.precisions:
-            raise CompressorError(f"--format {cls.name} supports --precision {' or '.join(cls.precisions)}, "
+            raise CompressorError(f"`format` {cls.name} supports `precision` {' or '.join(cls.precisions)}, "
                                   f"not '{precision}'")
         kind = device.split(":")[0]
         if kind not in cls.devices:
-            raise CompressorError(f"--format {cls.name} runs on {' or '.join(cls.devices)}, not '{device}'")
+            raise CompressorError(f"`format` {cls.name} runs on {' or '.join(cls.devices)}, not '{device}'")
         if kind == "cuda" and not torch.cuda.is_available():
-            raise CompressorError(f"--format {cls.name} on {device} needs a CUDA GPU and none is visible: "
-                                  "use --device cpu")
+            raise CompressorError(f"`format` {cls.name} on {device} needs a CUDA GPU and none is visible: "
+                                  "use `device` cpu")
         if cls.requires is not None:
             require(*cls.requires)
 

@@ -61,7 +61,7 @@ def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[V
     if engines:
         models = list(dict.fromkeys(v.model for v in variants))
         if len(models) != 1:
-            raise CompressorError("--engine pairs with a single MODEL; with several models write MODEL=ENGINE")
+            raise CompressorError("`engine` pairs with a single MODEL; with several models write MODEL=ENGINE")
         variants += [Variant(models[0], Path(e)) for e in engines]
     if not variants:
         raise CompressorError("nothing to benchmark: give at least one MODEL (or MODEL=ENGINE)")
@@ -141,7 +141,7 @@ class PeakMemory:
 def pinned_threads(threads: int) -> Iterator[None]:
     """torch's intra-op thread count set to `threads` (ONNX Runtime sessions get it explicitly) and restored."""
     if threads < 1:
-        raise CompressorError(f"--threads must be >= 1, got {threads}")
+        raise CompressorError(f"`threads` must be >= 1, got {threads}")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -263,7 +263,7 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
 
     sizes = parse_batch_sizes(batch_sizes)
     if runs < 1 or warmup < 0 or n < 1 or square_queries < 1:
-        raise CompressorError("--runs, --n and --square-queries must be >= 1 and --warmup >= 0")
+        raise CompressorError("`runs`, `n` and `square_queries` must be >= 1 and `warmup` >= 0")
     log = log or (lambda msg: None)
     check_batch_sizes(variants, sizes, device=device, threads=threads)
     rows, sources, settings = [], {}, {}
@@ -274,13 +274,13 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
                 loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed,
                                           **(model_options or {}))
                 if data is None:
-                    raise CompressorError(f"{v.model} records no dataset: pass --dataset NAME")
+                    raise CompressorError(f"{v.model} records no dataset: pass `dataset` NAME")
                 loaded.model.eval().float()
                 eps_v = data.info.default_eps if eps is None else eps
                 built = [build_attack(a, eps_v, norm, seed=seed) for a in attacks]
                 if any(not a.white_box for a in built):
-                    raise CompressorError("--attacks are white-box attacks on the source model; the black-box Square "
-                                          "attack always runs against each engine (--square-queries)")
+                    raise CompressorError("`attacks` are white-box attacks on the source model; the black-box Square "
+                                          "attack always runs against each engine (`square_queries`)")
                 split = data.split("test").head(n)
                 log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
                 white = _source_attacks(loaded.model, split, built, seed, device)

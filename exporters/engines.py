@@ -24,7 +24,7 @@ def engine_format(path: str | Path) -> str:
         if is_aoti_package(path):
             return "aoti"
         raise CompressorError(f"{path} is a torch.export program, not an AOTInductor package: pass it as a MODEL, "
-                              "or compile it with compressor export --format aoti")
+                              "or compile it with compressor export `format` aoti")
     raise CompressorError(f"cannot tell the engine format of {path}: use .onnx, .engine/.plan (TensorRT) or .pt2 "
                           "(AOTInductor)")
 

@@ -67,7 +67,7 @@ def unsupported_op_error(exc: BaseException, program: torch.export.ExportedProgr
     if op is None:
         return CompressorError(f"{fmt} export failed in {where}: {error_line(exc, 160)}")
     return CompressorError(f"{fmt} cannot express the op '{op}' used by {where}: replace that layer with standard "
-                           "ops, or choose another --format")
+                           "ops, or choose another `format`")
 
 
 def _has_submodule(model: nn.Module, name: str) -> bool:
@@ -112,10 +112,10 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     """
     t0 = time.perf_counter()
     if opset < MIN_OPSET:
-        raise CompressorError(f"--opset {opset} is too old: use {MIN_OPSET} or newer")
+        raise CompressorError(f"`opset` {opset} is too old: use {MIN_OPSET} or newer")
     if precision != "fp32":
         raise CompressorError(f"ONNX export writes fp32 graphs, not {precision}: build fp16 engines from it with "
-                              "--format tensorrt --precision fp16")
+                              "`format` tensorrt `precision` fp16")
     path = check_output(path, force)
     sizes = parse_batch_sizes(batch_sizes)
     ready = prepare_model(model)

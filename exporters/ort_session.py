@@ -33,7 +33,7 @@ def choose_providers(device: str = "cpu") -> list[str]:
     if wanted[0] not in available:
         raise CompressorError(f"ONNX Runtime here has no {wanted[0]} (available: {', '.join(available)}): install "
                               "onnxruntime-gpu instead of onnxruntime (pip install 'compressor[gpu]', see README) or "
-                              "use --device cpu")
+                              "use `device` cpu")
     if ":" in device and key != "cpu":
         index = int(device.split(":")[1])
         return [(p, {"device_id": index}) if p != "CPUExecutionProvider" else p for p in wanted]  # type: ignore[misc]
@@ -54,7 +54,7 @@ def make_session(path: str | Path, *, device: str = "cpu", threads: int | None =
     opts.inter_op_num_threads = 1
     if threads is not None:
         if threads < 1:
-            raise CompressorError(f"--threads must be >= 1, got {threads}")
+            raise CompressorError(f"`threads` must be >= 1, got {threads}")
         opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy cores between runs
     opts.log_severity_level = 3  # errors only: ORT's warnings would go to stdout

@@ -30,9 +30,9 @@ class SparseSafetensorsExporter(Exporter):
                **options: Any) -> ExportResult:
         t0 = time.perf_counter()
         if checkpoint is None:
-            raise CompressorError("--format sparse-safetensors needs a compressor checkpoint (architecture and "
+            raise CompressorError("`format` sparse-safetensors needs a compressor checkpoint (architecture and "
                                   "metadata), not a .pt2 program or a pickled module: save one with compressor train, "
-                                  "or pass a state dict with --arch")
+                                  "or pass a state dict with `arch`")
         path = check_output(path, force)
         ref = prepare_model(model).state_dict()
         data = encode(ref, checkpoint)

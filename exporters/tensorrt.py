@@ -91,10 +91,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, input_shape:
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # tactic names for the inspector
     if precision == "fp16":
         if not getattr(builder, "platform_has_fast_fp16", True):  # deprecated in TensorRT 10, may go
-            raise CompressorError("this GPU has no fast fp16: build with --precision fp32")
+            raise CompressorError("this GPU has no fast fp16: build with `precision` fp32")
         config.set_flag(trt.BuilderFlag.FP16)
     elif precision != "fp32":
-        raise CompressorError(f"--format tensorrt builds fp32 or fp16 engines, not {precision}")
+        raise CompressorError(f"`format` tensorrt builds fp32 or fp16 engines, not {precision}")
     if sparse_weights:
         config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     lo, opt, hi = profile_shapes(batch_sizes, input_shape)
@@ -140,7 +140,7 @@ class TensorRTRunner:
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise CompressorError(f"TensorRT cannot load {path}: it was built by another TensorRT version or GPU, or "
-                                  "is not an engine: rebuild it here with compressor export --format tensorrt")
+                                  "is not an engine: rebuild it here with compressor export `format` tensorrt")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
@@ -157,7 +157,7 @@ class TensorRTRunner:
         lo, hi = self.batch_range
         if not lo <= batch <= hi:
             raise CompressorError(f"batch size {batch} is outside {self.path}'s optimisation profile {lo}..{hi}: "
-                                  f"rebuild it with --batch-sizes covering {batch}")
+                                  f"rebuild it with `batch_sizes` covering {batch}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.check_batch(len(x))

@@ -42,11 +42,11 @@ class ADMMConfig(PrunerConfig):
     def validate(self) -> None:
         super().validate()
         if not self.rho > 0 or not self.rho_factor >= 1:
-            raise CompressorError(f"--rho must be > 0 and --rho-factor >= 1, got {self.rho} and {self.rho_factor}")
+            raise CompressorError(f"`rho` must be > 0 and `rho_factor` >= 1, got {self.rho} and {self.rho_factor}")
         if self.rho_max is not None and not self.rho_max >= self.rho:
-            raise CompressorError(f"--rho-max must be >= --rho ({self.rho}), got {self.rho_max}")
+            raise CompressorError(f"`rho_max` must be >= `rho` ({self.rho}), got {self.rho_max}")
         if self.admm_interval is not None and not (math.isfinite(self.admm_interval) and self.admm_interval > 0):
-            raise CompressorError(f"--admm-interval must be > 0 epochs, got {self.admm_interval}: e.g. 2, or 0.5")
+            raise CompressorError(f"`admm_interval` must be > 0 epochs, got {self.admm_interval}: e.g. 2, or 0.5")
 
     @property
     def rho_cap(self) -> float:

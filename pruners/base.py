@@ -155,12 +155,12 @@ class Pruner:
              lr_finetune: float | None = None) -> list[Phase]:
         """The phases of a job with these epoch counts (an epoch count of 0 drops that phase)."""
         if epochs_prune < 0 or epochs_finetune < 0 or epochs_prune + epochs_finetune < 1:
-            raise CompressorError(f"--epochs-prune {epochs_prune} and --epochs-finetune {epochs_finetune}: both must "
+            raise CompressorError(f"`epochs_prune` {epochs_prune} and `epochs_finetune` {epochs_finetune}: both must "
                                   "be >= 0 and together at least 1")
         if self.config.schedule != "oneshot" or self.needs_prune_phase:
             if epochs_prune < 1:
-                why = f"--schedule {self.config.schedule}" if self.config.schedule != "oneshot" else self.name
-                raise CompressorError(f"{why} needs a prune phase: pass --epochs-prune 1 or more")
+                why = f"`schedule` {self.config.schedule}" if self.config.schedule != "oneshot" else self.name
+                raise CompressorError(f"{why} needs a prune phase: pass `epochs_prune` 1 or more")
             self.schedule.check(epochs_prune)
         phases = []
         if epochs_prune:

@@ -17,7 +17,7 @@ from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
 from compressor.cli.options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
                                     Json, Mean, NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value,
-                                    existing_file, model_options)
+                                    command_line, existing_file, model_options, register_flags)
 
 from .config import config_fields
 from .workflow import prune
@@ -148,7 +148,8 @@ def prune_cmd(
                    resume=resume, keep_state=keep_state, quiet=quiet or json_out, trust_pickle=trust_pickle,
                    console=Console(stderr=True), transforms=transform or (),
                    model_options=model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, False,
-                                               trust_code))
+                                               trust_code),
+                   command=command_line())
     if "before" not in report:  # a non-zero DDP rank
         return
     if json_out:
@@ -193,6 +194,7 @@ def _print(report: dict[str, Any]) -> None:
 
 
 _FIELDS = _method_fields()
+register_flags({"transforms": "--transform", **{f.name: flag for flag, (f, _) in _FIELDS.items()}})
 _sig = inspect.signature(prune_cmd)
 prune_cmd.__signature__ = _sig.replace(parameters=[p for p in _sig.parameters.values()
                                                    if p.kind is not inspect.Parameter.VAR_KEYWORD]

@@ -73,16 +73,16 @@ def parse_pattern(text: str) -> tuple[int, int] | None:
     except ValueError:
         n = m = -1
     if len(parts) != 2 or not 1 <= n < m:
-        raise CompressorError(f"--pattern '{text}' is not N:M with 1 <= N < M (at most N nonzeros in every M "
+        raise CompressorError(f"`pattern` '{text}' is not N:M with 1 <= N < M (at most N nonzeros in every M "
                               "consecutive weights): write e.g. 2:4, or unstructured")
     return n, m
 
 
-def check_sparsity(value: float, name: str = "--sparsity") -> float:
+def check_sparsity(value: float, name: str = "`sparsity`") -> float:
     """A fraction of weights to remove: in [0, 1)."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value < 1):
         raise CompressorError(f"{name} must be in [0, 1) (the fraction of weights removed), got {value}: "
-                              "e.g. --sparsity 0.95")
+                              "e.g. `sparsity` 0.95", field=name.split("`")[1] if "`" in name else None)
     return float(value)
 
 
@@ -97,13 +97,13 @@ def parse_rules(text: str | dict) -> dict[str, float]:
                 continue
             glob, sep, value = part.rpartition("=")
             if not sep or not glob.strip():
-                raise CompressorError(f"--layer-sparsity '{part}' is not GLOB=SPARSITY: write e.g. 'classifier.*=0.5'")
+                raise CompressorError(f"`layer_sparsity` '{part}' is not GLOB=SPARSITY: write e.g. 'classifier.*=0.5'")
             try:
                 items.append((glob.strip(), float(value)))
             except ValueError:
-                raise CompressorError(f"--layer-sparsity '{part}': '{value}' is not a number: write e.g. "
+                raise CompressorError(f"`layer_sparsity` '{part}': '{value}' is not a number: write e.g. "
                                       "'classifier.*=0.5'") from None
-    return {str(g): check_sparsity(v, f"--layer-sparsity '{g}'") for g, v in items}
+    return {str(g): check_sparsity(v, f"`layer_sparsity` '{g}'") for g, v in items}
 
 
 def match_rules(names: list[str], rules: dict[str, float]) -> dict[str, float]:
@@ -113,7 +113,7 @@ def match_rules(names: list[str], rules: dict[str, float]) -> dict[str, float]:
         hits = [n for n in names if fnmatch.fnmatchcase(n, glob)]
         if not hits:
             shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-            raise CompressorError(f"--layer-sparsity glob '{glob}' matches no prunable layer: the layers are {shown}")
+            raise CompressorError(f"`layer_sparsity` glob '{glob}' matches no prunable layer: the layers are {shown}")
         for n in hits:
             out.setdefault(n, value)
     return out
@@ -145,20 +145,20 @@ class PrunerConfig:
         if self.sparsity is not None:
             self.sparsity = check_sparsity(self.sparsity)
         if self.allocation not in ALLOCATIONS:
-            raise CompressorError(f"unknown --allocation '{self.allocation}': choose layer or global")
+            raise CompressorError(f"unknown `allocation` '{self.allocation}': choose layer or global")
         if self.schedule not in SCHEDULES:
-            raise CompressorError(f"unknown --schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+            raise CompressorError(f"unknown `schedule` '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if self.rounds < 1:
-            raise CompressorError(f"--rounds must be at least 1, got {self.rounds}")
+            raise CompressorError(f"`rounds` must be at least 1, got {self.rounds}")
         if not (math.isfinite(self.cond_reg) and self.cond_reg >= 0) or not 0 < self.cond_nu < 1:
-            raise CompressorError(f"--cond-reg must be >= 0 and --cond-nu in (0, 1) (ARLST's 0 < nu << 1), got "
+            raise CompressorError(f"`cond_reg` must be >= 0 and `cond_nu` in (0, 1) (ARLST's 0 < nu << 1), got "
                                   f"{self.cond_reg} and {self.cond_nu}")
         nm = parse_pattern(self.pattern)
         self.pattern = "unstructured" if nm is None else f"{nm[0]}:{nm[1]}"
         self.layer_sparsity = parse_rules(self.layer_sparsity or {})
         if self.sparsity is None:
             if nm is None:
-                raise CompressorError("no --sparsity given: pass e.g. --sparsity 0.95 (or an N:M --pattern alone)")
+                raise CompressorError("no `sparsity` given: pass e.g. `sparsity` 0.95 (or an N:M `pattern` alone)")
             self.sparsity = 1 - nm[0] / nm[1]
 
     @property

@@ -51,7 +51,7 @@ class HydraConfig(PrunerConfig):
     def validate(self) -> None:
         super().validate()
         if self.score_init not in SCORE_INITS:
-            raise CompressorError(f"unknown --score-init '{self.score_init}': choose scaled or kaiming")
+            raise CompressorError(f"unknown `score_init` '{self.score_init}': choose scaled or kaiming")
 
 
 @register_pruner("hydra")

@@ -18,8 +18,8 @@ class NoPruningConfig(PrunerConfig):
 
     def validate(self) -> None:
         if self.sparsity not in (None, 0, 0.0):
-            raise CompressorError(f"--method none removes no weights, but --sparsity {self.sparsity} was given: "
-                                  "drop --sparsity or choose a pruner such as --method magnitude")
+            raise CompressorError(f"`method` none removes no weights, but `sparsity` {self.sparsity} was given: "
+                                  "drop `sparsity` or choose a pruner such as `method` magnitude")
         explicit = self.pattern not in ("unstructured", "none", "")
         self.sparsity = None if explicit else 0.0
         super().validate()

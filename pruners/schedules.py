@@ -18,10 +18,10 @@ class Schedule:
     def check(self, epochs: int) -> None:
         """Reject a schedule that does not fit the prune phase."""
         if self.kind == "iterative" and self.rounds > epochs:
-            raise CompressorError(f"--schedule iterative with --rounds {self.rounds} needs --epochs-prune >= "
-                                  f"{self.rounds}, got {epochs}: lower --rounds or add prune epochs")
+            raise CompressorError(f"`schedule` iterative with `rounds` {self.rounds} needs `epochs_prune` >= "
+                                  f"{self.rounds}, got {epochs}: lower `rounds` or add prune epochs")
         if self.kind == "cubic" and epochs < 1:
-            raise CompressorError("--schedule cubic needs --epochs-prune >= 1")
+            raise CompressorError("`schedule` cubic needs `epochs_prune` >= 1")
 
     def fraction(self, epoch: int, epochs: int) -> float:
         """Progress in (0, 1] of the prune phase at `epoch` (0-based): 1 means the target is reached."""

@@ -103,7 +103,7 @@ def default_output(model_path: str | Path, tag: str, resume: bool = False) -> Pa
             return path
         if resume and not path.exists():
             break
-    raise CompressorError(f"no pruning state beside {model_path} to resume from: run without --resume to start "
+    raise CompressorError(f"no pruning state beside {model_path} to resume from: run without `resume` to start "
                           "afresh" if resume else f"no free output name beside {model_path}: pass -o PATH")
 
 
@@ -119,8 +119,8 @@ def _outside_checkpoint(loaded: LoadedModel, model_path: str | Path) -> Checkpoi
         return loaded.checkpoint
     if loaded.source == "exported":
         raise CompressorError(f"{model_path} is a torch.export program, whose graph cannot be pruned: prune the model "
-                              "it was exported from (its state dict with --arch, or a pickled module with "
-                              "--trust-pickle), then `compressor export` the result")
+                              "it was exported from (its state dict with `arch`, or a pickled module with "
+                              "`trust_pickle`), then `compressor export` the result")
     return Checkpoint(arch=PICKLED_ARCH, arch_kwargs={}, state_dict={}, module=loaded.model)
 
 
@@ -131,7 +131,8 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
           lr_finetune: float | None = None, eval_attack: str = "pgd20", eval_n: int | None = None,
           plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
           quiet: bool = False, trust_pickle: bool = False, console=None, transforms: Sequence[str] = (),
-          warn: Callable[[str], None] = _stderr, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+          warn: Callable[[str], None] = _stderr, model_options: dict[str, Any] | None = None,
+          command: str | None = None) -> dict[str, Any]:
     """Prune a model file with `method` and save it (masks folded, metadata appended) with a full report.
 
     The file is a compressor checkpoint, or any outside model `compressor.open_model` opens with
@@ -153,15 +154,15 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     for t in chosen:
         options = t.pruner_options(method, options)
     if method == "none" and not chosen and options.get("pattern", "unstructured") == "unstructured":
-        raise CompressorError("--method none without --transform or --pattern changes nothing: add e.g. "
-                              "--transform channels:0.5, or choose a pruner")
+        raise CompressorError("`method` none without `transforms` or `pattern` changes nothing: add e.g. "
+                              "`transforms` channels:0.5, or choose a pruner")
     defaulted = method != "none" and options.get("sparsity") is None and \
         str(options.get("pattern", "unstructured")).strip().lower() in ("unstructured", "none", "")
     if defaulted:
         options["sparsity"] = DEFAULT_SPARSITY
     if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
-        raise CompressorError(f"--sparsity {options['sparsity']} prunes nothing (it would only fine-tune): give a "
-                              "target between 0 and 1, e.g. 0.9, or use --method none with a --transform")
+        raise CompressorError(f"`sparsity` {options['sparsity']} prunes nothing (it would only fine-tune): give a "
+                              "target between 0 and 1, e.g. 0.9, or use `method` none with a `transforms`")
     pruner = make_pruner(method, **options)
     config = config or TrainConfig(adv=pruner.default_adv, weight_decay=pruner.default_weight_decay)
     config = replace(config, craft_mode=config.crafting)  # the mode used, for the provenance
@@ -177,30 +178,31 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
         check_output(p, force)
     states = [phase_state_path(output, p) for p in PHASES]
     if resume and not any(s.is_file() for s in states):
-        raise CompressorError(f"no pruning state beside {output} to resume from: run without --resume to start afresh")
+        raise CompressorError(f"no pruning state beside {output} to resume from: run without `resume` to start afresh")
     left = [s for s in states if s.is_file()]
     if not resume and not force and left:
-        raise CompressorError(f"{left[0]} holds an interrupted run: pass --resume to continue it, or --force to start "
+        raise CompressorError(f"{left[0]} holds an interrupted run: pass `resume` to continue it, or `force` to start "
                               "afresh")
     with main_process_lock(output):
         return _prune(model_path, pruner, chosen, output, plot_paths, states, config=config, dataset=dataset, data_root=data_root, download=download, epochs_prune=epochs_prune,
                       epochs_finetune=epochs_finetune, lr=lr, lr_finetune=lr_finetune, eval_attack=eval_attack,
                       eval_n=eval_n, plots=plots, force=force, resume=resume, keep_state=keep_state, quiet=quiet,
                       trust_pickle=trust_pickle, console=console, transforms=transforms, warn=warn, t_start=t_start,
-                      model_options=model_options, defaulted=defaulted, chosen_output=chosen_output)
+                      model_options=model_options, defaulted=defaulted, chosen_output=chosen_output,
+                      command=command)
 
 
 def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states, *, config: TrainConfig, dataset, data_root, download, epochs_prune, epochs_finetune, lr, lr_finetune, eval_attack, eval_n, plots,
            force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start,
            model_options: dict[str, Any] | None = None, defaulted: bool = False,
-           chosen_output: bool = False) -> dict[str, Any]:
+           chosen_output: bool = False, command: str | None = None) -> dict[str, Any]:
     """`prune` once its arguments are checked and its output is locked."""
     opened = {**(model_options or {}), "trust_pickle": trust_pickle or (model_options or {}).get("trust_pickle", False)}
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=config.seed,
                               **opened)
     ck = _outside_checkpoint(loaded, model_path)
     if data is None:
-        raise CompressorError(f"{model_path} records no dataset to prune on: pass --dataset NAME (or npz:PATH)")
+        raise CompressorError(f"{model_path} records no dataset to prune on: pass `dataset` NAME (or npz:PATH)")
     model = loaded.model
     check_finite_weights(model, str(model_path))
     check_model_fits_data(model, data, what=str(model_path), input_shape=ck.input_shape or None)
@@ -245,7 +247,8 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         save_checkpoint(output, model, arch=ck.arch, arch_kwargs=ck.arch_kwargs, dataset=ck.dataset or data.info.as_dict(),
                         compression=[*ck.compression, *transform_entries, entry],
                         provenance=make_provenance(config.seed, {k: after[k] for k in after if k.endswith("accuracy")},
-                                                   prune=entry, train_config=asdict(config), source=str(model_path)),
+                                                   prune=entry, train_config=asdict(config), source=str(model_path),
+                                                   command=command),
                         force=force)
         if plots:
             title = f"{pruner.name} at {report['sparsity_achieved']:.1%} sparsity ({ck.arch}, {data.info.name})"

@@ -40,7 +40,7 @@ def test_round_trip_is_exact_and_keeps_metadata(tmp_path):
 def test_existing_output_needs_force(tmp_path):
     _save(tmp_path, _model())
     before = (tmp_path / "m.pt").read_bytes()
-    with pytest.raises(CompressorError, match="--force"):
+    with pytest.raises(CompressorError, match="`force`"):
         _save(tmp_path, _model(5) if False else _model())
     assert (tmp_path / "m.pt").read_bytes() == before
     _save(tmp_path, _model(), force=True)
@@ -58,7 +58,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "marker"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Payload(marker)}, path)
-    with pytest.raises(CompressorError, match="--trust-pickle"):
+    with pytest.raises(CompressorError, match="`trust_pickle`"):
         load_model(path, arch="cnn-small")
     assert not marker.exists()
     # plain pickle too (not a torch zip file)
@@ -107,7 +107,7 @@ def test_plain_state_dict_needs_arch_and_must_fit(tmp_path):
     model = _model()
     sd = {f"module.{k}": v for k, v in model.state_dict().items() if "normalize" not in k}
     torch.save({"state_dict": sd}, tmp_path / "sd.pt")
-    with pytest.raises(CompressorError, match="--arch"):
+    with pytest.raises(CompressorError, match="`arch`"):
         load_model(tmp_path / "sd.pt")
     kwargs = {"num_classes": 10, "in_chans": 1, "mean": [0.3], "std": [0.4]}
     loaded = load_model(tmp_path / "sd.pt", arch="cnn-small", arch_kwargs=kwargs)

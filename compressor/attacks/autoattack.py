@@ -75,8 +75,8 @@ class ReferenceAttack(Attack):
         if not eps >= 0:
             raise CompressorError(f"eps must be >= 0, got {eps}")
         if norm not in NORMS:
-            raise CompressorError(f"{self.name} supports the norms {', '.join(NORMS)}, not '{norm}': pass --norm linf "
-                                  "or --norm l2")
+            raise CompressorError(f"{self.name} supports the norms {', '.join(NORMS)}, not '{norm}': pass `norm` linf "
+                                  "or `norm` l2")
         super().__init__(eps, norm, **options, seed=int(seed), implementation=REFERENCE)
         self.warnings: list[str] = []  # pyautoattack's warnings, for the evaluation report
 

@@ -9,6 +9,7 @@ from importlib import metadata
 import typer
 
 from ..errors import CompressorError
+from .options import INVOCATION, flag_for
 
 app = typer.Typer(
     name="compressor",
@@ -51,10 +52,11 @@ def load_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     load_commands()
+    INVOCATION[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         app(args=argv, prog_name="compressor", standalone_mode=True)
     except CompressorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.render(flag_for)}", file=sys.stderr)
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into a silent exit 130
         if isinstance(exc, SystemExit) and exc.code != 130:

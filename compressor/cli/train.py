@@ -10,7 +10,7 @@ import typer
 from .. import parse_eps, train, TrainConfig
 from ..reporting import stdout_console, table, to_json
 from . import app
-from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed
+from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed, command_line
 
 
 @app.command("train")
@@ -54,7 +54,7 @@ def train_cmd(
                          amp=amp, craft_mode=craft_mode)
     vs = int(val_size) if val_size is not None and val_size >= 1 else val_size
     report = train(arch, dataset, output, config, data_root=data_root, download=download, val_size=vs,
-                   force=force, resume=resume, keep_state=keep_state, quiet=quiet or json_out)
+                   force=force, resume=resume, keep_state=keep_state, quiet=quiet or json_out, command=command_line())
     if report.get("world_size", 1) > 1 and not _is_rank0():
         return
     if json_out:

@@ -172,9 +172,9 @@ def _download(spec: _Spec, root: Path) -> None:
 
 def _load(spec: _Spec, root: Path | None, download: bool, val_size: float | int | None, seed: int) -> DataBundle:
     if root is None:
-        raise CompressorError(f"{spec.title} needs a data directory: pass --data-root DIR "
+        raise CompressorError(f"{spec.title} needs a data directory: pass `data_root` DIR "
                               + ("(where to download it)" if download
-                                 else f"(the parent of {spec.folder}/), or --download"))
+                                 else f"(the parent of {spec.folder}/), or `download`"))
     folder = root / spec.folder
     needed = spec.train_files + (spec.test_file,)
     missing = [f for f in needed if not (folder / f).is_file()]
@@ -183,8 +183,8 @@ def _load(spec: _Spec, root: Path | None, download: bool, val_size: float | int 
         missing = [f for f in needed if not (folder / f).is_file()]
     if missing:
         raise CompressorError(f"{spec.title} not found under {root}: expected {root}/{spec.layout} (the python "
-                              f"version from the CIFAR site), missing {missing[0]}; pass --data-root DIR pointing "
-                              "at its parent, or --download")
+                              f"version from the CIFAR site), missing {missing[0]}; pass `data_root` DIR pointing "
+                              "at its parent, or `download`")
     n = spec.info.num_classes
     train = _concat([_read_batch(folder / f, spec.label_key, n) for f in spec.train_files])
     test = _read_batch(folder / spec.test_file, spec.label_key, n)

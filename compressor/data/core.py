@@ -123,7 +123,7 @@ def carve_validation(train: ArraySplit, val_size: float | int, seed: int = 0) ->
     try:
         rest, held = stratified_indices(train.y.numpy(), val_size, seed)
     except CompressorError as exc:
-        raise CompressorError(f"validation split: {exc}; pass another --val-size (a count, or a fraction in (0, 1))"
+        raise CompressorError(f"validation split: {exc}; pass another `val_size` (a count, or a fraction in (0, 1))"
                               ) from exc
     return train.subset(rest), train.subset(held)
 

@@ -92,16 +92,16 @@ def load_tiny_imagenet(root: Path | None = None, download: bool = False, val_siz
     from torchvision.datasets import ImageFolder
 
     if root is None:
-        raise CompressorError(f"Tiny-ImageNet needs a data directory: pass --data-root DIR holding {LAYOUT}")
+        raise CompressorError(f"Tiny-ImageNet needs a data directory: pass `data_root` DIR holding {LAYOUT}")
     folder = root / FOLDER
     train_dir, val_dir = folder / "train", folder / "val"
     if not train_dir.is_dir() or not val_dir.is_dir():
         missing = train_dir if not train_dir.is_dir() else val_dir
         if download:
             raise CompressorError(f"Tiny-ImageNet cannot be downloaded automatically (torchvision has no "
-                                  f"downloader for it): fetch {URL}, unzip it into {root} and drop --download")
+                                  f"downloader for it): fetch {URL}, unzip it into {root} and drop `download`")
         raise CompressorError(f"Tiny-ImageNet not found under {root}: expected {root}/{LAYOUT}, missing {missing}; "
-                              f"pass --data-root DIR pointing at its parent (there is no --download: fetch {URL})")
+                              f"pass `data_root` DIR pointing at its parent (there is no `download`: fetch {URL})")
     try:
         train_folder = ImageFolder(str(train_dir))
     except (FileNotFoundError, OSError) as exc:

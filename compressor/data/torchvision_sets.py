@@ -63,14 +63,14 @@ def _load(spec: _Spec, root: Path | None, download: bool, val_size: float | int 
     import torchvision.datasets as tvd
 
     if root is None:
-        raise CompressorError(f"{spec.title} needs a data directory: pass --data-root DIR "
+        raise CompressorError(f"{spec.title} needs a data directory: pass `data_root` DIR "
                               + ("(where to download it)" if download
-                                 else f"holding DIR/{spec.layout}, or --download"))
+                                 else f"holding DIR/{spec.layout}, or `download`"))
     missing = [f for f in spec.files if not (root / f).is_file()]
     has_alt = bool(spec.alt_files) and all((root / f).is_file() for f in spec.alt_files)
     if missing and not download and not has_alt:
         raise CompressorError(f"{spec.title} not found under {root}: expected {root}/{spec.layout}, missing "
-                              f"{missing[0]}; pass --data-root DIR for the directory holding them, or --download")
+                              f"{missing[0]}; pass `data_root` DIR for the directory holding them, or `download`")
     cls = getattr(tvd, spec.class_name)
     splits = []
     for train in (True, False):
@@ -80,7 +80,7 @@ def _load(spec: _Spec, root: Path | None, download: bool, val_size: float | int 
             what = "download" if download else "read"
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CompressorError(f"could not {what} {spec.title} under {root} ({msg}): expected "
-                                  f"{root}/{spec.layout}; check the files (and the network for --download)"
+                                  f"{root}/{spec.layout}; check the files (and the network for `download`)"
                                   ) from exc
         splits.append(_to_split(ds.data, ds.targets if hasattr(ds, "targets") else ds.labels))
     train_split, test_split = splits

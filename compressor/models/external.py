@@ -37,10 +37,10 @@ def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CompressorError(f"--arch-kwargs is not valid JSON ({exc.msg} at character {exc.pos}): write a JSON "
+        raise CompressorError(f"`arch_kwargs` is not valid JSON ({exc.msg} at character {exc.pos}): write a JSON "
                               "object, e.g. '{\"num_classes\": 10}'") from None
     if not isinstance(value, dict):
-        raise CompressorError(f"--arch-kwargs must be a JSON object of keyword arguments, not {type(value).__name__}"
+        raise CompressorError(f"`arch_kwargs` must be a JSON object of keyword arguments, not {type(value).__name__}"
                               ": write e.g. '{\"num_classes\": 10}'")
     return value
 
@@ -48,7 +48,7 @@ def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
 def import_callable(path: str) -> Callable[..., Any]:
     """The object named by ``module:attr`` (the working directory is searched, as ``python -m`` does)."""
     if not is_import_path(path):
-        raise CompressorError(f"--arch '{path}' is not an import path: write PACKAGE.MODULE:CALLABLE, e.g. "
+        raise CompressorError(f"`arch` '{path}' is not an import path: write PACKAGE.MODULE:CALLABLE, e.g. "
                               "mymodels.cifar:ResNet8")
     module_name, attr = path.split(":", 1)
     cwd = os.getcwd()
@@ -57,20 +57,20 @@ def import_callable(path: str) -> Callable[..., Any]:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise CompressorError(f"--arch {path}: cannot import module '{module_name}' ({exc}): check the name, run "
+        raise CompressorError(f"`arch` {path}: cannot import module '{module_name}' ({exc}): check the name, run "
                               "from the folder that holds it, or add that folder to PYTHONPATH") from None
     except Exception as exc:  # the module itself fails while importing
-        raise CompressorError(f"--arch {path}: importing '{module_name}' failed ({type(exc).__name__}: "
+        raise CompressorError(f"`arch` {path}: importing '{module_name}' failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}): fix the module") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             public = sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))
             shown = ", ".join(public[:8]) + (", ..." if len(public) > 8 else "")
-            raise CompressorError(f"--arch {path}: '{module_name}' has no '{attr}'"
+            raise CompressorError(f"`arch` {path}: '{module_name}' has no '{attr}'"
                                   f"{f' (it defines {shown})' if shown else ''}: check the name after the colon")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise CompressorError(f"--arch {path} names a {type(obj).__name__}, not a class or function: name the "
+        raise CompressorError(f"`arch` {path} names a {type(obj).__name__}, not a class or function: name the "
                               "class or factory that builds the model")
     return obj
 
@@ -95,14 +95,14 @@ def build_imported(path: str, kwargs: dict[str, Any] | None = None, mean: Sequen
     try:
         model = factory(**kwargs)
     except TypeError as exc:
-        raise CompressorError(f"--arch {path} rejected --arch-kwargs {json.dumps(kwargs)}: {exc}: pass the "
+        raise CompressorError(f"`arch` {path} rejected `arch_kwargs` {json.dumps(kwargs)}: {exc}: pass the "
                               "keyword arguments it takes") from None
     except Exception as exc:
-        raise CompressorError(f"--arch {path} failed while building the model ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}): check --arch-kwargs") from None
+        raise CompressorError(f"`arch` {path} failed while building the model ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}): check `arch_kwargs`") from None
     if not isinstance(model, nn.Module):
-        raise CompressorError(f"--arch {path} returned a {type(model).__name__}, not a torch.nn.Module: name the "
+        raise CompressorError(f"`arch` {path} returned a {type(model).__name__}, not a torch.nn.Module: name the "
                               "class or factory that builds the model")
     if (mean is None) != (std is None):
-        raise CompressorError("pass --mean and --std together (or --no-normalize)")
+        raise CompressorError("pass `mean` and `std` together (or `no_normalize`)")
     return Normalized(model, mean, std) if mean is not None else model

@@ -17,7 +17,7 @@ class Normalize(nn.Module):
         super().__init__()
         if len(mean) != len(std):
             raise CompressorError(f"the normalisation mean {list(mean)} and std {list(std)} need one value per channel "
-                                  "each: give --mean and --std of the same length")
+                                  "each: give `mean` and `std` of the same length")
         if not all(s > 0 and s != float("inf") for s in std) or not all(abs(m) != float("inf") and m == m for m in mean):
             raise CompressorError(f"the normalisation std {list(std)} must be positive and finite (and the mean "
                                   f"{list(mean)} finite): dividing by it would give inf/NaN inputs")

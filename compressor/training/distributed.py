@@ -36,15 +36,15 @@ def pick_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise CompressorError(f"unknown --device '{device}': use auto, cpu, cuda or cuda:N") from None
+        raise CompressorError(f"unknown `device` '{device}': use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise CompressorError(f"--device {device}: no CUDA GPU is visible: use --device cpu (or auto)")
+            raise CompressorError(f"`device` {device}: no CUDA GPU is visible: use `device` cpu (or auto)")
         if dev.index is not None and dev.index >= count:
-            raise CompressorError(f"--device {device}: only {count} CUDA GPU(s) are visible (cuda:0..cuda:{count - 1})")
+            raise CompressorError(f"`device` {device}: only {count} CUDA GPU(s) are visible (cuda:0..cuda:{count - 1})")
     elif dev.type != "cpu":
-        raise CompressorError(f"--device {device} is not supported: use auto, cpu, cuda or cuda:N")
+        raise CompressorError(f"`device` {device} is not supported: use auto, cpu, cuda or cuda:N")
     return dev
 
 

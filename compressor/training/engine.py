@@ -81,26 +81,26 @@ class TrainConfig:
     def validate(self) -> None:
         """Reject impossible settings with one clear line."""
         if self.adv not in ADV_MODES:
-            raise CompressorError(f"unknown --adv '{self.adv}': choose one of {', '.join(ADV_MODES)}")
+            raise CompressorError(f"unknown `adv` '{self.adv}': choose one of {', '.join(ADV_MODES)}")
         if self.schedule not in SCHEDULES:
-            raise CompressorError(f"unknown --schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
+            raise CompressorError(f"unknown `schedule` '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise CompressorError("--epochs and --batch-size must be at least 1")
+            raise CompressorError("`epochs` and `batch_size` must be at least 1")
         if not self.lr > 0:
-            raise CompressorError(f"--lr must be > 0, got {self.lr}")
+            raise CompressorError(f"`lr` must be > 0, got {self.lr}")
         if self.adv != "none" and self.eps is not None and not self.eps > 0:
-            raise CompressorError(f"--eps must be > 0 for adversarial training, got {self.eps}")
+            raise CompressorError(f"`eps` must be > 0 for adversarial training, got {self.eps}")
         if self.eps is not None:
             check_eps_range(self.eps, self.norm)
         if not (self.weight_decay >= 0 and self.momentum >= 0 and self.steps >= 1 and self.beta >= 0):
-            raise CompressorError(f"--weight-decay, --momentum and --beta must be >= 0 and --steps >= 1 (got "
+            raise CompressorError(f"`weight_decay`, `momentum` and `beta` must be >= 0 and `steps` >= 1 (got "
                                   f"{self.weight_decay}, {self.momentum}, {self.beta}, {self.steps})")
         if self.select not in ("auto", "robust", "clean", "last"):
-            raise CompressorError(f"unknown --select '{self.select}': choose robust, clean or last")
+            raise CompressorError(f"unknown `select` '{self.select}': choose robust, clean or last")
         if self.craft_mode not in CRAFT_MODES:
-            raise CompressorError(f"--craft-mode must be train, eval or auto, got '{self.craft_mode}'")
+            raise CompressorError(f"`craft_mode` must be train, eval or auto, got '{self.craft_mode}'")
         if self.amp not in AMP_MODES:
-            raise CompressorError(f"--amp must be on, off or auto, got '{self.amp}'")
+            raise CompressorError(f"`amp` must be on, off or auto, got '{self.amp}'")
 
     @property
     def step_size(self) -> float:
@@ -232,7 +232,7 @@ class Trainer:
         """Continue from a saved training state."""
         path = Path(path)
         if not path.is_file():
-            raise CompressorError(f"no training state at {path} to resume from: run without --resume to start afresh")
+            raise CompressorError(f"no training state at {path} to resume from: run without `resume` to start afresh")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -262,8 +262,8 @@ class Trainer:
         diff = [f"{k.replace('_', '-')} {_show(now.get(k))} (saved run: {_show(saved.get(k))})"
                 for k in sorted(keys) if k not in RESUME_FREE and saved.get(k) != now.get(k)]
         if diff:
-            raise CompressorError(f"cannot --resume {path} with other settings: {'; '.join(diff)}: rerun with the "
-                                  "saved run's settings, or start afresh without --resume")
+            raise CompressorError(f"cannot `resume` {path} with other settings: {'; '.join(diff)}: rerun with the "
+                                  "saved run's settings, or start afresh without `resume`")
 
     # ----------------------------------------------------------------- steps
     def _craft(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -341,7 +341,7 @@ class Trainer:
         self.build_optimizer()
         if resume:
             if self.state_path is None:
-                raise CompressorError("--resume needs the training state path")
+                raise CompressorError("`resume` needs the training state path")
             self.load_state(self.state_path)
         with TrainProgress(cfg.epochs, len(self.loader), disabled=self.quiet, console=self.console) as progress:
             progress.advance_epochs(self.epoch)

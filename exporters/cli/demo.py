@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from compressor import DataBundle, TrainConfig, evaluate_model, open_model, train
-from compressor.cli.options import Force, Json, Seed
+from compressor.cli.options import Force, Json, Seed, command_line
 from compressor.errors import CompressorError
 from compressor.io import atomic_write_text, check_output, check_outputs, output_lock
 from compressor.reporting import stdout_console, table, to_json
@@ -62,13 +62,13 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
     eps = 0.1
     config = TrainConfig(epochs=epochs, batch_size=64, lr=0.05, adv="pgd", eps=eps, steps=10, seed=seed,
                          val_steps=10, device="cpu")
-    trained = train("cnn-small", "digits", ckpt, config, force=force, quiet=json_out)
+    trained = train("cnn-small", "digits", ckpt, config, force=force, quiet=json_out, command=command_line())
     loaded, data = open_model(ckpt, seed=seed)
     res = evaluate_model(loaded.model, data, ATTACKS, eps=eps, seed=seed, device="cpu")
     prune_cfg = TrainConfig(batch_size=64, adv="trades", eps=eps, steps=10, seed=seed, device="cpu")
     pr = prune(ckpt, "tscnc", pruned, options={"sparsity": sparsity}, config=prune_cfg, epochs_prune=prune_epochs,
                epochs_finetune=prune_epochs, eval_attack="pgd20", force=force, quiet=json_out,
-               console=Console(stderr=True))
+               console=Console(stderr=True), command=command_line())
     pruned_model, _ = open_model(pruned, seed=seed)
     res_pruned = evaluate_model(pruned_model.model, data, ATTACKS, eps=eps, seed=seed, device="cpu")
     report = {"checkpoint": str(ckpt), "train": {k: trained[k] for k in ("best_epoch", "best", "seconds")},

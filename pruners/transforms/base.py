@@ -53,13 +53,13 @@ class SpecOptions:
         try:
             return parse(text)
         except (ValueError, TypeError):
-            raise CompressorError(f"--transform {self.transform}: {key}={text!r} is not a valid {what}") from None
+            raise CompressorError(f"`transforms` {self.transform}: {key}={text!r} is not a valid {what}") from None
 
     def finish(self, allowed: Sequence[str]) -> None:
         """Reject options nobody took."""
         if self.options:
             key = next(iter(self.options))
-            raise CompressorError(f"--transform {self.transform} has no option '{key}': it takes "
+            raise CompressorError(f"`transforms` {self.transform} has no option '{key}': it takes "
                                   f"{', '.join(allowed) or 'no options'}")
 
 
@@ -110,7 +110,7 @@ def split_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
         elif arg is None:
             arg = item
         else:
-            raise CompressorError(f"--transform '{spec}' has two positional arguments ({arg!r}, {item!r}): write "
+            raise CompressorError(f"`transforms` '{spec}' has two positional arguments ({arg!r}, {item!r}): write "
                                   "NAME[:ARG][,KEY=VALUE...], e.g. channels:0.5,importance=taylor")
     return name.strip(), arg, options
 
@@ -133,11 +133,11 @@ def parse_transforms(specs: Sequence[str]) -> list[Transform]:
     seen: set[str] = set()
     for t in transforms:
         if t.name in seen:
-            raise CompressorError(f"--transform {t.name} is given twice: give each transform once")
+            raise CompressorError(f"`transforms` {t.name} is given twice: give each transform once")
         seen.add(t.name)
     for a, b in zip(transforms, transforms[1:]):
         if b.stage < a.stage:
-            raise CompressorError(f"--transform {a.name} before --transform {b.name} is an impossible order: "
+            raise CompressorError(f"`transforms` {a.name} before `transforms` {b.name} is an impossible order: "
                                   f"transforms apply as {_order_text()}; reorder them")
     return transforms
 
@@ -148,7 +148,7 @@ def check_recorded(transforms: Sequence[Transform], recorded: Sequence[dict]) ->
     for t in transforms:
         later = [e["name"] for e in done if TRANSFORMS.get(e["name"]).stage > t.stage]
         if later:
-            raise CompressorError(f"--transform {t.name} cannot follow the model's earlier {later[0]} transform: "
+            raise CompressorError(f"`transforms` {t.name} cannot follow the model's earlier {later[0]} transform: "
                                   f"transforms apply as {_order_text()}; start from the checkpoint before {later[0]}")
 
 

@@ -25,7 +25,7 @@ IMPORTANCES = ("magnitude", "taylor", "pruner")
 def _ratio(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and 0 < value < 1):
-        raise CompressorError(f"--transform channels:{text}: the ratio of channels removed must be in (0, 1), e.g. "
+        raise CompressorError(f"`transforms` channels:{text}: the ratio of channels removed must be in (0, 1), e.g. "
                               "channels:0.5")
     return value
 
@@ -39,7 +39,7 @@ def _round_to(text: str) -> int:
 
 def _importance(text: str) -> str:
     if text not in IMPORTANCES:
-        raise CompressorError(f"--transform channels: unknown importance '{text}': choose "
+        raise CompressorError(f"`transforms` channels: unknown importance '{text}': choose "
                               f"{', '.join(IMPORTANCES)}")
     return text
 
@@ -108,32 +108,32 @@ class Channels(Transform):
                 options.take("samples", _round_to, 256, "positive integer"))
         options.finish(cls.OPTIONS)
         if ratio is None:
-            raise CompressorError("--transform channels needs the ratio of channels to remove: e.g. channels:0.5")
+            raise CompressorError("`transforms` channels needs the ratio of channels to remove: e.g. channels:0.5")
         return cls(ratio, *rest)
 
     def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
         if self.importance == "pruner" and method == "none":
-            raise CompressorError("--transform channels:...,importance=pruner needs a pruner: pass --method (e.g. "
+            raise CompressorError("`transforms` channels:...,importance=pruner needs a pruner: pass `method` (e.g. "
                                   "tscnc) or choose importance=magnitude or taylor")
         return options
 
     def ignored(self, model: nn.Module) -> list[str]:
         """Layers whose output channels stay: the ignore globs, by default the output (last Linear) layer."""
         if self.ignore is not None:
-            return match_layers(model, self.ignore, PRUNABLE, "--transform channels ignore")
+            return match_layers(model, self.ignore, PRUNABLE, "`transforms` channels ignore")
         linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         return linears[-1:]
 
     def check(self, model: nn.Module) -> None:
         if any(getattr(m, "prunable_weight", False) for m in model.modules()):
-            raise CompressorError("--transform channels cannot run on a model with separable (Kronecker) layers: "
+            raise CompressorError("`transforms` channels cannot run on a model with separable (Kronecker) layers: "
                                   "remove channels first, then apply separable-linear")
         self.ignored(model)
 
     def _weight_scores(self, model: nn.Module, context: TransformContext) -> dict[nn.Module, torch.Tensor]:
         """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
         if context.data is None or context.config is None:
-            raise CompressorError(f"--transform channels importance={self.importance} needs data: pass --dataset")
+            raise CompressorError(f"`transforms` channels importance={self.importance} needs data: pass `dataset`")
         cfg = context.config if context.config.eps is not None else replace(context.config,
                                                                                 eps=context.data.info.default_eps)
         pruner = context.pruner

@@ -26,7 +26,7 @@ class NM(Transform):
     def from_spec(cls, arg: str | None, options: SpecOptions) -> "NM":
         nm = parse_pattern(arg or "2:4")
         if nm is None:
-            raise CompressorError("--transform nm needs N:M, e.g. nm:2:4 (or nm alone for 2:4)")
+            raise CompressorError("`transforms` nm needs N:M, e.g. nm:2:4 (or nm alone for 2:4)")
         options.finish(())
         return cls(*nm)
 
@@ -37,7 +37,7 @@ class NM(Transform):
     def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
         given = options.get("pattern")
         if given not in (None, "unstructured") and parse_pattern(given) != (self.n, self.m):
-            raise CompressorError(f"--pattern {given} and --transform nm:{self.pattern} disagree: give one of them")
+            raise CompressorError(f"`pattern` {given} and `transforms` nm:{self.pattern} disagree: give one of them")
         return {**options, "pattern": self.pattern}
 
     def apply(self, model, context) -> dict[str, Any]:

@@ -49,7 +49,7 @@ class SeparableLinear(Transform):
     def __init__(self, layers: list[str] | None = None, factors: list[list[int]] | None = None, reg: float = 0.0,
                  nu: float = 1e-3):
         if not 0 < nu < 1:
-            raise CompressorError(f"--transform separable-linear: nu must be in (0, 1) (ARLST's 0 < nu << 1), got {nu}")
+            raise CompressorError(f"`transforms` separable-linear: nu must be in (0, 1) (ARLST's 0 < nu << 1), got {nu}")
         self.layers, self.factors, self.reg, self.nu = layers, factors, reg, nu
 
     @classmethod
@@ -57,7 +57,7 @@ class SeparableLinear(Transform):
         layers = options.take("layers", parse_globs, None, GLOBS)
         if arg is not None:
             if layers is not None:
-                raise CompressorError("--transform separable-linear: give the layer globs once, as ARG or layers=")
+                raise CompressorError("`transforms` separable-linear: give the layer globs once, as ARG or layers=")
             layers = parse_globs(arg)
         t = cls(layers, options.take("factors", parse_factors, None, FACTORS),
                 options.take("reg", _positive, 0.0, "number >= 0"), options.take("nu", _positive, 1e-3, "number >= 0"))
@@ -69,11 +69,11 @@ class SeparableLinear(Transform):
         if self.layers is None:
             linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
             if len(linears) < 2:
-                raise CompressorError("--transform separable-linear: the model has no Linear layer besides its output "
+                raise CompressorError("`transforms` separable-linear: the model has no Linear layer besides its output "
                                       "layer: name layers with separable-linear:GLOB")
             names = linears[:-1]  # the output layer (class logits) stays dense by default
         else:
-            names = match_layers(model, self.layers, (nn.Linear,), "--transform separable-linear")
+            names = match_layers(model, self.layers, (nn.Linear,), "`transforms` separable-linear")
         plan = {}
         for name in names:
             layer = model.get_submodule(name)
@@ -81,10 +81,10 @@ class SeparableLinear(Transform):
             factors = self.factors or auto_factors(out_f, in_f)
             (i1, k1), (i2, k2) = factors
             if i1 * i2 != out_f or k1 * k2 != in_f:
-                raise CompressorError(f"--transform separable-linear: factorisation {i1}x{k1}*{i2}x{k2} does not fit "
+                raise CompressorError(f"`transforms` separable-linear: factorisation {i1}x{k1}*{i2}x{k2} does not fit "
                                       f"{name} ({out_f} x {in_f}, out x in): I1*I2 must be {out_f} and K1*K2 {in_f}")
             if i1 * k1 + i2 * k2 >= out_f * in_f:
-                raise CompressorError(f"--transform separable-linear: {name} ({out_f} x {in_f}) has no factorisation "
+                raise CompressorError(f"`transforms` separable-linear: {name} ({out_f} x {in_f}) has no factorisation "
                                       "that saves parameters (prime feature counts?): exclude it with a layers= glob")
             plan[name] = [list(map(int, f)) for f in factors]
         return plan
@@ -126,6 +126,6 @@ class SeparableLinear(Transform):
         given = {"cond_reg": self.reg, "cond_nu": self.nu}
         for key, value in given.items():
             if options.get(key) is not None and options[key] != value:
-                raise CompressorError(f"--transform separable-linear reg/nu and --{key.replace('_', '-')} "
+                raise CompressorError(f"`transforms` separable-linear reg/nu and --{key.replace('_', '-')} "
                                       f"{options[key]} disagree: give h(A)'s weight once")
         return {**options, **given}

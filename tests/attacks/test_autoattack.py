@@ -79,7 +79,7 @@ def test_bad_specs_are_one_line_errors(spec, needle):
 
 
 def test_l1_is_refused_with_a_fix():
-    with pytest.raises(CompressorError, match="--norm linf"):
+    with pytest.raises(CompressorError, match="`norm` linf"):
         build_attack("apgd-ce", 0.1, norm="l1")
 
 

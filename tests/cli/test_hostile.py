@@ -256,13 +256,13 @@ def test_second_run_on_a_locked_output_is_refused_at_once(ws, capsys):
 @pytest.mark.parametrize("command", ["train", "prune"])
 def test_ctrl_c_is_one_line_and_exit_130(ws, capsys, monkeypatch, command):
     import compressor.cli.train as train_cli
-    import pruners
+    import pruners.cli as prune_cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_cli, "train", interrupted)
-    monkeypatch.setattr(pruners, "prune", interrupted)
+    monkeypatch.setattr(prune_cli, "prune", interrupted)
     argv = ["train", "-o", str(ws / "ctrl-c.pt")] if command == "train" else [
         a.replace(R, str(ws)) for a in PRUNE[:-1]] + [str(ws / "ctrl-c.pt")]
     code, out, err = cli(capsys, *argv)

@@ -138,7 +138,7 @@ def test_cifar10_default_val_size_too_large_is_a_clear_error(tmp_path):
     _write_cifar10(tmp_path)
     with pytest.raises(CompressorError) as exc:
         load_dataset("cifar10", tmp_path)  # 5000 validation images from 100
-    assert "--val-size" in _one_line_error(exc)
+    assert "`val_size`" in _one_line_error(exc)
 
 
 def test_cifar100_round_trip(tmp_path):
@@ -384,10 +384,10 @@ def test_missing_data_names_layout_and_download(tmp_path, name, layout):
     with pytest.raises(CompressorError) as exc:
         load_dataset(name, tmp_path / "nowhere")
     msg = _one_line_error(exc)
-    assert layout in msg and "--download" in msg and str(tmp_path / "nowhere") in msg
+    assert layout in msg and "`download`" in msg and str(tmp_path / "nowhere") in msg
     with pytest.raises(CompressorError) as exc:
         load_dataset(name, None)
-    assert "--data-root" in _one_line_error(exc)
+    assert "`data_root`" in _one_line_error(exc)
 
 
 # ----------------------------------------------------------------------------------------------- BatchLoader

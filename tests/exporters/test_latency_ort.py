@@ -27,7 +27,7 @@ def test_session_reports_the_providers_that_run(onnx_file, tmp_path):
     sess = make_session(onnx_file, threads=1)
     assert sess.get_providers() == ["CPUExecutionProvider"]
     assert choose_providers("auto")[-1] == "CPUExecutionProvider"
-    with pytest.raises(CompressorError, match="--threads must be >= 1"):
+    with pytest.raises(CompressorError, match="`threads` must be >= 1"):
         make_session(onnx_file, threads=0)
     with pytest.raises(CompressorError, match="unknown ONNX Runtime device"):
         make_session(onnx_file, device="tpu")

@@ -132,7 +132,7 @@ def test_an_op_onnx_cannot_express_names_the_op_and_the_layer(tmp_path):
 
 def test_bad_options_and_existing_output(tmp_path):
     model = create_model("cnn-small", in_chans=1, width=4, hidden=16).eval()
-    with pytest.raises(CompressorError, match="opset 16 is too old"):
+    with pytest.raises(CompressorError, match="`opset` 16 is too old"):
         export_onnx(model, tmp_path / "a.onnx", input_shape=(1, 8, 8), opset=16)
     with pytest.raises(CompressorError, match="fp32 graphs"):
         export_onnx(model, tmp_path / "a.onnx", input_shape=(1, 8, 8), precision="fp16")

@@ -33,7 +33,7 @@ def test_sparsity_outside_unit_interval(sparsity):
 
 def test_sparsity_defaults_to_the_pattern_and_is_required_otherwise():
     assert make_pruner("magnitude", pattern="2:4").config.sparsity == pytest.approx(0.5)
-    with pytest.raises(CompressorError, match="--sparsity"):
+    with pytest.raises(CompressorError, match="`sparsity`"):
         make_pruner("magnitude")
 
 
@@ -43,5 +43,5 @@ def test_rules_and_unknown_options():
         parse_rules("classifier.*")
     with pytest.raises(CompressorError, match="not an option of pruner magnitude"):
         make_pruner("magnitude", sparsity=0.5, lam=1e-3)
-    with pytest.raises(CompressorError, match="--allocation"):
+    with pytest.raises(CompressorError, match="`allocation`"):
         build_config(PrunerConfig, {"sparsity": 0.5, "allocation": "per-layer"})

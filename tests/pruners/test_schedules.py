@@ -15,7 +15,7 @@ def test_iterative_rounds_are_geometric_and_end_at_the_target():
     assert values[-1] == pytest.approx(0.99)
     assert values[0] == pytest.approx(1 - 0.01 ** (1 / 3))
     assert [s.updates_at(e, 6) for e in range(6)] == [True, False, True, False, True, False]
-    with pytest.raises(CompressorError, match="--rounds"):
+    with pytest.raises(CompressorError, match="`rounds`"):
         s.check(2)
 
 

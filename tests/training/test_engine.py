@@ -123,7 +123,7 @@ def test_callbacks_hook_into_the_loop(digits):
 
 
 def test_bad_config_is_one_clear_error(digits):
-    with pytest.raises(CompressorError, match="--adv"):
+    with pytest.raises(CompressorError, match="`adv`"):
         Trainer(_fresh(digits), digits, TrainConfig(adv="madry", device="cpu"))
-    with pytest.raises(CompressorError, match="--eps"):
+    with pytest.raises(CompressorError, match="`eps`"):
         Trainer(_fresh(digits), digits, TrainConfig(eps=-0.1, device="cpu"))

@@ -34,9 +34,9 @@ def test_nm_alone_or_with_a_pruner_on_separable_factors(digits, tiny_cfg, method
 
 
 def test_nm_conflicts_and_method_none_without_anything():
-    with pytest.raises(CompressorError, match="--pattern 1:4 and --transform nm:2:4 disagree"):
+    with pytest.raises(CompressorError, match="`pattern` 1:4 and `transforms` nm:2:4 disagree"):
         pruner_for("magnitude", ["nm"], sparsity=0.5, pattern="1:4")
-    with pytest.raises(CompressorError, match="--method none removes no weights"):
+    with pytest.raises(CompressorError, match="`method` none removes no weights"):
         make_pruner("none", sparsity=0.5)
     with pytest.raises(CompressorError, match="needs N:M"):
         parse_transforms(["nm:unstructured"])
