@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test test-fast install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,13 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/compressor demo --out demo-out --force
 
+# the complete suite (what CI runs)
 test: install-dev
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the inner loop: everything not marked slow (end-to-end training, compiles, benchmarks), under a minute on 2 cores
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf demo-out .pytest_cache build *.egg-info

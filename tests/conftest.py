@@ -21,6 +21,13 @@ SHARED = REPO.parent / "shared"
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The benchmarks' tests run each script end to end on tiny settings: all of them are slow (not in test-fast)."""
+    for item in items:
+        if item.nodeid.startswith("tests/benchmarks/"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")

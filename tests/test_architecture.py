@@ -20,6 +20,7 @@ def test_import_linter_contract_is_kept():
     assert "1 kept, 0 broken" in res.stdout
 
 
+@pytest.mark.slow
 def test_core_use_never_imports_the_upper_layers(tmp_path):
     """Creating, saving, loading and attacking a model touches neither `pruners` nor `exporters`."""
     code = f"""

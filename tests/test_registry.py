@@ -64,6 +64,7 @@ def test_entry_point_plugin_is_discovered(tmp_path, monkeypatch):
     assert entry.source == "toyplugin" and entry.description == "Toy linear classifier from a plugin."
 
 
+@pytest.mark.slow
 def test_plugin_shows_in_cli_list(tmp_path):
     _write_plugin(tmp_path)
     res = run_cli("list", "models", "--json", env={"PYTHONPATH": str(tmp_path)})

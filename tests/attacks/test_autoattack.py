@@ -18,6 +18,8 @@ from compressor.evaluation import evaluate
 from compressor.models import create_model
 from compressor.training import TrainConfig, Trainer
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parents[1] / "shared" / "data"
 REFERENCE = ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square", "aa", "aa-plus", "aa-rand"]
 ALL = ["fgsm", "pgd20", "cw", *REFERENCE]

@@ -12,6 +12,7 @@ def batch(digits):
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.5)])
+@pytest.mark.slow
 def test_pgd_stays_in_ball_and_box(robust_model, batch, norm, eps):
     x, y = batch
     x_adv = pgd(robust_model, x, y, eps=eps, steps=10, norm=norm, restarts=2)
@@ -22,11 +23,13 @@ def test_pgd_stays_in_ball_and_box(robust_model, batch, norm, eps):
     assert not torch.equal(x_adv, x)
 
 
+@pytest.mark.slow
 def test_eps_zero_is_identity(robust_model, batch):
     x, y = batch
     assert torch.equal(pgd(robust_model, x, y, eps=0.0, steps=5), x)
 
 
+@pytest.mark.slow
 def test_accuracy_non_increasing_in_eps_and_pgd_beats_fgsm(robust_model, digits):
     accs = []
     for eps in (0.0, 0.05, 0.1, 0.2, 0.3):
@@ -42,11 +45,13 @@ def test_accuracy_non_increasing_in_eps_and_pgd_beats_fgsm(robust_model, digits)
     assert accs[0] > 0.9 and accs[-1] < accs[0]
 
 
+@pytest.mark.slow
 def test_huge_eps_drives_accuracy_to_zero(robust_model, digits):
     res = evaluate(robust_model, digits.test, [build_attack("pgd20", 1.0)])
     assert res["attacks"]["pgd20"]["accuracy"] <= 0.02
 
 
+@pytest.mark.slow
 def test_restarts_never_weaker(robust_model, batch):
     x, y = batch
     torch.manual_seed(1)
@@ -56,6 +61,7 @@ def test_restarts_never_weaker(robust_model, batch):
     assert five <= one
 
 
+@pytest.mark.slow
 def test_fgsm_is_one_signed_step(robust_model, batch):
     x, y = batch
     x = x.clone().requires_grad_(True)

@@ -50,6 +50,7 @@ def batch(digits):
     return digits.test.float_images()[:64], digits.test.y[:64]
 
 
+@pytest.mark.slow
 def test_probabilities_are_refused_logits_and_log_probabilities_pass(robust_model, batch):
     x, _ = batch
     with torch.no_grad():
@@ -63,6 +64,7 @@ def test_probabilities_are_refused_logits_and_log_probabilities_pass(robust_mode
         check_logits(logits[:, :1])
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_probability_model_before_attacking(robust_model, digits):
     probs = nn.Sequential(robust_model, nn.Softmax(dim=1))
     with pytest.raises(CompressorError, match="probabilities"):
@@ -70,6 +72,7 @@ def test_evaluate_refuses_a_probability_model_before_attacking(robust_model, dig
     assert evaluate(probs, digits.test, [], n=64)["clean_accuracy"] > 0.9  # clean accuracy alone is fine
 
 
+@pytest.mark.slow
 def test_zero_gradients_warn_live_gradients_do_not(robust_model, batch):
     x, y = batch
     assert gradient_warning(robust_model, x, y) is None
@@ -79,6 +82,7 @@ def test_zero_gradients_warn_live_gradients_do_not(robust_model, batch):
         gradient_warning(Detached(robust_model), x, y)
 
 
+@pytest.mark.slow
 def test_evaluate_reports_zero_gradients_and_black_box_beating_white_box(robust_model, digits):
     masked = Rounded(robust_model)
     res = evaluate(masked, digits.test, [build_attack("pgd20", 0.15), build_attack("square300", 0.15)], n=64)

@@ -20,6 +20,7 @@ def trained_ckpt(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_train_eval_inspect_end_to_end(trained_ckpt, capsys):
     code, out, _ = cli(capsys, "eval", str(trained_ckpt), "--attacks", "fgsm,pgd10", "--eps", "0.1", "--json",
                        "--device", "cpu")
@@ -40,6 +41,7 @@ def test_train_eval_inspect_end_to_end(trained_ckpt, capsys):
     assert code == 0 and "kappa" in out and "features.0" in out
 
 
+@pytest.mark.slow
 def test_eval_clamps_n_with_a_note(trained_ckpt, capsys):
     code, out, _ = cli(capsys, "eval", str(trained_ckpt), "--attacks", "fgsm", "--n", "100000", "--json")
     res = json.loads(out)
@@ -80,6 +82,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, capsys, args, ne
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_existing_output_without_force(trained_ckpt, capsys):
     before = trained_ckpt.read_bytes()
     code, _, err = cli(capsys, "train", "--epochs", "1", "-o", str(trained_ckpt))
@@ -87,6 +90,7 @@ def test_existing_output_without_force(trained_ckpt, capsys):
     assert trained_ckpt.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_real_process_gives_no_traceback(tmp_path):
     res = run_cli("eval", str(tmp_path / "nope.pt"))
     assert res.returncode == 2 and "Traceback" not in res.stderr

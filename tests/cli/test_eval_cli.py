@@ -13,6 +13,8 @@ from compressor.checkpoint import save_checkpoint
 from compressor.workflows import model_kwargs
 from tests.conftest import cli
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 
 @pytest.fixture(scope="module")
 def ckpt(robust_model, digits, tmp_path_factory):

@@ -227,6 +227,7 @@ def test_enough_cases():
     assert {c[1][0] for c in CASES} == {"inspect", "eval", "train", "prune", "export", "bench", "demo", "list"}
 
 
+@pytest.mark.slow
 def test_failed_force_export_keeps_the_good_file(ws, capsys, monkeypatch):
     import exporters.onnx as onnx_exporter
     from compressor.errors import CompressorError

@@ -58,6 +58,7 @@ def own_file(tmp_path_factory):
     return path, model
 
 
+@pytest.mark.slow
 def test_own_model_prune_eval_inspect_export_bench_by_import_path(own_file, tmp_path, capsys):
     path, model = own_file
     pruned = tmp_path / "own.pruned.pt"
@@ -145,6 +146,7 @@ def test_bad_import_paths_are_one_line_and_write_nothing(own_file, tmp_path, cap
     one_line_error(*cli(capsys, "eval", str(path), *args, "--dataset", "digits", "--n", "5"), *needles)
 
 
+@pytest.mark.slow
 def test_pickled_module_prunes_and_its_output_reloads_with_trust_pickle(tmp_path, capsys):
     torch.manual_seed(1)
     path = tmp_path / "pickled.pt"
@@ -177,6 +179,7 @@ def trained_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_headline_prune_as_typed_default_sparsity_and_output_beside_the_input(trained_ckpt, capsys):
     code, out, err = cli(capsys, "prune", str(trained_ckpt), "--method", "tscnc", *TINY, "--score-samples", "64")
     assert code == 0, err

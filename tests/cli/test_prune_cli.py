@@ -28,6 +28,7 @@ def ckpt(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["magnitude", "hydra", "tscnc", "admm", "random"])
+@pytest.mark.slow
 def test_prune_end_to_end(ckpt, tmp_path, capsys, method):
     out = tmp_path / "p.pt"
     extra = ["--score-samples", "128"] if method == "tscnc" else []
@@ -52,6 +53,7 @@ def test_prune_end_to_end(ckpt, tmp_path, capsys, method):
     assert not any(p.name.endswith(".state") for p in tmp_path.iterdir())  # states removed after success
 
 
+@pytest.mark.slow
 def test_pattern_skip_warning_plots_and_inspect(ckpt, tmp_path, capsys):
     out = tmp_path / "nm.pt"
     code, stdout, err = cli(capsys, "prune", str(ckpt), "-m", "magnitude", "--pattern", "2:4", "--plots", "-o",
@@ -71,6 +73,7 @@ def test_pattern_skip_warning_plots_and_inspect(ckpt, tmp_path, capsys):
     assert code == 0 and "kappa" in stdout and "classifier.1" in stdout
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(ckpt, tmp_path, capsys):
     args = ["prune", str(ckpt), "-m", "hydra", "--sparsity", "0.8", *TINY, "--json", "--quiet"]
     first = tmp_path / "a.pt"

@@ -54,6 +54,7 @@ def test_inspect_reads_layers_and_kappa_from_the_program(programs, capsys):
     assert rep["input_shape"] == [1, 8, 8] and rep["macs"] > 0 and rep["source"] == "exported"
 
 
+@pytest.mark.slow
 def test_export_onnx_and_aoti_from_a_program(programs, tmp_path, capsys):
     _, folder = programs
     code, out, err = cli(capsys, "export", str(folder / "static.pt2"), "-f", "onnx", "-o", str(tmp_path / "s.onnx"),
@@ -73,6 +74,7 @@ def test_export_onnx_and_aoti_from_a_program(programs, tmp_path, capsys):
     assert json.loads(out)["max_abs_diff"] <= 1e-4
 
 
+@pytest.mark.slow
 def test_bench_a_program_and_prune_names_the_alternative(programs, tmp_path, capsys):
     _, folder = programs
     code, out, err = cli(capsys, "bench", str(folder / "static.pt2"), "--dataset", "digits", "--batch-sizes", "1,8",

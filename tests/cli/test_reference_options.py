@@ -11,6 +11,8 @@ from compressor.data import load_dataset
 from compressor.models import create_model
 from tests.conftest import cli
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 TINY = ["--epochs-prune", "2", "--epochs-finetune", "1", "--steps", "1", "--val-n", "32", "--eval-n", "32",
         "--device", "cpu"]
 

@@ -14,6 +14,7 @@ from tests.conftest import cli
 FAST = ["--steps", "1", "--val-n", "32", "--eval-n", "20", "--eval-attack", "fgsm", "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_tscnc_with_channels_and_separable_end_to_end(ckpt, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "t.pt"
     code, stdout, err = cli(capsys, "prune", str(ckpt), "-m", "tscnc", "--sparsity", "0.5", "--score-samples", "32",
@@ -40,6 +41,7 @@ def test_tscnc_with_channels_and_separable_end_to_end(ckpt, tmp_path, capsys):  
     assert shapes["classifier.1"] == "8x16 ⊗ 8x32"  # 64 x 512: I = 8*8, K = 16*32
 
 
+@pytest.mark.slow
 def test_method_none_transforms_alone(ckpt, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "n.pt"
     code, stdout, err = cli(capsys, "prune", str(ckpt), "-m", "none",

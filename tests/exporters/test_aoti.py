@@ -12,6 +12,8 @@ from exporters.aoti import AotiRunner, is_aoti_package, semi_structured_speedup
 from exporters.base import follows_2to4
 from exporters.engines import engine_format, open_runner, run_many
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 
 def test_aoti_package_runs_on_cpu_and_matches_pytorch(aoti_package, digits):
     path, model, result = aoti_package

@@ -18,6 +18,7 @@ FAST = ["--n", "24", "--runs", "3", "--warmup", "1", "--square-queries", "10", "
         "--batch-sizes", "1,8"]
 
 
+@pytest.mark.slow
 def test_bench_writes_every_output(capsys, digits_ckpt, onnx_file, aoti_package, tmp_path):
     out = tmp_path / "bench"
     code, text, err = cli(capsys, "bench", str(digits_ckpt), "--engine", str(onnx_file), "--engine",
@@ -83,6 +84,7 @@ def test_pareto_front():
     assert pareto_front([(1.0, 0.5), (2.0, 0.4), (3.0, 0.7), (0.5, 0.1)]) == [3, 0, 2]
 
 
+@pytest.mark.slow
 def test_batch_size_outside_the_engine_range_is_one_line(capsys, digits_ckpt, aoti_package, tmp_path):
     code, _, err = cli(capsys, "bench", f"{digits_ckpt}={aoti_package[0]}", *FAST[:-2], "--batch-sizes", "1,64",
                        "--out", str(tmp_path / "b"))

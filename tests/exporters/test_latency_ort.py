@@ -46,6 +46,7 @@ def test_cuda_provider_missing_is_one_line():
         choose_providers("cuda")
 
 
+@pytest.mark.slow
 def test_onnxruntime_format_saves_the_optimised_graph(capsys, digits_ckpt, tmp_path):
     import json
 

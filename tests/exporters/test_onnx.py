@@ -35,6 +35,7 @@ MASK_WORDS = ("mask", "parametrizations", "original", "scores")
 
 
 @pytest.mark.parametrize("name", sorted(set(list_models()) | set(ZOO)))
+@pytest.mark.slow
 def test_every_zoo_model_exports_with_parity(name, tmp_path):
     kwargs, shape = ZOO.get(name, DEFAULT)
     torch.manual_seed(0)
@@ -49,6 +50,7 @@ def test_every_zoo_model_exports_with_parity(name, tmp_path):
     assert not any(w in n.lower() for n in onnx_initializers(tmp_path / "m.onnx") for w in MASK_WORDS)
 
 
+@pytest.mark.slow
 def test_masked_model_exports_folded_weights_only(tmp_path):
     from pruners.masking import MaskedLayers, is_masked
 
@@ -76,6 +78,7 @@ def test_masked_model_exports_folded_weights_only(tmp_path):
         assert torch.equal(model(x), ref)
 
 
+@pytest.mark.slow
 def test_transformed_models_export_with_their_shapes(tmp_path):
     transforms = pytest.importorskip("pruners.transforms", reason="structural transforms are not available")
     torch.manual_seed(0)
@@ -122,6 +125,7 @@ class WithOddOp(nn.Module):
         return self.fc(self.odd(self.conv(x)).flatten(1))
 
 
+@pytest.mark.slow
 def test_an_op_onnx_cannot_express_names_the_op_and_the_layer(tmp_path):
     with pytest.raises(CompressorError) as exc:
         export_onnx(WithOddOp().eval(), tmp_path / "odd.onnx", input_shape=(1, 8, 8))
@@ -142,6 +146,7 @@ def test_bad_options_and_existing_output(tmp_path):
     assert (tmp_path / "a.onnx").read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_cli_export_onnx_prints_parity_on_real_images(capsys, digits_ckpt, tmp_path):
     code, out, err = cli(capsys, "export", str(digits_ckpt), "--format", "onnx", "-o", str(tmp_path / "m.onnx"))
     assert code == 0, err
@@ -150,6 +155,7 @@ def test_cli_export_onnx_prints_parity_on_real_images(capsys, digits_ckpt, tmp_p
     assert meta["compressor.input_shape"] == "1,8,8" and meta["compressor.batch_sizes"] == "1,64"
 
 
+@pytest.mark.slow
 def test_cli_parity_failure_exits_2_with_the_measured_error(capsys, digits_ckpt, tmp_path, monkeypatch):
     from exporters import onnxruntime as ort_mod
 

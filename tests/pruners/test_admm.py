@@ -69,6 +69,7 @@ def _long_admm_run(digits, epochs: int, **options):
     return model, [h["loss"] for h in res["history"]]
 
 
+@pytest.mark.slow
 def test_sixty_admm_epochs_do_not_diverge(digits):
     model, losses = _long_admm_run(digits, 60)  # the reference schedule: 10 updates, rho <= 1e-3 * 1.3^10
     assert len(losses) == 60 and max(losses) < 50  # cross-entropy ~2.3 plus rho/2 ||W - Z + U||^2 (rho <= 0.014)

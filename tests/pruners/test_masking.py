@@ -50,6 +50,7 @@ def test_pruned_weights_are_zero_after_training_steps(digits, tiny_cfg):
         assert torch.count_nonzero(w.detach()[m]) == int(m.sum())  # the kept ones did train
 
 
+@pytest.mark.slow
 def test_finalized_model_loads_strictly_into_the_plain_architecture(digits, tiny_cfg):
     model = cnn(digits)
     plain_keys = list(model.state_dict())

@@ -11,6 +11,8 @@ from torch import nn
 
 from pruners.allocation import keep_count
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- plain-loop-example -->"
 

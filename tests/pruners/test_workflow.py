@@ -9,6 +9,8 @@ from pruners.workflow import phase_state_path
 
 from .conftest import cnn
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 METHODS = ["magnitude", "hydra", "tscnc", "admm", "random"]
 
 

@@ -4,9 +4,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from compressor.checkpoint import load_model
+
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
 
 
 def _free_port() -> int:

@@ -9,6 +9,8 @@ from compressor.evaluation import evaluate
 from compressor.models import create_model
 from compressor.training import Callback, TrainConfig, Trainer, trades_loss
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 
 def test_trades_loss_equals_direct_computation():
     torch.manual_seed(0)

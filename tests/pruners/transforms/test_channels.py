@@ -18,6 +18,7 @@ def params(model):
     return sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_half_the_channels_exact_params_macs_onnx_and_round_trip(tmp_path):
     model, kw = make("cnn-small")
     assert (params(model), count_macs(model, SHAPE)) == (188234, 1920256)

@@ -10,6 +10,8 @@ from pruners.transforms import parse_transforms
 
 from .helpers import make, transform
 
+pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
+
 
 def pruner_for(method, specs, **options):
     chosen = parse_transforms(specs)

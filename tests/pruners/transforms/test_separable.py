@@ -29,6 +29,7 @@ def test_default_replaces_all_but_the_output_layer_and_round_trips(tmp_path):
     assert torch.equal(loaded(x), model(x))
 
 
+@pytest.mark.slow
 def test_vit_mlp_blocks_given_or_automatic_factors_and_onnx_as_matmuls(tmp_path):
     model, kw = make("vit_small_cifar", in_chans=3, depth=1, embed_dim=48, num_heads=3)
     x = torch.rand(2, 3, 32, 32)
