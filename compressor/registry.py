@@ -77,7 +77,10 @@ class Registry:
 
     def register(self, name: str | None = None, *, description: str | None = None,
                  override: bool = False) -> Callable[[Any], Any]:
-        """Decorator: register `obj` under `name` (default: its ``__name__``)."""
+        """Decorator: register `obj` under `name` (default: its ``name`` attribute, else its ``__name__``).
+
+        Classes that carry a ``name`` (pruners, transforms, exporters) register with ``@register_x()``: the name is
+        stated once, in the class."""
 
         def deco(obj: Any) -> Any:
             key = name or getattr(obj, "name", None) or obj.__name__

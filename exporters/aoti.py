@@ -187,7 +187,7 @@ def semi_structured_speedup(model: nn.Module, batch_size: int = 64, runs: int = 
     return rows
 
 
-@register_exporter("aoti")
+@register_exporter()
 class AotiExporter(Exporter):
     """torch.export + AOTInductor package (.pt2) for CPU or CUDA; fp32 (fp16 on CUDA); batch range min..max."""
 

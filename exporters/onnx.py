@@ -178,7 +178,7 @@ def onnx_initializers(path: str | Path) -> dict[str, tuple[int, ...]]:
     return {t.name: tuple(t.dims) for t in model.graph.initializer}
 
 
-@register_exporter("onnx")
+@register_exporter()
 class OnnxExporter(Exporter):
     """ONNX (opset >= 17, dynamic batch, masks folded), parity-checked in ONNX Runtime; fp32."""
 

@@ -57,7 +57,7 @@ def export_ort_optimized(model: Any, path: str | Path, *, input_shape: Any, devi
     return result
 
 
-@register_exporter("onnxruntime")
+@register_exporter()
 class OnnxRuntimeExporter(Exporter):
     """ONNX with ONNX Runtime's fused-graph optimisations for cpu/cuda/tensorrt providers (loads in ORT only)."""
 

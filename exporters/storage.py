@@ -16,7 +16,7 @@ from . import register_exporter
 from .base import Exporter, ExportResult, file_bytes
 
 
-@register_exporter("sparse-safetensors")
+@register_exporter()
 class SparseSafetensorsExporter(Exporter):
     """Compressed checkpoint: safetensors, sparse weights as values + bitmask, metadata kept; exact, no pickle."""
 

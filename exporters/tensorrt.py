@@ -178,7 +178,7 @@ class TensorRTRunner:
         self.context = self.engine = None
 
 
-@register_exporter("tensorrt")
+@register_exporter()
 class TensorRTExporter(Exporter):
     """TensorRT engine from the ONNX export (fp32/fp16, SPARSE_WEIGHTS for 2:4, batch profile); extra 'tensorrt'."""
 

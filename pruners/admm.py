@@ -54,7 +54,7 @@ class ADMMConfig(PrunerConfig):
         return self.rho_max if self.rho_max is not None else self.rho * self.rho_factor ** REFERENCE_UPDATES
 
 
-@register_pruner("admm")
+@register_pruner()
 class ADMMPruner(Pruner):
     """Robust ADMM: sparse projection Z, dual U, rho grown per interval and capped; then hard masks (PGD-AT)."""
 

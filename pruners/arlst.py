@@ -28,7 +28,7 @@ class ARLSTConfig(HydraConfig):
     cond_reg: float = redefault(HydraConfig, "cond_reg", 1e-3)
 
 
-@register_pruner("arlst")
+@register_pruner()
 class ARLSTPruner(HydraPruner):
     """ARLST preset: separable-linear FC layers, HYDRA over convolutions and factors, h(A) summed over layers."""
 

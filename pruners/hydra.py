@@ -54,7 +54,7 @@ class HydraConfig(PrunerConfig):
             raise CompressorError(f"unknown `score_init` '{self.score_init}': choose scaled or kaiming")
 
 
-@register_pruner("hydra")
+@register_pruner()
 class HydraPruner(Pruner):
     """HYDRA: learned scores, top-k with a straight-through gradient; weights frozen while pruning."""
 

@@ -7,7 +7,7 @@ from .base import Pruner
 from .scores import magnitude_scores
 
 
-@register_pruner("magnitude")
+@register_pruner()
 class MagnitudePruner(Pruner):
     """Magnitude (LWM): keep the largest |W| per layer or globally; one-shot, iterative or cubic."""
 

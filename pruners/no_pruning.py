@@ -25,7 +25,7 @@ class NoPruningConfig(PrunerConfig):
         super().validate()
 
 
-@register_pruner("none")
+@register_pruner()
 class NoPruning(MagnitudePruner):
     """No pruning (for transforms alone); with an N:M pattern, magnitude within the pattern."""
 

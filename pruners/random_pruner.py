@@ -7,7 +7,7 @@ from .base import Pruner
 from .scores import random_scores
 
 
-@register_pruner("random")
+@register_pruner()
 class RandomPruner(Pruner):
     """Random masks (sanity baseline), seeded by the seed given to `prepare` and the step in the phase."""
 

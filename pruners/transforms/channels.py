@@ -81,7 +81,7 @@ def _weight_scores_importance():
     return WeightScoreImportance
 
 
-@register_transform("channels")
+@register_transform()
 class Channels(Transform):
     """Remove a ratio of channels/filters through Torch-Pruning's graph (magnitude, Taylor or pruner importance).
 

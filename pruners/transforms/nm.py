@@ -12,7 +12,7 @@ from ..config import parse_pattern
 from .base import SpecOptions, Transform
 
 
-@register_transform("nm")
+@register_transform()
 class NM(Transform):
     """N:M semi-structured sparsity (default 2:4) on every prunable layer, alone or as a pruner's pattern."""
 

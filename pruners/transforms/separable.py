@@ -37,7 +37,7 @@ def _positive(text: str) -> float:
     return value
 
 
-@register_transform("separable-linear")
+@register_transform()
 class SeparableLinear(Transform):
     """Replace Linear layers (glob; default all but the output layer) by A1 ⊗ A2 Kronecker layers (ARLST)."""
 
