@@ -626,7 +626,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         "objective TRADES (beta 6) for every row unless it says PGD-AT; checkpoint chosen on validation PGD-10",
         f"- evaluation: the same first {d['n']} held-out images for every row and attack: clean, PGD-20, APGD-CE; "
         "'APGD-CE+T' = per-image worst case of PGD-20, APGD-CE and APGD-T (9 targets, run on the survivors)"
-        + ("; AA = AutoAttack standard on the same images, for the rows marked" if aa else "")
+        + ("; AA = AutoAttack standard on the same images, first seed only, where a value is shown" if aa else "")
         + f"; validation PGD-20 on {d.get('val_n')} validation images (used for choices, never the held-out split)",
         f"- seeds: {st['seeds']}; cells show mean ± std over seeds (CI ± = half-width of the 95 % t-interval); "
         f"one seed's held-out binomial standard error at 50 % is ±{50 / math.sqrt(max(d['n'], 1)):.1f} points",
@@ -823,7 +823,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     if dense_row is None:
         dense_row = robust_eval(dense, data, args)
         cache.put("dense", dense_row)
-    if "dense" in args.aa_rows.split(",") and "aa" not in dense_row:
+    report_only = args.max_minutes is not None and args.max_minutes <= 0
+    if "dense" in args.aa_rows.split(",") and "aa" not in dense_row and not report_only:
         add_autoattack(dense, dense_row, data, args)
         cache.put("dense", dense_row)
     log(f"dense: clean {dense_row['clean']:.3f}, pgd20 {dense_row['pgd20']:.3f}, apgd {dense_row['apgd']:.3f}")
