@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from compressor import TrainConfig
 from compressor.attacks import build_attack
@@ -17,13 +17,14 @@ from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
 from compressor.cli.options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
                                     Json, Mean, NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value,
-                                    command_line, existing_file, model_options, register_flags)
+                                    click_parameter, command_line, existing_file, model_options, option_from,
+                                    register_flags)
 
 from .config import config_fields
 from .workflow import prune
 
 log = logging.getLogger(__name__)
-PREFIX = "cfg__"  # Python names of the generated options (flags come from the config fields)
+PREFIX = "cfg__"  # parameter names of the generated options (flags come from the config fields)
 
 
 def _method_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -51,16 +52,32 @@ def _default_text(defaults: dict[str, Any]) -> str:
     return f" Default: {common} ({others})."
 
 
-def _generated_parameters(fields: dict[str, tuple[Any, dict[str, Any]]]) -> list[inspect.Parameter]:
-    params = []
-    for flag, (f, defaults) in fields.items():
-        scope = "" if len(defaults) == len(PRUNERS.names()) else f"[{', '.join(defaults)}] "
-        extra = f" Choices: {', '.join(f.choices)}." if f.choices else ""
-        decls = (f"{flag}/--no-{flag[2:]}",) if f.type is bool else (flag,)
-        opt = typer.Option(None, *decls, help=f"{scope}{f.help}{extra}{_default_text(defaults)}", show_default=False)
-        params.append(inspect.Parameter(PREFIX + f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
-                                        annotation=Optional[f.type]))
-    return params
+def _click_option(flag: str, f: Any, defaults: dict[str, Any]) -> Any:
+    """The command-line option of config field `f` (None unless given, so each method keeps its own default)."""
+    scope = "" if len(defaults) == len(PRUNERS.names()) else f"[{', '.join(defaults)}] "
+    extra = f" Choices: {', '.join(f.choices)}." if f.choices else ""
+    decls = (f"{flag}/--no-{flag[2:]}",) if f.type is bool else (flag,)
+    opt = typer.Option(None, *decls, help=f"{scope}{f.help}{extra}{_default_text(defaults)}", show_default=False)
+    return click_parameter(PREFIX + f.name, Optional[f.type], opt)
+
+
+class PruneCommand(TyperCommand):
+    """`prune` plus one option per pruner-config field, generated from the registered pruners' configs.
+
+    The options are click parameters of the command object, so no function signature is rewritten; `invoke`
+    hands their values to `prune_cmd` as ``ctx.meta[METHOD_OPTIONS]`` (parameter name -> value).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_click_option(flag, f, defaults) for flag, (f, defaults) in _FIELDS.items())
+
+    def invoke(self, ctx: Any) -> Any:
+        ctx.meta[METHOD_OPTIONS] = {n: ctx.params.pop(n) for n in list(ctx.params) if n.startswith(PREFIX)}
+        return super().invoke(ctx)
+
+
+METHOD_OPTIONS = "compressor.prune.method_options"
 
 
 def _pruner_options(method: str, given: dict[str, Any], fields: dict[str, tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
@@ -78,6 +95,7 @@ def _pruner_options(method: str, given: dict[str, Any], fields: dict[str, tuple[
 
 
 def prune_cmd(
+    ctx: typer.Context,
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Model to prune: a checkpoint from `compressor train`, "
                                                                    "a state dict with --arch (your own model as "
                                                                    "PACKAGE.MODULE:CALLABLE, or a zoo name), or a "
@@ -96,22 +114,22 @@ def prune_cmd(
     download: bool = Download,
     adv: Optional[str] = typer.Option(None, "--adv", help="trades or pgd (default: the method's, TRADES except "
                                                            "admm's PGD-AT)."),
-    epochs_prune: int = typer.Option(10, "--epochs-prune", help="Epochs of the prune phase (mask search)."),
-    epochs_finetune: int = typer.Option(10, "--epochs-finetune", help="Epochs of fine-tuning with fixed masks."),
+    epochs_prune: int = option_from(prune, "epochs_prune", help="Epochs of the prune phase (mask search)."),
+    epochs_finetune: int = option_from(prune, "epochs_finetune", help="Epochs of fine-tuning with fixed masks."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Prune-phase learning rate (default: the method's; "
                                                           "0.1 for HYDRA's scores, else 0.01)."),
     lr_finetune: Optional[float] = typer.Option(None, "--lr-finetune", help="Fine-tune learning rate (default 0.01)."),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    batch_size: int = option_from(TrainConfig, "batch_size"),
     eps: Optional[str] = Eps,
-    steps: int = typer.Option(10, "--steps", help="Attack steps while training."),
-    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off."),
+    steps: int = option_from(TrainConfig, "steps", help="Attack steps while training."),
+    beta: float = option_from(TrainConfig, "beta", help="TRADES trade-off."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="SGD weight decay in both phases "
                                                  "(default: the method's reference value, 1e-4 for hydra, arlst and "
                                                  "admm, else 5e-4)."),
     craft_mode: str = CraftMode,
     amp: str = Amp,
-    val_n: int = typer.Option(1000, "--val-n", help="Validation images used per epoch."),
-    eval_attack: str = typer.Option("pgd20", "--eval-attack", help="Attack for the before/after test accuracy."),
+    val_n: int = option_from(TrainConfig, "val_n", help="Validation images used per epoch."),
+    eval_attack: str = option_from(prune, "eval_attack", help="Attack for the before/after test accuracy."),
     eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
     plots: bool = typer.Option(False, "--plots", help="Write kappa plots (PNG) next to the output."),
     seed: int = Seed,
@@ -129,7 +147,6 @@ def prune_cmd(
     trust_code: bool = TrustCode,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = Json,
-    **method_options: Any,
 ) -> None:
     """Prune a model (masks folded into plain weights) and report sparsity, accuracy and condition numbers.
 
@@ -137,7 +154,7 @@ def prune_cmd(
     the dataset the checkpoint records, and writes model.tscnc90.pt beside it."""
     existing_file(model_path, "model")
     cls = PRUNERS.get(method)
-    options = _pruner_options(method, method_options, _FIELDS)
+    options = _pruner_options(method, ctx.meta.get(METHOD_OPTIONS, {}), _FIELDS)
     build_attack(eval_attack, 1.0)  # a bad attack name fails before anything runs
     config = TrainConfig(batch_size=batch_size, adv=adv or cls.default_adv, eps=eps_value(eps), steps=steps, beta=beta,
                          val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
@@ -195,7 +212,4 @@ def _print(report: dict[str, Any]) -> None:
 
 _FIELDS = _method_fields()
 register_flags({"transforms": "--transform", **{f.name: flag for flag, (f, _) in _FIELDS.items()}})
-_sig = inspect.signature(prune_cmd)
-prune_cmd.__signature__ = _sig.replace(parameters=[p for p in _sig.parameters.values()
-                                                   if p.kind is not inspect.Parameter.VAR_KEYWORD]
-                                       + _generated_parameters(_FIELDS))
+prune_cmd.command_class = PruneCommand  # `compressor.cli.load_commands` builds the command with it

@@ -44,7 +44,7 @@ def load_commands() -> None:
                 raise
             log.warning("could not load command '%s' (%s): %s", ep.name, ep.value, exc)
             continue
-        app.command(ep.name)(fn)
+        app.command(ep.name, cls=getattr(fn, "command_class", None))(fn)  # a command may bring its click class
         known.add(ep.name)
     app.registered_commands.sort(key=lambda c: c.name or "")
 

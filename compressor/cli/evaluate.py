@@ -18,7 +18,7 @@ from ..sanity import check_model_fits_data
 from . import app
 from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
                       NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options,
-                      names_list)
+                      names_list, option_from)
 
 # shown in the table's settings column, in this order, when an attack's protocol has them
 SETTINGS = ("steps", "restarts", "queries", "targets", "version", "eot_iter")
@@ -33,10 +33,10 @@ def eval_cmd(
     attacks: str = typer.Option("fgsm,pgd20", "--attacks",
                                 help="Comma-separated attacks, e.g. fgsm,pgd20,cw,aa (see `compressor list attacks`)."),
     eps: Optional[str] = Eps,
-    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    norm: str = option_from(evaluate_model, "norm", help="linf or l2."),
     n: Optional[int] = typer.Option(None, "--n", help="Evaluate the first N images of the split (default: all)."),
-    batch_size: int = typer.Option(256, "--batch-size"),
-    split: str = typer.Option("test", "--split", help="test, val, train, or all: every image of the dataset file "
+    batch_size: int = option_from(evaluate_model, "batch_size"),
+    split: str = option_from(evaluate_model, "split", help="test, val, train, or all: every image of the dataset file "
                                                       "(e.g. your own test set as npz:PATH with x, y)."),
     seed: int = Seed,
     device: str = Device,

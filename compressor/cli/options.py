@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+import typer.main
+from typer.models import ParamMeta
 
 from ..errors import CompressorError
-from .. import parse_eps
+from .. import parse_eps, TrainConfig
 from ..models import parse_arch_kwargs
+
+
+def default_of(source: Any, name: str) -> Any:
+    """The default the library states for option `name`: a config dataclass field's or an API function's keyword's."""
+    if dataclasses.is_dataclass(source):
+        f = {f.name: f for f in dataclasses.fields(source)}[name]
+        return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return inspect.signature(source).parameters[name].default
+
+
+def option_from(source: Any, name: str, *decls: str, help: str | None = None, **kwargs: Any) -> Any:
+    """A typer option for the library option `name` of `source` (a config dataclass or an API function).
+
+    Its default is the library's, stated once there; its flag is ``--name-with-dashes`` unless `decls` are given;
+    its help is the field's ``help`` metadata unless `help` is given.
+    """
+    if help is None and dataclasses.is_dataclass(source):
+        help = {f.name: f for f in dataclasses.fields(source)}[name].metadata.get("help")
+    return typer.Option(default_of(source, name), *(decls or ("--" + name.replace("_", "-"),)), help=help, **kwargs)
+
+
+def click_parameter(name: str, annotation: Any, option: Any) -> Any:
+    """The click parameter typer itself builds for ``name: annotation = option`` (for options a command generates)."""
+    meta = ParamMeta(name=name, default=option, annotation=annotation)
+    build = getattr(typer.main, "get_click_param", None)  # typer < 0.29 names it so and also returns a convertor
+    return build(meta)[0] if build is not None else typer.main._get_param(meta)
+
 
 Dataset = typer.Option(None, "--dataset", "-d", help="Dataset name (see `compressor list datasets`) or npz:PATH.")
 DataRoot = typer.Option(None, "--data-root", help="Folder holding the dataset in its usual on-disk format.")
 Download = typer.Option(False, "--download", help="Allow downloading the dataset (off: nothing downloads).")
 Json = typer.Option(False, "--json", help="Print the report as JSON on stdout.")
 Force = typer.Option(False, "--force", help="Overwrite an existing output.")
-Seed = typer.Option(0, "--seed", help="Random seed.")
-Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
+Seed = option_from(TrainConfig, "seed", help="Random seed.")
+Device = option_from(TrainConfig, "device", help="auto, cpu, cuda or cuda:N.")
 TrustPickle = typer.Option(False, "--trust-pickle",
                            help="Allow loading a pickled nn.Module (runs code from the file: trusted files only).")
 Arch = typer.Option(None, "--arch", help="Architecture of a plain state dict: your own model as "
@@ -35,10 +66,10 @@ NoNormalize = typer.Option(False, "--no-normalize", help="The weights take raw [
 TrustCode = typer.Option(False, "--trust-code", help="Let a checkpoint that names an import path import it without "
                                                      "--arch (runs that code: trusted files only).")
 Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default: the dataset's).")
-CraftMode = typer.Option("auto", "--craft-mode", help="Model mode while crafting training examples: train (BatchNorm "
+CraftMode = option_from(TrainConfig, "craft_mode", help="Model mode while crafting training examples: train (BatchNorm "
                          "in train mode, as Madry et al. / Ye et al.), eval (as the TRADES reference), or auto: train "
                          "for PGD-AT, eval for TRADES.")
-Amp = typer.Option("auto", "--amp", help="bf16 autocast while training: on, off, or auto (on with CUDA).")
+Amp = option_from(TrainConfig, "amp", help="bf16 autocast while training: on, off, or auto (on with CUDA).")
 
 
 INVOCATION: list[str] = []  # the arguments `main` runs, recorded as the command in what a command writes

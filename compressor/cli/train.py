@@ -10,7 +10,7 @@ import typer
 from .. import parse_eps, train, TrainConfig
 from ..reporting import stdout_console, table, to_json
 from . import app
-from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed, command_line
+from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed, command_line, option_from
 
 
 @app.command("train")
@@ -20,22 +20,22 @@ def train_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint to write (.pt)."),
     data_root: Optional[Path] = DataRoot,
     download: bool = Download,
-    adv: str = typer.Option("pgd", "--adv", help="none, pgd (PGD-AT) or trades."),
-    epochs: int = typer.Option(10, "--epochs"),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    lr: float = typer.Option(0.1, "--lr"),
-    momentum: float = typer.Option(0.9, "--momentum"),
-    weight_decay: float = typer.Option(5e-4, "--weight-decay"),
-    schedule: str = typer.Option("cosine", "--schedule", help="cosine, multistep or constant."),
+    adv: str = option_from(TrainConfig, "adv", help="none, pgd (PGD-AT) or trades."),
+    epochs: int = option_from(TrainConfig, "epochs"),
+    batch_size: int = option_from(TrainConfig, "batch_size"),
+    lr: float = option_from(TrainConfig, "lr"),
+    momentum: float = option_from(TrainConfig, "momentum"),
+    weight_decay: float = option_from(TrainConfig, "weight_decay"),
+    schedule: str = option_from(TrainConfig, "schedule", help="cosine, multistep or constant."),
     eps: Optional[str] = typer.Option(None, "--eps", help="Training budget, e.g. 8/255 (default: the dataset's)."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Attack step size (default 2.5 * eps / steps)."),
-    steps: int = typer.Option(10, "--steps", help="Attack steps while training."),
-    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off."),
-    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
+    steps: int = option_from(TrainConfig, "steps", help="Attack steps while training."),
+    beta: float = option_from(TrainConfig, "beta", help="TRADES trade-off."),
+    norm: str = option_from(TrainConfig, "norm", help="linf or l2."),
     val_size: Optional[float] = typer.Option(None, "--val-size", help="Validation split carved from train "
                                              "(fraction or count; default: the dataset's)."),
-    val_n: int = typer.Option(1000, "--val-n", help="Validation images used per epoch."),
-    select: str = typer.Option("auto", "--select", help="Checkpoint selection: auto, robust, clean or last."),
+    val_n: int = option_from(TrainConfig, "val_n", help="Validation images used per epoch."),
+    select: str = option_from(TrainConfig, "select", help="Checkpoint selection: auto, robust, clean or last."),
     seed: int = Seed,
     device: str = Device,
     amp: str = Amp,
