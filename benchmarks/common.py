@@ -17,8 +17,10 @@ try:
 except ImportError:  # run from a checkout that is not installed
     sys.path.insert(0, str(HERE.parent))
 
+from compressor.environment import pinned_threads  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
 from compressor.io import check_output  # noqa: E402
+from compressor.training import pick_device  # noqa: E402
 
 
 def result_paths(out: str | Path, stem: str, force: bool) -> tuple[Path, Path]:
@@ -83,12 +85,8 @@ def write_results(res: dict[str, Any], json_path: Path, md_path: Path, render: C
 
 
 def resolve_device(name: str):
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when there is a GPU) as a torch device; ``cuda`` without one is an error."""
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CompressorError("--device cuda but no CUDA device is available")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+    """``cpu``, ``cuda[:N]`` or ``auto`` (CUDA when there is a GPU) as a torch device (the library's `pick_device`)."""
+    return pick_device(name)
 
 
 @contextmanager
@@ -96,11 +94,5 @@ def measuring(device, threads: int | None) -> Iterator[None]:
     """Torch threads set to `threads` (when given) and the RNG forked, so a calling process is left as it was."""
     import torch
 
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            yield
-    finally:
-        torch.set_num_threads(before)
+    with pinned_threads(threads), torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        yield

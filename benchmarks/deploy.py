@@ -28,14 +28,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_header, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions  # noqa: E402
-from compressor.environment import device_kind, load_average, machine_info  # noqa: E402
+from compressor.environment import device_kind, load_average, machine_info, pinned_threads  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
 from compressor.io import atomic_write_text, check_output  # noqa: E402
 from compressor.reporting import to_json  # noqa: E402
@@ -122,13 +120,17 @@ def export_all(records: list[dict], work: Path, args: argparse.Namespace, log: C
         log(f"{r['name']}: ONNX {res.file_bytes} bytes, max |delta logit| {res.max_abs_diff:.2e}")
 
 
-def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Compress, export, benchmark and write the results."""
+def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = print) -> Any:
+    """Compress, export, benchmark and write the results (torch pinned to `threads` threads, restored after)."""
+    with pinned_threads(args.threads):
+        return _run(args, command, log)
+
+
+def _run(args: argparse.Namespace, command: str, log: Callable[[str], None]) -> Any:
     from exporters.bench import Variant, run_bench
     from exporters.bench_report import check_outputs, write_outputs
 
     suite = _suite(args.only)
-    torch.set_num_threads(args.threads)
     started = _dt.datetime.now(_dt.timezone.utc)
     slug = re.sub(r"[^a-z0-9]+", "-", args.dataset.lower()).strip("-")
     out_dir = Path(args.out) / f"deploy-{device_kind(args.device)}-{slug}-{started:%Y-%m-%d}"
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                            square_queries=args.square_queries, seed=args.seed, dataset=args.dataset,
                            data_root=args.data_root, log=log)
     header["load_average_end"] = load_average()
-    paths = write_outputs(report, out_dir, force=args.force)
+    paths = write_outputs(report.to_dict(), out_dir, force=args.force)
     md = paths["md"].read_text()
     lines = markdown_header(f"Deployment suite on {args.dataset} ({device_kind(args.device)})", header)
     atomic_write_text(paths["md"], "\n".join(lines) + "\n\n" + md)

@@ -549,7 +549,7 @@ def part_prune(ctx: PartContext) -> None:
 
     def evaluate(model) -> dict[str, Any]:
         r = evaluate_model(model, data, ["pgd20"], eps=EPS, device=str(ctx.device))
-        return {"n": r["n"], "clean": r["clean_accuracy"], "pgd20": r["attacks"]["pgd20"]["accuracy"]}
+        return {"n": r.n, "clean": r.clean_accuracy, "pgd20": r.attacks["pgd20"].accuracy}
 
     dense = new_model()
 

@@ -8,7 +8,7 @@ from .attacks import Attack, build_attack, fgsm, pgd
 from .checkpoint import Checkpoint, LoadedModel, load_model, make_provenance, save_checkpoint
 from .data import ArraySplit, BatchLoader, DataBundle, DatasetInfo, list_datasets, load_dataset
 from .errors import CompressorError, UnknownNameError
-from .evaluation import evaluate
+from .evaluation import AttackResult, Evaluation, evaluate
 from .flops import count_macs, size_report
 from .models import Normalize, create_model, list_models
 from .parsing import parse_eps
@@ -19,8 +19,9 @@ from .workflows import evaluate_model, model_kwargs, open_model, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "ATTACKS", "ArraySplit", "Attack", "BatchLoader", "Callback", "Checkpoint", "CompressorError", "DATASETS",
-    "DataBundle", "DatasetInfo", "EXPORTERS", "LoadedModel", "MODELS", "Normalize", "PRUNERS", "REGISTRIES",
+    "ATTACKS", "ArraySplit", "Attack", "AttackResult", "BatchLoader", "Callback", "Checkpoint", "CompressorError",
+    "DATASETS", "DataBundle", "DatasetInfo", "EXPORTERS", "Evaluation", "LoadedModel", "MODELS", "Normalize", "PRUNERS",
+    "REGISTRIES",
     "Registry", "TRANSFORMS", "TrainConfig", "TrainResult", "Trainer", "UnknownNameError", "build_attack",
     "condition_number", "count_macs", "create_model", "evaluate", "evaluate_model", "fgsm", "get_registry",
     "layer_stats", "list_datasets", "list_models", "load_dataset", "load_model", "make_provenance", "model_kwargs",

@@ -6,12 +6,29 @@ import os
 import platform
 import re
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
+from .errors import CompressorError
+
 BUSY_LOAD = 0.5  # a 1-minute load average above this fraction of the cores makes CPU timings noisy
+
+
+@contextmanager
+def pinned_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (None: left as it is) and restored afterwards."""
+    if threads is not None and threads < 1:
+        raise CompressorError(f"`threads` must be >= 1, got {threads}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cpu_model() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,6 +28,48 @@ ADV_KEYS_HELP = ("indices (int64, N: positions in the evaluated split), y (int64
                  "x_adv_<attack> (float32, N x C x H x W in [0, 1]; the clean image where the attack did not run or "
                  "failed), robust_<attack> (bool, N), meta (JSON string: format, dataset, split, norm, eps, seed, "
                  "attacks and their protocols)")
+
+
+@dataclass
+class AttackResult:
+    """One attack's outcome in an evaluation."""
+
+    accuracy: float
+    seconds: float
+    images_per_s: float | None
+    attacked: int  # images attacked: those classified correctly without attack
+    protocol: dict[str, Any]
+
+
+@dataclass
+class Evaluation:
+    """Clean and robust accuracy of a model on a split, with its protocol (`compressor.evaluate_model`)."""
+
+    n: int
+    clean_accuracy: float
+    clean_images_per_s: float | None
+    attacks: dict[str, AttackResult]
+    worst_case_accuracy: float | None  # per-sample worst case over the attacks; None without attacks
+    warnings: list[str]
+    dataset: str
+    split: str
+    eps: float
+    norm: str
+    seed: int
+    normalization: dict[str, Any]
+    device: str
+    protocol: dict[str, Any]
+    note: str | None = None
+    adversarial_file: dict[str, Any] | None = None  # path and keys of the saved adversarial examples
+    model: str | None = None  # the evaluated file, when a caller records it
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (optional entries that are unset are left out)."""
+        out = asdict(self)
+        for key in ("worst_case_accuracy", "note", "adversarial_file", "model"):
+            if out[key] is None:
+                del out[key]
+        return out
 
 
 @contextmanager

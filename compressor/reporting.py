@@ -12,7 +12,8 @@ from rich.text import Text
 
 
 def jsonable(obj: Any) -> Any:
-    """Replace what JSON cannot hold: non-finite floats become strings ('inf', 'nan'), tuples lists."""
+    """Replace what JSON cannot hold: non-finite floats become strings ('inf', 'nan'), tuples lists, typed results
+    (anything with `to_dict`) their dicts."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)
     if isinstance(obj, dict):
@@ -21,6 +22,8 @@ def jsonable(obj: Any) -> Any:
         return [jsonable(v) for v in obj]
     if hasattr(obj, "tolist"):
         return jsonable(obj.tolist())
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
     return obj
 
 

@@ -14,7 +14,7 @@ from .attacks import build_attack, preserved_rng
 from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
 from .data import DataBundle, DatasetInfo, load_dataset
 from .errors import CompressorError
-from .evaluation import ADV_KEYS_HELP, Progress, evaluate, save_adversarial
+from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
 from .parsing import check_eps_range
 from .models import create_model, is_import_path
@@ -128,7 +128,7 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
                    eps: float | None = None, norm: str = "linf", n: int | None = None, batch_size: int = 256,
                    split: str = "test", seed: int = 0, device: str = "auto", progress: Progress | None = None,
                    save_adv: str | Path | None = None, force: bool = False,
-                   normalization: dict[str, Any] | None = None) -> dict[str, Any]:
+                   normalization: dict[str, Any] | None = None) -> Evaluation:
     """Clean and robust accuracy of `model` on a split of `data` (eval mode, fp32, fixed seed), with the protocol.
 
     `split` is test, val, train or all (every image of the dataset file); `normalization` (what the model
@@ -166,12 +166,13 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
                 "normalization": normalization or {"source": "not recorded by the caller"},
                 "attacks": {a.name: a.protocol() for a in built},
                 "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}
-    res.update({"dataset": data.info.name, "split": split, "eps": eps, "norm": norm, "seed": seed,
-                "normalization": protocol["normalization"],
-                "device": str(dev), "protocol": protocol})
-    if note:
-        res["note"] = note
+    saved = None
     if save_adv is not None:
         save_adversarial(save_adv, adversarial, protocol)
-        res["adversarial_file"] = {"path": str(save_adv), "keys": ADV_KEYS_HELP}
-    return res
+        saved = {"path": str(save_adv), "keys": ADV_KEYS_HELP}
+    return Evaluation(n=res["n"], clean_accuracy=res["clean_accuracy"], clean_images_per_s=res["clean_images_per_s"],
+                      attacks={k: AttackResult(**r) for k, r in res["attacks"].items()},
+                      worst_case_accuracy=res.get("worst_case_accuracy"), warnings=res["warnings"],
+                      dataset=data.info.name, split=split, eps=eps, norm=norm, seed=seed,
+                      normalization=protocol["normalization"], device=str(dev), protocol=protocol, note=note,
+                      adversarial_file=saved)

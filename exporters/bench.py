@@ -14,16 +14,15 @@ import os
 import platform
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from compressor.attacks import build_attack, preserved_rng
 from compressor.checkpoint import library_versions
-from compressor.environment import cpu_model, gpu_driver
+from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
 from compressor.workflows import open_model
@@ -46,6 +45,70 @@ class Variant:
     @property
     def name(self) -> str:
         return f"{self.model.stem}:{engine_format(self.engine)}" if self.engine else f"{self.model.stem}:pytorch"
+
+
+@dataclass
+class SourceScores:
+    """White-box results on a variant's source model (its engines are scored on these examples)."""
+
+    clean_accuracy: float
+    attacks: dict[str, float]  # attack -> accuracy
+    worst_case_accuracy: float | None
+    warnings: list[str]
+
+
+@dataclass
+class SquareResult:
+    """The black-box Square attack run directly against a variant."""
+
+    attack: str
+    accuracy: float
+    seconds: float
+    protocol: dict[str, Any]
+
+
+@dataclass
+class BenchRecord:
+    """One benchmarked variant: size, latency sweep, memory, accuracy, transfer and Square robustness."""
+
+    name: str
+    model: str
+    engine: str | None
+    format: str
+    file_bytes: int
+    providers: list[str]
+    precision: str
+    latency: list[dict[str, Any]]  # one `measure_latency` record per batch size
+    clean_accuracy: float
+    agreement_clean: float  # fraction of clean predictions equal to the source model's
+    transfer: dict[str, dict[str, float]]  # attack -> source_accuracy, accuracy, agreement
+    transfer_worst_case: float | None
+    square: SquareResult
+    robust_accuracy: float  # per-sample worst case of the transferred attacks and Square
+    warnings: list[str]
+    memory: dict[str, Any]
+    normalization: dict[str, Any] | None
+    source: SourceScores
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record (keys as in bench.json)."""
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    """What `run_bench` measured: the environment, the settings and one record per variant."""
+
+    format: str
+    created: str
+    environment: dict[str, Any]
+    settings: dict[str, Any]
+    variants: list[BenchRecord]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (bench.json; what `bench_report` formats)."""
+        return asdict(self)
 
 
 def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[Variant]:
@@ -137,19 +200,6 @@ class PeakMemory:
         return out
 
 
-@contextmanager
-def pinned_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op thread count set to `threads` (ONNX Runtime sessions get it explicitly) and restored."""
-    if threads < 1:
-        raise CompressorError(f"`threads` must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def environment() -> dict[str, Any]:
     """CPU model and cores, GPU and driver when there is one, OS, and the versions of the libraries involved."""
     env: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -182,13 +232,10 @@ def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], 
 
 
 def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, batch_sizes: Sequence[int],
-                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int) -> dict[str, Any]:
-    """Open one session for `variant`, time it, score it, close it."""
+                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int) -> BenchRecord:
+    """Open one session for `variant`, time it, score it, close it (`source`: the opened source model)."""
     x, y = split.float_images(), split.y
-    row: dict[str, Any] = {"name": variant.name, "model": str(variant.model),
-                           "engine": str(variant.engine) if variant.engine else None,
-                           "format": engine_format(variant.engine) if variant.engine else "pytorch",
-                           "file_bytes": file_bytes(variant.engine or variant.model)}
+    row: dict[str, Any] = {}
     with PeakMemory(cuda=device.startswith("cuda")) as mem:
         runner = open_runner(variant.engine, device=device, threads=threads) if variant.engine else \
             TorchRunner(source.model, device)
@@ -226,15 +273,20 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
                 torch.manual_seed(seed)
                 res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
             robust_square = res["adversarial"]["robust"][square.name]
-            row["square"] = {"attack": square.name, "accuracy": res["attacks"][square.name]["accuracy"],
-                             "seconds": res["attacks"][square.name]["seconds"], "protocol": square.protocol()}
+            row["square"] = SquareResult(square.name, res["attacks"][square.name]["accuracy"],
+                                         res["attacks"][square.name]["seconds"], square.protocol())
             row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
             row["warnings"] = list(res["warnings"])
         finally:
             runner.close()
             del runner
-    row["memory"] = mem.report()
-    return row
+    scores = SourceScores(white["clean_accuracy"], {k: r["accuracy"] for k, r in white["attacks"].items()},
+                          white.get("worst_case_accuracy"), white["warnings"])
+    return BenchRecord(name=variant.name, model=str(variant.model),
+                       engine=str(variant.engine) if variant.engine else None,
+                       format=engine_format(variant.engine) if variant.engine else "pytorch",
+                       file_bytes=file_bytes(variant.engine or variant.model), **row, memory=mem.report(),
+                       normalization=source.normalization, source=scores)
 
 
 def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *, device: str = "cpu",
@@ -255,7 +307,7 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
               threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",), eps: float | None = None,
               norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0, dataset: str | None = None,
               data_root: str | Path | None = None, log: Log | None = None,
-              model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+              model_options: dict[str, Any] | None = None) -> BenchReport:
     """Benchmark every variant; white-box attacks run once per source model and transfer to its engines.
 
     `model_options` (``arch``, ``arch_kwargs``, ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see
@@ -289,15 +341,11 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             loaded, split, white = sources[v.model]
             square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed)
             log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
-            row = bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads,
-                                device=device, square=square, seed=seed)
-            row["normalization"] = loaded.normalization
-            row["source"] = {"clean_accuracy": white["clean_accuracy"],
-                             "attacks": {k: r["accuracy"] for k, r in white["attacks"].items()},
-                             "worst_case_accuracy": white.get("worst_case_accuracy"), "warnings": white["warnings"]}
-            rows.append(row)
-    return {"format": FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment(),
-            "settings": {**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
-                         "device": device, "attacks": list(attacks), "square_queries": square_queries, "seed": seed},
-            "variants": rows, "seconds": time.perf_counter() - t0}
+            rows.append(bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs,
+                                      threads=threads, device=device, square=square, seed=seed))
+    return BenchReport(format=FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                       environment=environment(),
+                       settings={**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
+                                 "device": device, "attacks": list(attacks), "square_queries": square_queries,
+                                 "seed": seed},
+                       variants=rows, seconds=time.perf_counter() - t0)

@@ -17,6 +17,7 @@ from compressor.checkpoint import PICKLED_ARCH, Checkpoint, LoadedModel, make_pr
 from compressor.flops import size_change, size_report
 from compressor.data import DataBundle
 from compressor.errors import CompressorError
+from compressor.evaluation import Evaluation
 from compressor.io import check_output, main_process_lock
 from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
@@ -82,9 +83,9 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: Trai
     return {"method": pruner.name, "phases": runs, "history": history, "seconds": time.perf_counter() - t0, **done}
 
 
-def _accuracies(res: dict[str, Any]) -> dict[str, float]:
-    out = {"clean_accuracy": res["clean_accuracy"]}
-    out.update({f"{k}_accuracy": v["accuracy"] for k, v in res["attacks"].items()})
+def _accuracies(res: Evaluation) -> dict[str, float]:
+    out = {"clean_accuracy": res.clean_accuracy}
+    out.update({f"{k}_accuracy": v.accuracy for k, v in res.attacks.items()})
     return out
 
 
@@ -218,7 +219,7 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         def measure() -> dict[str, Any]:
             res = evaluate_model(model, data, [eval_attack], eps=eps, norm=config.norm, n=eval_n, seed=config.seed,
                                  device=str(ctx.device))
-            return {**_accuracies(res), "n": res["n"], **condition_summary(model),
+            return {**_accuracies(res), "n": res.n, **condition_summary(model),
                     "size": size_report(model, input_shape)}
 
         before = measure() if ctx.is_main else {}

@@ -78,27 +78,26 @@ def eval_cmd(
         res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
                              split=split, seed=seed, device=device, save_adv=save_adv, force=force,
                              normalization=loaded.normalization, progress=lambda stage, k: bar.advance(tasks[stage], k))
-    res["model"] = str(model_path)
-    for w in res["warnings"]:
+    res.model = str(model_path)
+    for w in res.warnings:
         typer.echo(f"warning: {w}", err=True)
     if json_out:
         print(to_json(res))
         return
     console = stdout_console()
-    if res.get("note"):
-        console.print(f"note: {res['note']}")
-    rows = [("clean", res["clean_accuracy"], None, res["clean_images_per_s"], "")]
-    rows += [(name, r["accuracy"], r["seconds"], r["images_per_s"], _settings(r["protocol"]))
-             for name, r in res["attacks"].items()]
-    if "worst_case_accuracy" in res:
-        rows.append(("worst case", res["worst_case_accuracy"], None, None, "robust only if every attack fails"))
-    console.print(table(f"{model_path} on {res['dataset']} {split} (n={res['n']}, {norm} eps={res['eps']:.4g}, "
+    if res.note:
+        console.print(f"note: {res.note}")
+    rows = [("clean", res.clean_accuracy, None, res.clean_images_per_s, "")]
+    rows += [(name, r.accuracy, r.seconds, r.images_per_s, _settings(r.protocol)) for name, r in res.attacks.items()]
+    if res.worst_case_accuracy is not None:
+        rows.append(("worst case", res.worst_case_accuracy, None, None, "robust only if every attack fails"))
+    console.print(table(f"{model_path} on {res.dataset} {split} (n={res.n}, {norm} eps={res.eps:.4g}, "
                         f"seed {seed})", ["attack", "accuracy", "seconds", "images/s", "settings"], rows))
-    versions = res["protocol"]["versions"]
-    console.print(f"input normalisation: {normalization_text(res['normalization'])}")
-    console.print(f"eval mode, fp32, {res['device']}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    if "adversarial_file" in res:
-        console.print(f"adversarial examples: {res['adversarial_file']['path']}")
+    versions = res.protocol["versions"]
+    console.print(f"input normalisation: {normalization_text(res.normalization)}")
+    console.print(f"eval mode, fp32, {res.device}; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    if res.adversarial_file is not None:
+        console.print(f"adversarial examples: {res.adversarial_file['path']}")
 
 
 def _settings(protocol: dict) -> str:

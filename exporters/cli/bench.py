@@ -9,7 +9,8 @@ import typer
 
 from compressor.attacks import build_attack
 from compressor.cli.options import (Arch, ArchKwargs, DataRoot, Dataset, Eps, Force, Json, Mean, NoNormalize, NumClasses,
-                                    Seed, Std, TrustCode, TrustPickle, eps_value, model_options, names_list)
+                                    Seed, Std, TrustCode, TrustPickle, eps_value, model_options, names_list,
+                                    option_from)
 from compressor.io import output_lock
 from compressor.reporting import normalization_text, stdout_console, to_json
 
@@ -25,18 +26,18 @@ def bench_cmd(
     engine: Optional[List[Path]] = typer.Option(None, "--engine",
                                                 help="Engine exported from the (single) MODEL; repeatable."),
     batch_sizes: str = typer.Option("1,64", "--batch-sizes", help="Batch-size sweep for latency, e.g. 1,16,64."),
-    warmup: int = typer.Option(10, "--warmup", help="Untimed runs before timing each batch size."),
-    runs: int = typer.Option(50, "--runs", help="Timed runs per batch size."),
-    threads: int = typer.Option(1, "--threads", help="Intra-op threads, pinned for every runtime."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
+    warmup: int = option_from(run_bench, "warmup", help="Untimed runs before timing each batch size."),
+    runs: int = option_from(run_bench, "runs", help="Timed runs per batch size."),
+    threads: int = option_from(run_bench, "threads", help="Intra-op threads, pinned for every runtime."),
+    device: str = option_from(run_bench, "device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
     attacks: str = typer.Option("pgd20", "--attacks",
                                 help="White-box attacks on the source model, whose examples transfer to the engine "
                                      "(e.g. pgd20, aa); use '' for none."),
-    square_queries: int = typer.Option(1000, "--square-queries", help="Queries of the black-box Square attack run "
+    square_queries: int = option_from(run_bench, "square_queries", help="Queries of the black-box Square attack run "
                                                                       "directly against each engine."),
     eps: Optional[str] = Eps,
-    norm: str = typer.Option("linf", "--norm", help="linf or l2."),
-    n: int = typer.Option(200, "--n", help="Test images for accuracy and attacks."),
+    norm: str = option_from(run_bench, "norm", help="linf or l2."),
+    n: int = option_from(run_bench, "n", help="Test images for accuracy and attacks."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
@@ -65,20 +66,19 @@ def bench_cmd(
         report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
                            attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
                            dataset=dataset, data_root=data_root, log=log, model_options=options)
-        paths = write_outputs(report, out, force)
-    warnings = [f"{v['model']} (white-box): {w}" for v in report["variants"] for w in v["source"]["warnings"]]
-    warnings += [f"{v['name']}: {w}" for v in report["variants"] for w in v["warnings"]]
+        paths = write_outputs(report.to_dict(), out, force)
+    warnings = [f"{v.model} (white-box): {w}" for v in report.variants for w in v.source.warnings]
+    warnings += [f"{v.name}: {w}" for v in report.variants for w in v.warnings]
     for w in dict.fromkeys(warnings):
         typer.echo(f"warning: {w}", err=True)
     if json_out:
         print(to_json(report))
         return
     console = stdout_console()
-    console.print(rich_table(report))
-    for name, norm in dict.fromkeys((v["model"], str(normalization_text(v.get("normalization"))))
-                                    for v in report["variants"]):
+    console.print(rich_table(report.to_dict()))
+    for name, norm in dict.fromkeys((v.model, str(normalization_text(v.normalization))) for v in report.variants):
         console.print(f"{name}: input normalisation {norm}")
-    env = report["environment"]
+    env = report.environment
     console.print(f"{env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
                   + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))

@@ -82,18 +82,18 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
     if json_out:
         print(to_json(report))
         return
-    rows = [("clean accuracy", res["clean_accuracy"], res_pruned["clean_accuracy"])]
-    rows += [(f"{k} accuracy", v["accuracy"], res_pruned["attacks"][k]["accuracy"]) for k, v in res["attacks"].items()]
-    rows.append(("worst case", res["worst_case_accuracy"], res_pruned["worst_case_accuracy"]))
+    rows = [("clean accuracy", res.clean_accuracy, res_pruned.clean_accuracy)]
+    rows += [(f"{k} accuracy", v.accuracy, res_pruned.attacks[k].accuracy) for k, v in res.attacks.items()]
+    rows.append(("worst case", res.worst_case_accuracy, res_pruned.worst_case_accuracy))
     for label, key in (("sparsity", "sparsity"), ("kappa mean", "kappa_mean"), ("kappa max", "kappa_max"),
                        ("singular layers", "singular_layers"), ("Lipschitz bound", "lipschitz_bound")):
         rows.append((label, pr["before"][key], pr["after"][key]))
     stdout_console().print(table(
         f"cnn-small on digits: PGD-AT ({trained['seconds']:.0f}s), then TSCNC at {sparsity:.0%} "
-        f"({pr['prune_seconds']:.0f}s); test split, n={res['n']}, linf eps={eps}",
+        f"({pr['prune_seconds']:.0f}s); test split, n={res.n}, linf eps={eps}",
         ["metric", "dense", f"tscnc {pr['sparsity_achieved']:.0%}"], rows))
     dep = report["deploy"]
-    stdout_console().print(rich_table(dep["bench"]))
+    stdout_console().print(rich_table(dep["bench"].to_dict()))
     stdout_console().print(
         f"checkpoints: {ckpt}, {pruned}\nreport: {report_path}\n"
         f"ONNX: {', '.join(e['path'] for e in dep['onnx'])} (max |delta logit| "
@@ -126,6 +126,6 @@ def deploy(out: Path, dense: Path, pruned: Path, data: DataBundle, *, force: boo
     log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
     bench = run_bench(variants, batch_sizes=[1, 64], warmup=5, runs=20, threads=1, attacks=["pgd20"], eps=0.1,
                       n=100, square_queries=100, log=log)
-    paths = write_outputs(bench, out / "bench", force=force)
+    paths = write_outputs(bench.to_dict(), out / "bench", force=force)
     return {"onnx": results, "compressed": compressed, "bench": bench,
             "bench_outputs": [str(p) for p in paths.values()]}

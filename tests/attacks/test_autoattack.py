@@ -88,8 +88,8 @@ def test_l1_is_refused_with_a_fix():
 def test_eps_zero_gives_clean_accuracy_for_every_attack(robust_model, digits):
     res = evaluate_model(robust_model, digits, ALL, eps=0.0, n=100, device="cpu")
     for name in ALL:
-        assert res["attacks"][name]["accuracy"] == res["clean_accuracy"], name
-    assert res["worst_case_accuracy"] == res["clean_accuracy"]
+        assert res.attacks[name].accuracy == res.clean_accuracy, name
+    assert res.worst_case_accuracy == res.clean_accuracy
 
 
 @pytest.mark.parametrize("spec,norm,eps", [
@@ -116,29 +116,29 @@ def test_accuracy_non_increasing_in_eps_and_about_zero_at_huge_eps(robust_model,
     accs = []
     for eps in (0.0, 0.05, 0.15, 0.3, 1.0):
         res = evaluate_model(robust_model, digits, [spec], eps=eps, n=64, device="cpu")
-        accs.append(res["attacks"][spec]["accuracy"])
+        accs.append(res.attacks[spec].accuracy)
     assert all(a >= b for a, b in zip(accs, accs[1:])), accs
     assert accs[0] > 0.9 and accs[-1] <= 0.02, accs
 
 
 def test_autoattack_at_most_apgd_ce_at_most_clean(aa_run, digits):
     res, saved = aa_run
-    acc = {k: v["accuracy"] for k, v in res["attacks"].items()}
-    assert acc["aa"] <= acc["apgd-ce"] <= res["clean_accuracy"]
-    assert res["worst_case_accuracy"] <= min(acc.values())
+    acc = {k: v.accuracy for k, v in res.attacks.items()}
+    assert acc["aa"] <= acc["apgd-ce"] <= res.clean_accuracy
+    assert res.worst_case_accuracy <= min(acc.values())
     # per sample: AutoAttack runs the same seeded APGD-CE first, so what survives it survives APGD-CE alone
     assert not (saved["robust_aa"] & ~saved["robust_apgd-ce"]).any()
     assert saved["robust_aa"].float().mean().item() == pytest.approx(acc["aa"])
     worst = saved["robust_pgd20"] & saved["robust_apgd-ce"] & saved["robust_aa"]
-    assert worst.float().mean().item() == pytest.approx(res["worst_case_accuracy"])
-    assert 0 < res["attacks"]["aa"]["attacked"] <= 32
+    assert worst.float().mean().item() == pytest.approx(res.worst_case_accuracy)
+    assert 0 < res.attacks["aa"].attacked <= 32
 
 
 def test_saved_adversarial_examples(aa_run, digits):
     res, saved = aa_run
     assert torch.equal(saved["indices"], torch.arange(32)) and torch.equal(saved["y"], digits.test.y[:32])
     assert saved["meta"]["eps"] == 0.1 and saved["meta"]["format"] == "compressor.adversarial/1"
-    assert res["adversarial_file"]["keys"] == saved["meta"]["keys"]
+    assert res.adversarial_file["keys"] == saved["meta"]["keys"]
     x = digits.test.float_images()[saved["indices"]]
     clean_wrong = ~saved["clean_correct"]
     for name in ("pgd20", "apgd-ce", "aa"):
@@ -150,12 +150,12 @@ def test_saved_adversarial_examples(aa_run, digits):
 
 def test_autoattack_report_protocol(aa_run):
     res, _ = aa_run
-    proto = res["protocol"]
+    proto = res.protocol
     assert proto["n"] == 32 and proto["seed"] == 0 and proto["eps"] == 0.1 and proto["norm"] == "linf"
     assert proto["versions"]["pyautoattack"] == "0.2.0" and "torch" in proto["versions"]
     assert proto["attacks"]["aa"]["attacks"]["square"]["queries"] == 5000
-    assert res["attacks"]["aa"]["seconds"] > 0 and res["attacks"]["aa"]["images_per_s"] > 0
-    assert isinstance(res["warnings"], list)
+    assert res.attacks["aa"].seconds > 0 and res.attacks["aa"].images_per_s > 0
+    assert isinstance(res.warnings, list)
 
 
 def test_fixed_seed_reproduces_and_other_seeds_differ(robust_model, batch, digits):
@@ -167,14 +167,14 @@ def test_fixed_seed_reproduces_and_other_seeds_differ(robust_model, batch, digit
         assert not torch.equal(x_adv, build_attack(spec, 0.1, seed=1)(robust_model, x, y)), spec
     runs = [evaluate_model(robust_model, digits, ["pgd10", "apgd-ce10", "square100"], eps=0.1, n=32, seed=3,
                            device="cpu") for _ in range(2)]
-    first, second = ({k: v["accuracy"] for k, v in r["attacks"].items()} for r in runs)
+    first, second = ({k: v.accuracy for k, v in r.attacks.items()} for r in runs)
     assert first == second
 
 
 def test_our_pgd20_and_reference_apgd_ce_agree_on_a_pgd_trained_model(robust_model, digits):
     res = evaluate_model(robust_model, digits, ["pgd20", "apgd-ce"], eps=0.1, seed=0, device="cpu")
-    assert res["n"] == 360
-    pgd, apgd = res["attacks"]["pgd20"]["accuracy"], res["attacks"]["apgd-ce"]["accuracy"]
+    assert res.n == 360
+    pgd, apgd = res.attacks["pgd20"].accuracy, res.attacks["apgd-ce"].accuracy
     assert apgd <= pgd <= apgd + 0.03, (pgd, apgd)
 
 
@@ -231,11 +231,11 @@ def test_mnist_eps_zero_monotone_and_huge_eps(mnist):
     for eps in (0.0, 0.05, 0.1, 0.3):
         res = evaluate_model(model, bundle, specs, eps=eps, n=100, device="cpu", save_adv=None)
         if eps == 0:
-            assert all(r["accuracy"] == res["clean_accuracy"] for r in res["attacks"].values())
-            assert res["clean_accuracy"] > 0.8
-        worst.append(res["worst_case_accuracy"])
+            assert all(r.accuracy == res.clean_accuracy for r in res.attacks.values())
+            assert res.clean_accuracy > 0.8
+        worst.append(res.worst_case_accuracy)
     assert all(a >= b for a, b in zip(worst, worst[1:])), worst
-    assert worst[-1] <= 0.02 and res["attacks"]["apgd-ce20"]["accuracy"] <= 0.02
+    assert worst[-1] <= 0.02 and res.attacks["apgd-ce20"].accuracy <= 0.02
 
 
 def test_mnist_perturbations_stay_in_ball(mnist):
