@@ -91,19 +91,22 @@ class TSCNCConfig(PrunerConfig):
     def validate(self) -> None:
         super().validate()
         if not self.lam >= 0 or not self.tau > 0:
-            raise CompressorError(f"--lambda must be >= 0 and --tau > 0, got {self.lam} and {self.tau}")
+            raise CompressorError(f"`lam` must be >= 0 and `tau` > 0, got {self.lam} and {self.tau}",
+                                  field="lam" if not self.lam >= 0 else "tau")
         if self.taylor not in TAYLOR:
-            raise CompressorError(f"unknown --taylor '{self.taylor}': choose abs or squared")
+            raise CompressorError(f"unknown `taylor` '{self.taylor}': choose abs or squared", field="taylor")
         if self.score_samples < 1:
-            raise CompressorError(f"--score-samples must be at least 1, got {self.score_samples}")
+            raise CompressorError(f"`score_samples` must be at least 1, got {self.score_samples}",
+                                  field="score_samples")
         if self.logdet_form not in LOGDET_FORMS:
-            raise CompressorError(f"unknown --logdet-form '{self.logdet_form}': choose gap or arlst")
+            raise CompressorError(f"unknown `logdet_form` '{self.logdet_form}': choose gap or arlst",
+                                  field="logdet_form")
         if not self.kappa_target > 0 or not self.logdet >= 0 or not 0 < self.logdet_nu < 1:
-            raise CompressorError(f"--kappa-target must be > 0, --logdet >= 0 and 0 < --logdet-nu < 1, got "
+            raise CompressorError(f"`kappa_target` must be > 0, `logdet` >= 0 and 0 < `logdet_nu` < 1, got "
                                   f"{self.kappa_target}, {self.logdet} and {self.logdet_nu}")
 
 
-@register_pruner("tscnc")
+@register_pruner()
 class TSCNCPruner(Pruner):
     """TSCNC: adversarial Taylor importance + log-Frobenius condition-number term, inside TRADES."""
 

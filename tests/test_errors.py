@@ -17,8 +17,7 @@ from tests.conftest import cli
 REPO = Path(__file__).resolve().parents[1]
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 CLI_MODULES = ("compressor/cli/", "pruners/cli.py", "exporters/cli/")
-# the robust-pruning benchmark work holds this file today; its five messages still name flags (issue 13)
-PENDING = {"pruners/tscnc.py"}
+PENDING: set[str] = set()  # modules whose messages still name flags (none left)
 
 
 def _error_strings(path: Path) -> list[tuple[int, str]]:

@@ -55,7 +55,7 @@ def test_adaptive_lambda_follows_the_measured_kappa():
 
 
 def test_bad_variant_options_are_one_line():
-    with pytest.raises(CompressorError, match="--logdet >= 0"):
+    with pytest.raises(CompressorError, match="`logdet` >= 0"):  # the library's name; the CLI shows --logdet
         make_pruner("tscnc", sparsity=0.5, logdet=-1.0)
 
 
