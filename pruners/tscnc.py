@@ -3,10 +3,10 @@
 added to the TRADES loss in both phases.
 
 Two options go beyond the paper (off by default): ``adapt_lambda`` scales lambda at every epoch by the measured
-conditioning (the paper's open question 2), and ``logdet`` adds ARLST's log-det term h on each pruned layer's
-weight restricted to its support (by default the scale-invariant log-det gap; ARLST's own h saturates on
-realistic layers, whose det(G)/k is far below nu) -- a term that acts on the small singular values, which L_CC (a scale-invariant
-weight decay) cannot lift."""
+conditioning (the paper's open question 2), and ``logdet`` adds a log-det term on each pruned layer's weight
+restricted to its support (by default the scale-invariant log-det gap; ARLST's own h saturates on realistic
+layers, whose det(G)/k is far below nu) -- a term that acts on the small singular values, which L_CC (a
+scale-invariant weight decay) cannot lift."""
 
 from __future__ import annotations
 
