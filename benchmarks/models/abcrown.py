@@ -6,10 +6,9 @@ Facts (upstream ``resnet.py``): BasicBlocks without BatchNorm (every conv has a 
 ResNet-2B = stem with 8 channels + one stage of 2 blocks at 16 channels (stride 2); ResNet-4B = stem with 16
 channels + two stages of 2 blocks at 32 channels (stride 2 each); a 1x1 conv shortcut where the shape changes;
 the head flattens the last map (8x8 for 2B, 4x4 for 4B) into Linear(C*H*W, 100) -> ReLU -> Linear(100, classes).
-The models take
-normalised input: pass the mean and std from ../shared/checkpoints/README.md (the upstream data loader applies
-them; they are *not* in the weight file), and they become a `Normalize` module inside, so every attack works in
-[0, 1] pixel space.
+The models take normalised input: pass the mean and std from ../shared/checkpoints/README.md (the upstream data
+loader applies them; they are *not* in the weight file), and they become a `Normalize` module inside, so every
+attack works in [0, 1] pixel space.
 
 Use: ``load_model(path, arch="benchmarks.models.abcrown:resnet4b", ...)`` once the CLI takes import paths, or
 ``resnet4b(mean=..., std=...)`` then ``load_state_dict(torch.load(path, weights_only=True)["state_dict"])``.
