@@ -99,11 +99,11 @@ def compress_all(dense: Path, work: Path, suite, args: argparse.Namespace, log: 
         rep = prune(dense, method, out, options=options, config=config, dataset=args.dataset,
                     data_root=args.data_root, epochs_prune=args.epochs_prune, epochs_finetune=args.epochs_finetune,
                     eval_n=args.n, transforms=transforms, force=True, quiet=True)
-        log(f"{name}: sparsity {rep['sparsity_achieved']:.3f}, clean {rep['after']['clean_accuracy']:.3f}, "
-            f"pgd20 {rep['after']['pgd20_accuracy']:.3f} ({rep['seconds']:.0f}s)")
+        log(f"{name}: sparsity {rep.sparsity_achieved:.3f}, clean {rep.after['clean_accuracy']:.3f}, "
+            f"pgd20 {rep.after['pgd20_accuracy']:.3f} ({rep.seconds:.0f}s)")
         done.append({"name": name, "checkpoint": str(out), "method": method, "options": options,
-                     "transforms": transforms, "sparsity": rep["sparsity_achieved"], "after": rep["after"],
-                     "size": rep.get("size"), "seconds": rep["seconds"]})
+                     "transforms": transforms, "sparsity": rep.sparsity_achieved, "after": rep.after,
+                     "size": rep.size, "seconds": rep.seconds})
     return done
 
 

@@ -19,6 +19,7 @@ from .base import Phase, Pruner, build_config  # noqa: E402
 from .callback import PrunerCallback  # noqa: E402
 from .config import PrunerConfig, option  # noqa: E402
 from .masking import MaskedLayers, WeightMask, finalize, is_masked  # noqa: E402
+from .report import PruneReport  # noqa: E402
 from .monitor import ConditionTracker, condition_summary  # noqa: E402
 from .schedules import Schedule  # noqa: E402
 from .scores import ScoreSource, adversarial_ce  # noqa: E402
@@ -27,6 +28,6 @@ from . import no_pruning, transforms  # noqa: E402,F401  (`--method none` and th
 from .workflow import make_pruner, prune, prune_model  # noqa: E402
 
 __all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform", "Allocator", "ConditionTracker",
-           "MaskedLayers", "Phase", "Pruner", "PrunerCallback", "PrunerConfig", "Schedule", "ScoreSource",
-           "WeightMask", "adversarial_ce", "build_config", "condition_summary", "finalize", "is_masked", "make_pruner",
+           "MaskedLayers", "Phase", "PruneReport", "Pruner", "PrunerCallback", "PrunerConfig", "Schedule",
+           "ScoreSource", "WeightMask", "adversarial_ce", "build_config", "condition_summary", "finalize", "is_masked", "make_pruner",
            "option", "prune", "prune_model"]

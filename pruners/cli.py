@@ -21,6 +21,7 @@ from compressor.cli.options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, 
                                     register_flags)
 
 from .config import config_fields
+from .report import PruneReport
 from .workflow import prune
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def prune_cmd(
                    model_options=model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, False,
                                                trust_code),
                    command=command_line())
-    if "before" not in report:  # a non-zero DDP rank
+    if not isinstance(report, PruneReport):  # a non-zero DDP rank
         return
     if json_out:
         print(to_json(report))
@@ -175,39 +176,39 @@ def prune_cmd(
     _print(report)
 
 
-def _print(report: dict[str, Any]) -> None:
+def _print(report: PruneReport) -> None:
     console = stdout_console()
-    attack = report["eval"]["attack"]
+    attack = report.eval["attack"]
     keys = [("clean accuracy", "clean_accuracy"), (f"{attack} accuracy", f"{attack}_accuracy"),
             ("sparsity", "sparsity"), ("kappa mean (non-singular layers)", "kappa_mean"), ("kappa max", "kappa_max"),
             ("singular layers (kappa inf)", "singular_layers"), ("kappa on the support, mean", "kappa_support_mean"),
             ("kappa on the support, max", "kappa_support_max"), ("Lipschitz bound", "lipschitz_bound")]
-    rows = [(label, report["before"][k], report["after"][k]) for label, k in keys]
-    console.print(table(f"{report['method']}: {report['sparsity_target']:.2%} target, {report['sparsity_achieved']:.2%} "
-                        f"achieved ({report['allocation']}, {report['pattern']}) on {report['dataset']} test "
-                        f"(n={report['eval']['n']}) -> {report['output']}", ["key", "before", "after"], rows))
+    rows = [(label, report.before[k], report.after[k]) for label, k in keys]
+    console.print(table(f"{report.method}: {report.sparsity_target:.2%} target, {report.sparsity_achieved:.2%} "
+                        f"achieved ({report.allocation}, {report.pattern}) on {report.dataset} test "
+                        f"(n={report.eval['n']}) -> {report.output}", ["key", "before", "after"], rows))
     layer_rows = [(r["layer"], "x".join(map(str, r["shape"])), r["pattern"], r["sparsity"], r["kappa_before"],
-                   r["kappa_after"], r["kappa_support_after"], r["rank_after"]) for r in report["layers"]]
+                   r["kappa_after"], r["kappa_support_after"], r["rank_after"]) for r in report.layers]
     console.print(table("layers (kappa of the weight reshaped to out x in*kh*kw)",
                         ["layer", "shape", "pattern", "sparsity", "kappa before", "kappa after", "kappa support after",
                          "rank after"], layer_rows))
-    change = report["size"]["change"]
+    change = report.size["change"]
     console.print(table("size (MACs: one input)", ["key", "before", "after", "reduction"],
                         [(k, v["before"], v["after"], v["reduction"]) for k, v in change.items()]))
-    for t in report.get("transforms", []):
+    for t in report.transforms:
         console.print(f"transform {t['name']}: " + ", ".join(f"{k}={v}" for k, v in t.items()
                                                               if k in ("ratio", "importance", "round_to", "pattern",
                                                                        "reg", "nu")))
-    if report["pattern_skipped"]:
-        console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report['pattern_skipped'])}")
-    for p in report.get("plots", []):
+    if report.pattern_skipped:
+        console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report.pattern_skipped)}")
+    for p in report.plots or []:
         console.print(f"plot: {p}")
-    if report.get("sparsity_default"):
-        console.print(f"sparsity target {report['sparsity_target']:g}: the default (--sparsity to change it)")
-    console.print(f"input normalisation: {normalization_text(report.get('normalization'))}")
-    reload = " ".join(report.get("reload_flags", []))
-    console.print(f"output: {report['output']}{f' (load it with {reload})' if reload else ''}")
-    console.print(f"time: {report['seconds']:.1f}s")
+    if report.sparsity_default:
+        console.print(f"sparsity target {report.sparsity_target:g}: the default (--sparsity to change it)")
+    console.print(f"input normalisation: {normalization_text(report.normalization)}")
+    reload = " ".join(report.reload_flags)
+    console.print(f"output: {report.output}{f' (load it with {reload})' if reload else ''}")
+    console.print(f"time: {report.seconds:.1f}s")
 
 
 _FIELDS = _method_fields()

@@ -26,6 +26,7 @@ from compressor.training import Callback, TrainConfig, Trainer, init_distributed
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
+from .report import PruneReport
 from .callback import PrunerCallback
 from .monitor import ConditionTracker, condition_summary
 from .plots import plot_kappa_epochs, plot_kappa_layers
@@ -133,7 +134,7 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
           plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
           quiet: bool = False, trust_pickle: bool = False, console=None, transforms: Sequence[str] = (),
           warn: Callable[[str], None] = _stderr, model_options: dict[str, Any] | None = None,
-          command: str | None = None) -> dict[str, Any]:
+          command: str | None = None) -> PruneReport | dict[str, Any]:
     """Prune a model file with `method` and save it (masks folded, metadata appended) with a full report.
 
     The file is a compressor checkpoint, or any outside model `compressor.open_model` opens with
@@ -146,7 +147,8 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     `pruners.transforms.base`; `method` "none" runs them alone. The report holds the achieved global and
     per-layer sparsity, clean and `eval_attack` accuracy on the test split before and after, parameters,
     nonzeros and MACs before and after, condition-number statistics before, every epoch and after, and
-    the time taken. Bad input raises CompressorError before anything is written.
+    the time taken, as a `PruneReport` (a non-zero DDP rank gets its training job's dict instead). Bad input
+    raises CompressorError before anything is written.
     """
     t_start = time.perf_counter()
     transforms = PRUNERS.get(method).transform_specs(transforms)  # a preset's transforms (arlst: separable-linear)
@@ -196,7 +198,7 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
 def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states, *, config: TrainConfig, dataset, data_root, download, epochs_prune, epochs_finetune, lr, lr_finetune, eval_attack, eval_n, plots,
            force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start,
            model_options: dict[str, Any] | None = None, defaulted: bool = False,
-           chosen_output: bool = False, command: str | None = None) -> dict[str, Any]:
+           chosen_output: bool = False, command: str | None = None) -> PruneReport | dict[str, Any]:
     """`prune` once its arguments are checked and its output is locked."""
     opened = {**(model_options or {}), "trust_pickle": trust_pickle or (model_options or {}).get("trust_pickle", False)}
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=config.seed,
@@ -238,13 +240,14 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         after = measure()
         report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
                          eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
-        report["transforms"] = [_entry_summary(e) for e in transform_entries]
-        report.update(normalization=loaded.normalization, sparsity_default=defaulted, output_default=chosen_output,
-                      reload_flags=_reload_flags(ck, loaded))
+        report.transforms = [_entry_summary(e) for e in transform_entries]
+        report.normalization, report.sparsity_default = loaded.normalization, defaulted
+        report.output_default, report.reload_flags = chosen_output, _reload_flags(ck, loaded)
         entry = {"name": pruner.name, "kind": "prune", "structural": False,
-                 **{k: report[k] for k in ("sparsity_target", "sparsity_achieved", "allocation", "pattern",
-                                           "pattern_skipped", "schedule", "epochs_prune", "epochs_finetune", "adv")},
-                 "per_layer": {r["layer"]: r["sparsity"] for r in report["layers"]}, "config": report["config"]}
+                 **{k: getattr(report, k) for k in ("sparsity_target", "sparsity_achieved", "allocation", "pattern",
+                                                    "pattern_skipped", "schedule", "epochs_prune", "epochs_finetune",
+                                                    "adv")},
+                 "per_layer": {r["layer"]: r["sparsity"] for r in report.layers}, "config": report.config}
         save_checkpoint(output, model, arch=ck.arch, arch_kwargs=ck.arch_kwargs, dataset=ck.dataset or data.info.as_dict(),
                         compression=[*ck.compression, *transform_entries, entry],
                         provenance=make_provenance(config.seed, {k: after[k] for k in after if k.endswith("accuracy")},
@@ -252,17 +255,17 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
                                                    command=command),
                         force=force)
         if plots:
-            title = f"{pruner.name} at {report['sparsity_achieved']:.1%} sparsity ({ck.arch}, {data.info.name})"
-            names = [r["layer"] for r in report["layers"]]
+            title = f"{pruner.name} at {report.sparsity_achieved:.1%} sparsity ({ck.arch}, {data.info.name})"
+            names = [r["layer"] for r in report.layers]
             kappa_before = {n: before["layers"].get(n, {}).get("kappa", math.nan) for n in names}  # nan: a new layer
             plot_kappa_layers(plot_paths[0], names, [kappa_before[n] for n in names],
                               [after["layers"][n]["kappa"] for n in names], title)
             plot_kappa_epochs(plot_paths[1], job["history"], kappa_before, title)
-            report["plots"] = [str(p) for p in plot_paths]
+            report.plots = [str(p) for p in plot_paths]
         if not keep_state:
             for s in states:
                 s.unlink(missing_ok=True)
-        report["seconds"] = time.perf_counter() - t_start
+        report.seconds = time.perf_counter() - t_start
         return report
     finally:
         shutdown(ctx)
@@ -291,8 +294,8 @@ def _entry_summary(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: dict[str, Any], *, loaded_path,
             output: Path, data: DataBundle, eps: float, eval_attack: str, config: TrainConfig,
-            epochs: tuple[int, int]) -> dict[str, Any]:
-    """The JSON report of one pruning job."""
+            epochs: tuple[int, int]) -> PruneReport:
+    """The report of one pruning job."""
     c = pruner.config
     layers = []
     for row in job["layers"]:
@@ -303,15 +306,14 @@ def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: 
                        **{f"{k}_after": after["layers"][n][k] for k in LAYER_STATS}})
     summary = ("clean_accuracy", f"{eval_attack}_accuracy", "sparsity", "kappa_mean", "kappa_max", "singular_layers",
                "kappa_support_mean", "kappa_support_max", "lipschitz_bound")
-    return {
-        "method": pruner.name, "input": str(loaded_path), "output": str(output), "dataset": data.info.name,
-        "sparsity_target": c.sparsity, "sparsity_achieved": after["sparsity"], "allocation": c.allocation,
-        "pattern": c.pattern, "pattern_skipped": job["pattern_skipped"], "schedule": c.schedule,
-        "epochs_prune": epochs[0], "epochs_finetune": epochs[1], "adv": config.adv,
-        "eval": {"split": "test", "n": after["n"], "attack": eval_attack, "eps": eps},
-        "before": {k: before[k] for k in summary}, "after": {k: after[k] for k in summary},
-        "size": {"before": before["size"], "after": after["size"],
-                 "change": size_change(before["size"], after["size"])},
-        "layers": layers, "phases": job["phases"], "history": job["history"], "config": c.as_dict(),
-        "train": asdict(config), "prune_seconds": job["seconds"],
-    }
+    return PruneReport(
+        method=pruner.name, input=str(loaded_path), output=str(output), dataset=data.info.name,
+        sparsity_target=c.sparsity, sparsity_achieved=after["sparsity"], allocation=c.allocation,
+        pattern=c.pattern, pattern_skipped=job["pattern_skipped"], schedule=c.schedule,
+        epochs_prune=epochs[0], epochs_finetune=epochs[1], adv=config.adv,
+        eval={"split": "test", "n": after["n"], "attack": eval_attack, "eps": eps},
+        before={k: before[k] for k in summary}, after={k: after[k] for k in summary},
+        size={"before": before["size"], "after": after["size"], "change": size_change(before["size"], after["size"])},
+        layers=layers, phases=job["phases"], history=job["history"], config=c.as_dict(),
+        train=asdict(config), prune_seconds=job["seconds"],
+    )

@@ -73,8 +73,9 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
     res_pruned = evaluate_model(pruned_model.model, data, ATTACKS, eps=eps, seed=seed, device="cpu")
     report = {"checkpoint": str(ckpt), "train": {k: trained[k] for k in ("best_epoch", "best", "seconds")},
               "eval": res, "pruned": {"checkpoint": str(pruned), "eval": res_pruned,
-                                      **{k: pr[k] for k in ("method", "sparsity_target", "sparsity_achieved",
-                                                            "before", "after", "layers", "phases", "seconds")}}}
+                                      **{k: getattr(pr, k) for k in (
+                                          "method", "sparsity_target", "sparsity_achieved", "before", "after",
+                                          "layers", "phases", "seconds")}}}
     report["deploy"] = deploy(out, ckpt, pruned, data, force=force, quiet=json_out)
     report_path = out / "report.json"
     check_output(report_path, force)
@@ -87,11 +88,11 @@ def _run(out: Path, ckpt: Path, pruned: Path, *, epochs: int, prune_epochs: int,
     rows.append(("worst case", res.worst_case_accuracy, res_pruned.worst_case_accuracy))
     for label, key in (("sparsity", "sparsity"), ("kappa mean", "kappa_mean"), ("kappa max", "kappa_max"),
                        ("singular layers", "singular_layers"), ("Lipschitz bound", "lipschitz_bound")):
-        rows.append((label, pr["before"][key], pr["after"][key]))
+        rows.append((label, pr.before[key], pr.after[key]))
     stdout_console().print(table(
         f"cnn-small on digits: PGD-AT ({trained['seconds']:.0f}s), then TSCNC at {sparsity:.0%} "
-        f"({pr['prune_seconds']:.0f}s); test split, n={res.n}, linf eps={eps}",
-        ["metric", "dense", f"tscnc {pr['sparsity_achieved']:.0%}"], rows))
+        f"({pr.prune_seconds:.0f}s); test split, n={res.n}, linf eps={eps}",
+        ["metric", "dense", f"tscnc {pr.sparsity_achieved:.0%}"], rows))
     dep = report["deploy"]
     stdout_console().print(rich_table(dep["bench"].to_dict()))
     stdout_console().print(
