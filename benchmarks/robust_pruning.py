@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
-import importlib
 import json
 import math
 import re
@@ -64,7 +63,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no pa
 from common import RESULTS, markdown_header, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.attacks import build_attack
-from compressor.checkpoint import fit_state_dict, library_versions, load_model
+from compressor.checkpoint import library_versions, load_model
 from compressor.data import DataBundle, load_dataset
 from compressor.data.core import stratified_indices
 from compressor.environment import load_average, machine_info
@@ -125,32 +124,9 @@ def load_data(name: str, train_n: int | None, seed: int) -> tuple[DataBundle, st
     return data, note
 
 
-def _import_arch(spec: str) -> Callable[..., torch.nn.Module]:
-    """``PACKAGE.MODULE:CALLABLE`` -> the callable (modules are looked up from the working directory too)."""
-    module, _, name = spec.partition(":")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        factory = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise CompressorError(f"--arch {spec}: cannot import {name} from {module} ({exc}): write PACKAGE.MODULE:CALLABLE "
-                              "importable from the working directory") from None
-    return factory
-
-
 def load_dense(path: Path, arch: str | None, kwargs: dict[str, Any]) -> tuple[torch.nn.Module, str | None]:
-    """A zoo architecture or ``PACKAGE.MODULE:CALLABLE`` with the state dict at `path`, or a compressor checkpoint."""
-    if arch and ":" in arch:
-        model = _import_arch(arch)(**kwargs)
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001  (any unreadable file is one line)
-            raise CompressorError(f"cannot read {path} as a state dict: {exc}") from None
-        sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-        if not isinstance(sd, dict):
-            raise CompressorError(f"{path} holds no state dict: save the model's state_dict()")
-        fit_state_dict(model, sd, what=f"--arch {arch}")
-        return model, arch
+    """`path` loaded as a user would (`compressor.checkpoint.load_model`): a compressor checkpoint, or a state dict
+    with a zoo `arch` or an import path ``PACKAGE.MODULE:CALLABLE`` (e.g. benchmarks.models.abcrown:resnet4b)."""
     loaded = load_model(path, arch=arch, arch_kwargs=kwargs)
     return loaded.model, (loaded.checkpoint.arch if loaded.checkpoint else None)
 
