@@ -379,13 +379,19 @@ def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, 
     return LoadedModel(model, ckpt, "state_dict", path, norm)
 
 
-def load_compressed(path: str | Path) -> LoadedModel:
-    """Rebuild the model (and its Checkpoint) from a compressed file."""
+def load_compressed(path: str | Path, *, arch: str | None = None, trust_code: bool = False) -> LoadedModel:
+    """Rebuild the model (and its Checkpoint) from a compressed file; a recorded import path needs `arch` or
+    `trust_code`, as for a ``.pt`` checkpoint."""
     state, ck = read_compressed(path)
     if not ck:
         raise CompressorError(f"{path} holds no checkpoint metadata (architecture): it cannot be rebuilt")
-    ckpt = Checkpoint.from_dict({**ck, "state_dict": state}, str(path))
-    return LoadedModel(ckpt.build_model(), ckpt, "checkpoint", Path(path))
+    return _checkpoint_model(Checkpoint.from_dict({**ck, "state_dict": state}, str(path)), path, arch, trust_code)
+
+
+def _checkpoint_model(ckpt: Checkpoint, path: str | Path, arch: str | None, trust_code: bool) -> LoadedModel:
+    model = ckpt.build_model(arch, trust_code)
+    return LoadedModel(model, ckpt, "checkpoint", Path(path),
+                       _normalization(model, "recorded in the checkpoint", "none: the model's own code"))
 
 
 def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
@@ -402,7 +408,7 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     if not path.is_file():
         raise CompressorError(f"checkpoint {path} does not exist: check the path")
     if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
-        return load_compressed(path)
+        return load_compressed(path, arch=arch, trust_code=trust_code)
     if path.suffix == ".pt2":
         check_pt2(path, trust_pickle)  # before torch sees it: its loader unpickles and execs what the file holds
         try:
@@ -418,10 +424,7 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
                            _normalization(model, "inside the program", "not visible: the program's own graph"))
     obj = _read(path, trust_pickle)
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        ckpt = Checkpoint.from_dict(dict(obj), str(path))
-        model = ckpt.build_model(arch, trust_code)
-        return LoadedModel(model, ckpt, "checkpoint", path,
-                           _normalization(model, "recorded in the checkpoint", "none: the model's own code"))
+        return _checkpoint_model(Checkpoint.from_dict(dict(obj), str(path)), path, arch, trust_code)
     module = _find_module(obj)
     if module is not None:
         return LoadedModel(module.eval(), None, "pickle", path,

@@ -38,7 +38,8 @@ class SparseSafetensorsExporter(Exporter):
         data = encode(ref, checkpoint)
 
         def verify(tmp: Path) -> None:  # exactness, on the rebuilt model's weights, before anything is replaced
-            back = load_compressed(tmp).model.state_dict()
+            # the architecture is the one `model` was built from (the caller already allowed its import path)
+            back = load_compressed(tmp, arch=checkpoint.arch).model.state_dict()
             bad = [k for k in ref if k not in back or not same_values(ref[k], back[k])]
             if bad:
                 raise CompressorError(f"{path} does not round-trip: {len(bad)} tensors differ (e.g. {bad[0]})")

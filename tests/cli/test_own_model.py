@@ -101,6 +101,16 @@ def test_own_model_prune_eval_inspect_export_bench_by_import_path(own_file, tmp_
     row = json.loads(out)["variants"][0]
     assert row["format"] == "onnx" and row["normalization"]["source"].startswith("none")
 
+    # the compressed checkpoint keeps the import path, and the same rule: --arch (or --trust-code) to rebuild it
+    packed = tmp_path / "own.safetensors"
+    code, out, err = cli(capsys, "export", str(pruned), "--arch", ARCH, "-f", "sparse-safetensors", "-o", str(packed))
+    assert code == 0, err
+    one_line_error(*cli(capsys, "inspect", str(packed)), "--arch " + ARCH, "--trust-code")
+    back = load_model(packed, arch=ARCH)
+    assert back.normalization["source"].startswith("none")
+    ref = load_model(pruned, arch=ARCH).model.state_dict()
+    assert all(torch.equal(v, back.model.state_dict()[k]) for k, v in ref.items())
+
 
 def test_plain_state_dict_of_own_model_evaluates_like_the_model(own_file, capsys):
     path, model = own_file
