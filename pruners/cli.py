@@ -8,17 +8,15 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand
 
 from compressor import TrainConfig
 from compressor.attacks import build_attack
 from compressor.errors import CompressorError
 from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
-from compressor.cli.options import (Amp, Arch, ArchKwargs, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
-                                    Json, Mean, NoNormalize, NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value,
-                                    click_parameter, command_line, existing_file, model_options, option_from,
-                                    register_flags)
+from compressor.cli.options import (MODEL_OPTIONS, Amp, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
+                                    Json, ModelCommand, Seed, click_parameter, command_line, eps_value, existing_file,
+                                    option_from, register_flags)
 
 from .config import config_fields
 from .report import PruneReport
@@ -62,7 +60,7 @@ def _click_option(flag: str, f: Any, defaults: dict[str, Any]) -> Any:
     return click_parameter(PREFIX + f.name, Optional[f.type], opt)
 
 
-class PruneCommand(TyperCommand):
+class PruneCommand(ModelCommand):
     """`prune` plus one option per pruner-config field, generated from the registered pruners' configs.
 
     The options are click parameters of the command object, so no function signature is rewritten; `invoke`
@@ -138,14 +136,6 @@ def prune_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.<phase>.state."),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep the phase states after success."),
     force: bool = Force,
-    trust_pickle: bool = TrustPickle,
-    arch: Optional[str] = Arch,
-    arch_kwargs: Optional[str] = ArchKwargs,
-    num_classes: Optional[int] = NumClasses,
-    mean: Optional[str] = Mean,
-    std: Optional[str] = Std,
-    no_normalize: bool = NoNormalize,
-    trust_code: bool = TrustCode,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_out: bool = Json,
 ) -> None:
@@ -163,11 +153,9 @@ def prune_cmd(
     report = prune(model_path, method, output, options=options, config=config, dataset=dataset, data_root=data_root,
                    download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
                    lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
-                   resume=resume, keep_state=keep_state, quiet=quiet or json_out, trust_pickle=trust_pickle,
-                   console=Console(stderr=True), transforms=transform or (),
-                   model_options=model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, False,
-                                               trust_code),
-                   command=command_line())
+                   resume=resume, keep_state=keep_state, quiet=quiet or json_out,
+                   trust_pickle=ctx.meta[MODEL_OPTIONS]["trust_pickle"], console=Console(stderr=True),
+                   transforms=transform or (), model_options=ctx.meta[MODEL_OPTIONS], command=command_line())
     if not isinstance(report, PruneReport):  # a non-zero DDP rank
         return
     if json_out:

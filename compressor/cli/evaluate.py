@@ -16,16 +16,16 @@ from ..io import check_output
 from ..reporting import normalization_text, stdout_console, table, to_json
 from ..sanity import check_model_fits_data
 from . import app
-from .options import (Arch, ArchKwargs, DataRoot, Dataset, Device, Download, Eps, Force, Json, Mean, NoNormalize,
-                      NumClasses, Seed, Std, TrustCode, TrustPickle, eps_value, existing_file, model_options,
-                      names_list, option_from)
+from .options import (DataRoot, Dataset, Device, Download, Eps, eps_value, existing_file, Force, Json, MODEL_OPTIONS,
+                      ModelCommand, names_list, option_from, Seed)
 
 # shown in the table's settings column, in this order, when an attack's protocol has them
 SETTINGS = ("steps", "restarts", "queries", "targets", "version", "eot_iter")
 
 
-@app.command("eval")
+@app.command("eval", cls=ModelCommand)
 def eval_cmd(
+    ctx: typer.Context,
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
@@ -40,14 +40,6 @@ def eval_cmd(
                                                       "(e.g. your own test set as npz:PATH with x, y)."),
     seed: int = Seed,
     device: str = Device,
-    arch: Optional[str] = Arch,
-    arch_kwargs: Optional[str] = ArchKwargs,
-    num_classes: Optional[int] = NumClasses,
-    mean: Optional[str] = Mean,
-    std: Optional[str] = Std,
-    no_normalize: bool = NoNormalize,
-    trust_pickle: bool = TrustPickle,
-    trust_code: bool = TrustCode,
     save_adv: Optional[Path] = typer.Option(
         None, "--save-adv", metavar="FILE",
         help="Write the adversarial examples to FILE (.npz: float32 x_adv_<attack> in [0, 1], y, indices into the "
@@ -62,7 +54,7 @@ def eval_cmd(
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     if save_adv is not None:
         check_output(save_adv, force)
-    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    options = ctx.meta[MODEL_OPTIONS]
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=seed,
                               **options)
     if data is None:

@@ -14,32 +14,26 @@ from ..reporting import normalization_text, stdout_console, table, to_json
 from ..sanity import check_finite_weights
 from ..storage import storage_sizes  # weights as dense safetensors vs sparse-safetensors
 from . import app
-from .options import (Arch, ArchKwargs, DataRoot, Dataset, Json, Mean, NoNormalize, NumClasses, Std, TrustCode,
-                      TrustPickle, existing_file, model_options)
+from .options import (DataRoot, Dataset, existing_file, Json, MODEL_OPTIONS, ModelCommand)
 
 
-@app.command("inspect")
+@app.command("inspect", cls=ModelCommand)
 def inspect_cmd(
+    ctx: typer.Context,
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
     svd: bool = typer.Option(True, "--svd/--no-svd", help="Compute singular values and condition numbers."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
-    arch: Optional[str] = Arch,
-    arch_kwargs: Optional[str] = ArchKwargs,
-    num_classes: Optional[int] = NumClasses,
-    mean: Optional[str] = Mean,
-    std: Optional[str] = Std,
-    no_normalize: bool = NoNormalize,
-    trust_pickle: bool = TrustPickle,
-    trust_code: bool = TrustCode,
     json_out: bool = Json,
 ) -> None:
     """Per-layer shape, parameters, sparsity, kappa = sigma_max / sigma_min and spectral norm."""
     existing_file(model_path, "model")
-    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    options = ctx.meta[MODEL_OPTIONS]
     # the dataset is only read to size a zoo --arch; a checkpoint's recorded dataset is not loaded
-    loaded, _ = open_model(model_path, dataset=dataset if arch is not None else None, data_root=data_root,
-                           **options) if arch is not None else (_load(model_path, options), None)
+    if options["arch"] is not None:
+        loaded, _ = open_model(model_path, dataset=dataset, data_root=data_root, **options)
+    else:
+        loaded = _load(model_path, options)
     if svd:
         check_finite_weights(loaded.model, str(model_path), hint=", or pass --no-svd to list its layers anyway")
     summary = model_summary(loaded.model, with_svd=svd)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 import typer.main
+from typer.core import TyperCommand
 from typer.models import ParamMeta
 
 from ..errors import CompressorError
@@ -109,6 +110,30 @@ def float_list(text: Optional[str], name: str) -> Optional[list[float]]:
 def names_list(text: str) -> list[str]:
     """Parse ``fgsm,pgd20``."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+MODEL_OPTIONS = "compressor.model_options"  # ctx.meta key: the parsed model options of a ModelCommand
+
+
+def _model_parameters() -> list[Any]:
+    return [click_parameter("arch", Optional[str], Arch), click_parameter("arch_kwargs", Optional[str], ArchKwargs),
+            click_parameter("num_classes", Optional[int], NumClasses), click_parameter("mean", Optional[str], Mean),
+            click_parameter("std", Optional[str], Std), click_parameter("no_normalize", bool, NoNormalize),
+            click_parameter("trust_pickle", bool, TrustPickle), click_parameter("trust_code", bool, TrustCode)]
+
+
+class ModelCommand(TyperCommand):
+    """A command that takes a model from outside: it gets the model options (--arch ... --trust-code) declared once
+    here, and receives them parsed, as keyword arguments of `open_model`, in ``ctx.meta[MODEL_OPTIONS]``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_model_parameters())
+
+    def invoke(self, ctx: Any) -> Any:
+        given = {p.name: ctx.params.pop(p.name) for p in _model_parameters()}
+        ctx.meta[MODEL_OPTIONS] = model_options(**given)
+        return super().invoke(ctx)
 
 
 def existing_file(path: Path, what: str = "input") -> Path:

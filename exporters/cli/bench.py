@@ -8,9 +8,8 @@ from typing import List, Optional
 import typer
 
 from compressor.attacks import build_attack
-from compressor.cli.options import (Arch, ArchKwargs, DataRoot, Dataset, Eps, Force, Json, Mean, NoNormalize, NumClasses,
-                                    Seed, Std, TrustCode, TrustPickle, eps_value, model_options, names_list,
-                                    option_from)
+from compressor.cli.options import (DataRoot, Dataset, Eps, eps_value, Force, Json, MODEL_OPTIONS, ModelCommand,
+                                    names_list, option_from, Seed)
 from compressor.io import output_lock
 from compressor.reporting import normalization_text, stdout_console, to_json
 
@@ -20,6 +19,7 @@ from .export import int_list
 
 
 def bench_cmd(
+    ctx: typer.Context,
     variants: List[str] = typer.Argument(..., metavar="MODEL[=ENGINE]...",
                                          help="Models to run eager, or MODEL=ENGINE to run MODEL's exported engine "
                                               "(.onnx, .engine, .pt2)."),
@@ -41,14 +41,6 @@ def bench_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
-    arch: Optional[str] = Arch,
-    arch_kwargs: Optional[str] = ArchKwargs,
-    num_classes: Optional[int] = NumClasses,
-    mean: Optional[str] = Mean,
-    std: Optional[str] = Std,
-    no_normalize: bool = NoNormalize,
-    trust_pickle: bool = TrustPickle,
-    trust_code: bool = TrustCode,
     seed: int = Seed,
     force: bool = Force,
     json_out: bool = Json,
@@ -59,7 +51,7 @@ def bench_cmd(
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")
     chosen = parse_variants(variants, engine or [])
-    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    options = ctx.meta[MODEL_OPTIONS]
     outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out else (lambda msg: typer.echo(msg, err=True))
     with output_lock(*outputs.values()):
@@ -82,3 +74,6 @@ def bench_cmd(
     console.print(f"{env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
                   + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
+
+
+bench_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it

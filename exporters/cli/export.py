@@ -8,8 +8,7 @@ from typing import Optional
 import torch
 import typer
 
-from compressor.cli.options import (Arch, ArchKwargs, DataRoot, Dataset, Force, Json, Mean, NoNormalize, NumClasses,
-                                    Std, TrustCode, TrustPickle, existing_file, model_options)
+from compressor.cli.options import (DataRoot, Dataset, existing_file, Force, Json, MODEL_OPTIONS, ModelCommand)
 from compressor.errors import CompressorError
 from compressor.io import check_output, output_lock
 from compressor.parsing import parse_int_list
@@ -45,6 +44,7 @@ def sample_inputs(data, n: int):  # type: ignore[no-untyped-def]
 
 
 def export_cmd(
+    ctx: typer.Context,
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
     fmt: str = typer.Option(..., "--format", "-f", help=FORMATS_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx, .engine, .pt2, .safetensors)."),
@@ -59,14 +59,6 @@ def export_cmd(
                                       "(random pixels when it records none)."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
-    arch: Optional[str] = Arch,
-    arch_kwargs: Optional[str] = ArchKwargs,
-    num_classes: Optional[int] = NumClasses,
-    mean: Optional[str] = Mean,
-    std: Optional[str] = Std,
-    no_normalize: bool = NoNormalize,
-    trust_pickle: bool = TrustPickle,
-    trust_code: bool = TrustCode,
     force: bool = Force,
     json_out: bool = Json,
 ) -> None:
@@ -81,7 +73,7 @@ def export_cmd(
     if exporter.suffixes and output.suffix not in exporter.suffixes:
         raise CompressorError(f"--format {fmt} writes {' or '.join(exporter.suffixes)} files: "
                               f"use -o {output.with_suffix(exporter.suffixes[0])}")
-    options = model_options(arch, arch_kwargs, num_classes, mean, std, no_normalize, trust_pickle, trust_code)
+    options = ctx.meta[MODEL_OPTIONS]
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, **options)
     ck = loaded.checkpoint
     check_finite_weights(loaded.model, str(model_path))
@@ -134,3 +126,6 @@ def export_cmd(
                       f"(tolerance {result.tolerance:.3g}): OK")
     else:
         console.print("parity: not checked")
+
+
+export_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it
