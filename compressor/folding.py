@@ -31,9 +31,19 @@ def fold_parametrizations(model: nn.Module) -> nn.Module:
         values = {name: getattr(module, name).detach().clone() for name in module.parametrizations}
         del module._modules["parametrizations"]
         module.__class__ = module.__class__.__bases__[0]  # the class before parametrization
-        rest = [(k, v) for k, v in module._parameters.items() if k not in values]
-        module._parameters.clear()  # parametrized tensors first: the original key order (weight before bias)
-        module._parameters.update([(k, nn.Parameter(v, requires_grad=False)) for k, v in values.items()] + rest)
+        put_first(module, {k: nn.Parameter(v, requires_grad=False) for k, v in values.items()})
+    return forget_ddp_ignores(model)
+
+
+def put_first(module: nn.Module, params: dict[str, nn.Parameter]) -> None:
+    """Set `params` on `module` ahead of its other parameters: the key order before parametrization (weight, bias)."""
+    rest = [(k, v) for k, v in module._parameters.items() if k not in params]
+    module._parameters.clear()
+    module._parameters.update([*params.items(), *rest])
+
+
+def forget_ddp_ignores(model: nn.Module) -> nn.Module:
+    """Drop the DDP ignore list that masks (buffers DDP must not broadcast) left on `model`; returns `model`."""
     if hasattr(model, "_ddp_params_and_buffers_to_ignore"):
         del model._ddp_params_and_buffers_to_ignore
     return model

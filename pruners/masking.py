@@ -16,6 +16,7 @@ from torch.nn.utils import parametrize
 
 from compressor.analysis import prunable_layers
 from compressor.errors import CompressorError
+from compressor.folding import forget_ddp_ignores, put_first
 
 
 class _ScoredMask(torch.autograd.Function):
@@ -136,14 +137,8 @@ def finalize(model: nn.Module) -> nn.Module:
     for _, module in list(model.named_modules()):
         if mask_of(module) is not None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-            params = module._parameters  # put the weight back in front of the bias: the original key order
-            rest = [(k, v) for k, v in params.items() if k != "weight"]
-            weight = params["weight"]
-            params.clear()
-            params.update([("weight", weight), *rest])
-    if hasattr(model, "_ddp_params_and_buffers_to_ignore"):
-        del model._ddp_params_and_buffers_to_ignore
-    return model
+            put_first(module, {"weight": module._parameters["weight"]})  # the same Parameter an optimiser holds
+    return forget_ddp_ignores(model)
 
 
 def is_masked(model: nn.Module) -> bool:
