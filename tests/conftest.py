@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressor.checkpoint import save_checkpoint
 from compressor.data import load_dataset
 from compressor.models import create_model
 from compressor.training import TrainConfig, Trainer
@@ -52,6 +53,17 @@ def standard_model(digits):
 @pytest.fixture(scope="session")
 def robust_model(digits):
     return train_digits(digits, "pgd")
+
+
+def untrained_digits_checkpoint(folder: Path) -> Path:
+    """An untrained cnn-small checkpoint for digits in `folder` (pruning mechanics need no accuracy)."""
+    info = load_dataset("digits").info
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 10, "in_chans": 1, "mean": list(info.mean), "std": list(info.std)}
+    path = folder / "dense.pt"
+    save_checkpoint(path, create_model("cnn-small", **kwargs), arch="cnn-small", arch_kwargs=kwargs,
+                    dataset=info.as_dict(), compression=[{"name": "none"}])
+    return path
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):

@@ -5,11 +5,9 @@ import json
 import pytest
 import torch
 
-from compressor.checkpoint import load_model, save_checkpoint
-from compressor.data import load_dataset
-from compressor.models import create_model
+from compressor.checkpoint import load_model
 from pruners.allocation import keep_count
-from tests.conftest import cli
+from tests.conftest import cli, untrained_digits_checkpoint
 
 TINY = ["--epochs-prune", "2", "--epochs-finetune", "1", "--steps", "2", "--val-n", "64", "--eval-n", "40",
         "--device", "cpu"]
@@ -18,13 +16,7 @@ TINY = ["--epochs-prune", "2", "--epochs-finetune", "1", "--steps", "2", "--val-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     """A cnn-small checkpoint for digits (untrained: the pruning mechanics do not need accuracy)."""
-    info = load_dataset("digits").info
-    torch.manual_seed(0)
-    kwargs = {"num_classes": 10, "in_chans": 1, "mean": list(info.mean), "std": list(info.std)}
-    path = tmp_path_factory.mktemp("dense") / "dense.pt"
-    save_checkpoint(path, create_model("cnn-small", **kwargs), arch="cnn-small", arch_kwargs=kwargs,
-                    dataset=info.as_dict(), compression=[{"name": "none"}])
-    return path
+    return untrained_digits_checkpoint(tmp_path_factory.mktemp("dense"))
 
 
 @pytest.mark.parametrize("method", ["magnitude", "hydra", "tscnc", "admm", "random"])

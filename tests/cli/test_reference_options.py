@@ -6,10 +6,7 @@ import json
 import pytest
 import torch
 
-from compressor.checkpoint import save_checkpoint
-from compressor.data import load_dataset
-from compressor.models import create_model
-from tests.conftest import cli
+from tests.conftest import cli, untrained_digits_checkpoint
 
 pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
 
@@ -23,13 +20,7 @@ def _train_config(path) -> dict:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    info = load_dataset("digits").info
-    torch.manual_seed(0)
-    kwargs = {"num_classes": 10, "in_chans": 1, "mean": list(info.mean), "std": list(info.std)}
-    path = tmp_path_factory.mktemp("dense") / "dense.pt"
-    save_checkpoint(path, create_model("cnn-small", **kwargs), arch="cnn-small", arch_kwargs=kwargs,
-                    dataset=info.as_dict(), compression=[{"name": "none"}])
-    return path
+    return untrained_digits_checkpoint(tmp_path_factory.mktemp("dense"))
 
 
 def test_train_records_weight_decay_craft_mode_and_amp(tmp_path, capsys):
