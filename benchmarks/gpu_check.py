@@ -766,6 +766,12 @@ def _ms(seconds: Any) -> str:
     return _n(seconds * 1e3) if isinstance(seconds, (int, float)) else "-"
 
 
+def _why(part: dict | None, default: str | None = "not run") -> str | None:
+    """Why a part or step has no result: its error, else the reason it was skipped, else `default`."""
+    part = part or {}
+    return part.get("error") or part.get("skipped") or default
+
+
 def _section_tests(r: dict) -> list[str]:
     j = r.get("junit")
     if not j:
@@ -789,7 +795,7 @@ def _section_train(r: dict) -> list[str]:
     for name, *_ in TRAIN_VARIANTS:
         v = r.get(name)
         if not v or "modes" not in v:
-            lines.append(f"| {name} | - | {(v or {}).get('error') or (v or {}).get('skipped') or 'not run'} | | | |")
+            lines.append(f"| {name} | - | {_why(v)} | | | |")
             continue
         sp = r.get("speedup_vs_fp32_eager", {}).get(name, {})
         for m in v["modes"]:
@@ -809,9 +815,9 @@ def _section_attack(r: dict) -> list[str]:
                   for k, v in p["implementations"].items()]
         lines += ["", f"ours / reference speed: {p['speedup_ours_vs_reference']:.2f}x ({p['model']})"]
     else:
-        lines.append(f"PGD throughput: {p.get('error') or p.get('skipped') or 'not run'}")
+        lines.append(f"PGD throughput: {_why(p)}")
     m, st, aa = r.get("robust_model", {}), r.get("pgd20_strength", {}), r.get("autoattack", {})
-    lines += ["", f"robust model: {m.get('training') or m.get('error') or m.get('skipped') or 'not run'}"]
+    lines += ["", f"robust model: {m.get('training') or _why(m)}"]
     if "ours" in st:
         lines.append(f"- equal strength on {st['n']} held-out images: clean {st['clean']:.3f}, PGD-20 ours "
                      f"{st['ours']:.3f}, reference loop {st['reference loop']:.3f}")
@@ -819,7 +825,7 @@ def _section_attack(r: dict) -> list[str]:
         lines.append(f"- AutoAttack standard on {aa['n']} images: {_n(aa['images_per_s'])} images/s "
                      f"({aa['seconds_attack']:.1f} s; clean {aa['clean']:.3f}, robust {aa['robust_accuracy']:.3f})")
     else:
-        lines.append(f"- AutoAttack: {aa.get('error') or aa.get('skipped') or 'not run'}")
+        lines.append(f"- AutoAttack: {_why(aa)}")
     return lines
 
 
@@ -844,7 +850,7 @@ def _section_deploy(r: dict) -> list[str]:
                 lines.append(f"| {model} | {runtime} | {b[1:]} | {_ms(v['p50'])} | {_ms(v['p90'])} | {_ms(v['p99'])} | "
                              f"{_n(v['throughput'])} |")
             else:
-                lines.append(f"| {model} | {runtime} | {b[1:]} | {v.get('error') or v.get('skipped')} | | | |")
+                lines.append(f"| {model} | {runtime} | {b[1:]} | {_why(v, None)} | | | |")
     ss = r.get("semi_structured", {})
     lines += ["", "2:4 semi-structured (`to_sparse_semi_structured`) vs dense, per layer (`F.linear`, CUDA events):", "",
               "| workload | layer | shape | precision | rows | dense ms | 2:4 ms | speedup | kernel / note |",
@@ -881,7 +887,7 @@ def _section_prune(r: dict) -> list[str]:
             lines.append(f"| {key.removeprefix('prune:')} | {v.get('adv', 'pgd')} | {v.get('weight_sparsity', 0):.3f} | "
                          f"{v['clean']:.3f} | {v['pgd20']:.3f} | {v['train_seconds']:.0f} |")
         else:
-            lines.append(f"| {key} | {v.get('error') or v.get('skipped')} | | | | |")
+            lines.append(f"| {key} | {_why(v, None)} | | | | |")
     return lines
 
 

@@ -15,8 +15,8 @@ from compressor.errors import CompressorError
 from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
 from compressor.cli.options import (MODEL_OPTIONS, Amp, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
-                                    Json, ModelCommand, Seed, click_parameter, command_line, eps_value, existing_file,
-                                    option_from, register_flags)
+                                    Json, ModelCommand, Quiet, Seed, click_parameter, command_line, eps_value,
+                                    existing_file, option_from, register_flags)
 
 from .config import config_fields
 from .report import PruneReport
@@ -136,7 +136,7 @@ def prune_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.<phase>.state."),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep the phase states after success."),
     force: bool = Force,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
     """Prune a model (masks folded into plain weights) and report sparsity, accuracy and condition numbers.

@@ -48,6 +48,7 @@ DataRoot = typer.Option(None, "--data-root", help="Folder holding the dataset in
 Download = typer.Option(False, "--download", help="Allow downloading the dataset (off: nothing downloads).")
 Json = typer.Option(False, "--json", help="Print the report as JSON on stdout.")
 Force = typer.Option(False, "--force", help="Overwrite an existing output.")
+Quiet = typer.Option(False, "--quiet", "-q", help="No progress output.")
 Seed = option_from(TrainConfig, "seed", help="Random seed.")
 Device = option_from(TrainConfig, "device", help="auto, cpu, cuda or cuda:N.")
 TrustPickle = typer.Option(False, "--trust-pickle",

@@ -10,7 +10,8 @@ import typer
 from .. import parse_eps, train, TrainConfig
 from ..reporting import stdout_console, table, to_json
 from . import app
-from .options import Amp, CraftMode, DataRoot, Device, Download, Force, Json, Seed, command_line, option_from
+from .options import (Amp, CraftMode, DataRoot, Device, Download, Force, Json, Quiet, Seed, command_line,
+                      option_from)
 
 
 @app.command("train")
@@ -43,7 +44,7 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.state."),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep OUTPUT.state after success."),
     force: bool = Force,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
     """Train a model (standard, PGD-AT or TRADES); the best epoch by validation accuracy is saved."""
