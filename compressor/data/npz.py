@@ -1,4 +1,5 @@
-"""``npz:PATH``: any image classification set saved as a NumPy .npz file (x, y or x_train, y_train, x_test, y_test)."""
+"""``npz:PATH``: any image classification set saved as a NumPy .npz file (x, y or x_train, y_train, x_test, y_test);
+``npz:TRAIN,TEST``: a training file and a test file (each x, y), validation carved from the training file only."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratif
 PREFIX = "npz:"
 TEST_FRACTION = 0.2  # with only x, y: the fixed stratified test split
 DEFAULT_VAL_FRACTION = 0.1  # validation, carved from the training part
+PAIR_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y'"
 KEYS_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y', or x_train/y_train/x_test/y_test"
 
 
@@ -66,15 +68,19 @@ def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
     return ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
 
 
-def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: int = 0) -> DataBundle:
-    """Read `path` into train / val / test splits (see the module docstring for the accepted keys)."""
+def _open(path: Path, name: str, holding: str = KEYS_HELP):
+    """The opened .npz archive at `path` (a one-line error when it is missing or unreadable)."""
     if not path.is_file():
-        raise CompressorError(f"{name}: no file {path}; give the path of an .npz holding {KEYS_HELP}")
+        raise CompressorError(f"{name}: no file {path}; give the path of an .npz holding {holding}")
     try:
-        data = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CompressorError(f"{path} is not a readable .npz file ({exc}); save it with numpy.savez") from exc
-    with data:
+
+
+def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: int = 0) -> DataBundle:
+    """Read `path` into train / val / test splits (see the module docstring for the accepted keys)."""
+    with _open(path, name) as data:
         keys = set(data.files)
         full = None  # with only x, y: the whole file, in its order (--split all)
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
@@ -96,9 +102,37 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
                      f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest; --split all: every image")
         else:
             raise CompressorError(f"{path} has keys {sorted(keys) or 'none'}: expected {KEYS_HELP}")
+    return _bundle(name, train, val, test, notes, path, extra={"all": full} if full is not None else {})
+
+
+def _whole(path: Path, name: str, role: str) -> ArraySplit:
+    """Every image of a file holding plain x, y (one side of a TRAIN,TEST pair)."""
+    with _open(path, name, PAIR_HELP) as data:
+        if not {"x", "y"} <= set(data.files):
+            raise CompressorError(f"{path} (the {role} file of {name}) has keys {sorted(data.files) or 'none'}: "
+                                  f"expected {PAIR_HELP}")
+        return _split(data, "x", "y", path)
+
+
+def load_npz_pair(train_path: Path, test_path: Path, name: str, val_size: float | int | None = None,
+                  seed: int = 0) -> DataBundle:
+    """A training file and a test file (each x, y): validation carved from the training file, the test file whole
+    and in its order."""
+    if train_path.resolve() == test_path.resolve():
+        raise CompressorError(f"{name} names {train_path} as both the training and the test file: give two files")
+    train, val = carve_validation(_whole(train_path, name, "training"), val_size or DEFAULT_VAL_FRACTION, seed)
+    test = _whole(test_path, name, "test")
+    notes = (f"train {train_path}, validation ({val_size or DEFAULT_VAL_FRACTION}) carved stratified from it with "
+             f"seed {seed}; test {test_path}: every image, in its order")
+    return _bundle(name, train, val, test, notes, train_path)
+
+
+def _bundle(name: str, train: ArraySplit, val: ArraySplit, test: ArraySplit, notes: str, path: Path,
+            extra: dict | None = None) -> DataBundle:
+    """Check that the splits agree and describe them (statistics from the training split)."""
     shapes = {tuple(s.x.shape[1:]) for s in (train, val, test) if len(s)}
     if len(shapes) > 1:
-        raise CompressorError(f"{path}: the splits have different image shapes {sorted(shapes)}; they must match")
+        raise CompressorError(f"{name}: the splits have different image shapes {sorted(shapes)}; they must match")
     if len(train) == 0:
         raise CompressorError(f"{path}: the training split is empty")
     c, h, w = train.x.shape[1:]
@@ -111,24 +145,37 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
         classes=tuple(str(i) for i in range(num_classes)), augment="none",
         default_eps=8 / 255 if c == 3 else 0.1, notes=notes,
     )
-    return DataBundle(info, train, val, test, extra={"all": full} if full is not None else {})
+    return DataBundle(info, train, val, test, extra=extra or {})
+
+
+def _locate(part: str, root: Path | None) -> Path:
+    """A relative path from the working directory, else from --data-root."""
+    path = Path(part.strip()).expanduser()
+    if not path.is_absolute() and not path.exists() and root is not None and (root / path).exists():
+        return root / path
+    return path
 
 
 def _resolve(name: str) -> Callable | None:
-    """``npz:PATH`` -> a dataset factory reading PATH (relative paths: the working directory, then --data-root)."""
+    """``npz:PATH`` or ``npz:TRAIN,TEST`` -> a dataset factory reading the file(s) (relative paths: the working
+    directory, then --data-root)."""
     if not name.startswith(PREFIX):
         return None
     text = name[len(PREFIX):].strip()
 
     def factory(root: Path | None = None, download: bool = False, val_size: float | int | None = None,
                 seed: int = 0, **_) -> DataBundle:
-        """A NumPy .npz image classification file."""
+        """A NumPy .npz image classification file, or a TRAIN,TEST pair of them."""
         if not text:
-            raise CompressorError(f"'{name}' names no file: write npz:PATH, e.g. npz:data/mine.npz")
-        path = Path(text).expanduser()
-        if not path.is_absolute() and not path.exists() and root is not None and (root / path).exists():
-            path = root / path
-        return load_npz(path, name, val_size, seed)
+            raise CompressorError(f"'{name}' names no file: write npz:PATH (e.g. npz:data/mine.npz) or "
+                                  "npz:TRAIN.npz,TEST.npz")
+        if "," in text and not _locate(text, root).exists():  # a path holding a comma is still one file
+            parts = text.split(",")
+            if len(parts) != 2 or not all(p.strip() for p in parts):
+                raise CompressorError(f"'{name}' is not npz:PATH or npz:TRAIN,TEST (two files, one comma): write "
+                                      "e.g. npz:cifar10_train.npz,cifar10_test.npz")
+            return load_npz_pair(_locate(parts[0], root), _locate(parts[1], root), name, val_size, seed)
+        return load_npz(_locate(text, root), name, val_size, seed)
 
     return factory
 

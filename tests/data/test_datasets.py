@@ -347,6 +347,26 @@ def test_npz_train_test_keys_and_relative_path(tmp_path):
     _assert_partition([b.train, b.val], torch.from_numpy(x), torch.from_numpy(y))
 
 
+def test_npz_train_test_pair(tmp_path):
+    x, y = _npz_data(60)
+    xt, yt = _npz_data(15, seed=1)
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "test.npz", x=xt, y=yt)
+    b = load_dataset("npz:train.npz, test.npz", tmp_path, val_size=10, seed=3)  # relative: under --data-root
+    assert torch.equal(b.test.x, torch.from_numpy(xt)) and torch.equal(b.test.y, torch.from_numpy(yt))
+    assert (len(b.train), len(b.val)) == (50, 10) and "carved" in b.info.notes
+    _assert_partition([b.train, b.val], torch.from_numpy(x), torch.from_numpy(y))  # validation from train only
+    for spec, needle in ((f"npz:{tmp_path / 'train.npz'},", "two files"),
+                         (f"npz:{tmp_path / 'train.npz'},{tmp_path / 'train.npz'}", "both the training and the test"),
+                         (f"npz:{tmp_path / 'train.npz'},{tmp_path / 'none.npz'}", "no file")):
+        with pytest.raises(CompressorError) as exc:
+            load_dataset(spec)
+        assert needle in _one_line_error(exc)
+    np.savez(tmp_path / "tt.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+    with pytest.raises(CompressorError, match="the test file"):
+        load_dataset(f"npz:{tmp_path / 'train.npz'},{tmp_path / 'tt.npz'}")
+
+
 @pytest.mark.parametrize("contents,needle", [
     (None, "no file"),
     ({"images": np.zeros((4, 1, 8, 8), np.uint8), "y": np.zeros(4, np.int64)}, "keys"),
