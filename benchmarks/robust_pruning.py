@@ -85,7 +85,7 @@ DEFAULT_OUT = RESULTS
 GOAL = 1.15  # a pruning or fine-tuning epoch costs at most 1.15x a plain adversarial-training epoch
 METRICS = ("clean", "pgd20", "apgd_ce", "apgd", "aa", "val_clean", "val_pgd20")
 # settings that change what a cached row means: a cache made with other values is refused
-ROW_SETTINGS = ("dataset", "dense", "arch", "mean", "std", "no_normalize", "eps", "train_n", "val_n", "eval_n",
+ROW_SETTINGS = ("dataset", "val_size", "dense", "arch", "mean", "std", "no_normalize", "eps", "train_n", "val_n", "eval_n",
                 "data_seed", "epochs_dense", "epochs_weights", "epochs_search", "epochs_admm", "lr", "lr_search",
                 "weight_decay", "batch_size", "steps", "width", "hidden", "seed", "apgd_t")
 
@@ -105,6 +105,12 @@ def parse_eps(text: str | None) -> float | None:
     return value
 
 
+def count_or_fraction(text: str) -> float | int:
+    """``5000`` -> 5000 (a count), ``0.1`` -> 0.1 (a fraction)."""
+    value = float(text)
+    return int(value) if value >= 1 else value
+
+
 def parse_floats(text: str, what: str) -> list[float]:
     """``'0.9,0.95'`` -> [0.9, 0.95]; anything else is a one-line error."""
     try:
@@ -113,9 +119,10 @@ def parse_floats(text: str, what: str) -> list[float]:
         raise CompressorError(f"{what} '{text}' is not a comma-separated list of numbers") from None
 
 
-def load_data(name: str, train_n: int | None, seed: int) -> tuple[DataBundle, str]:
+def load_data(name: str, train_n: int | None, seed: int, val_size: float | int | None = None
+              ) -> tuple[DataBundle, str]:
     """The dataset split once with `seed` (fixed across runs), the fine-tune split reduced to `train_n`."""
-    data = load_dataset(name, seed=seed)
+    data = load_dataset(name, seed=seed, val_size=val_size)
     note = data.info.notes
     if train_n and train_n < len(data.train):
         keep, _ = stratified_indices(data.train.y.numpy(), 1 - train_n / len(data.train), seed)
@@ -310,15 +317,22 @@ def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     out["apgd_attacks"] = "pgd20+apgd-ce" + ("+apgd-t" if args.apgd_t else "")
     out["robust_mask"] = "".join("1" if v else "0" for v in survived.tolist())  # per image, for the AA worst case
     out["attack_seconds"] = seconds
-    val_part = data.val.head(args.val_n) if args.val_n else data.val
-    val, _, _ = _robust(model, val_part, [build_attack("pgd20", eps, seed=seed)], seed)
-    out.update({"val_clean": val["clean_accuracy"], "val_pgd20": val["attacks"]["pgd20"]["accuracy"],
-                "val_n": val["n"], "eval_seconds": time.perf_counter() - t0})
+    out.update(validation_eval(model, data, args))
+    out["eval_seconds"] = time.perf_counter() - t0
     cs = condition_summary(model)
     out.update({k: cs[k] for k in ("sparsity", "kappa_mean", "kappa_max", "singular_layers", "kappa_support_mean",
                                    "kappa_support_max", "lipschitz_bound")})
     out["layers"] = cs["layers"]
     return out
+
+
+def validation_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace) -> dict[str, Any]:
+    """Clean and PGD-20 accuracy on the first `--val-n` validation images (what choices are made on)."""
+    t0 = time.perf_counter()
+    val_part = data.val.head(args.val_n) if args.val_n else data.val
+    val, _, _ = _robust(model, val_part, [build_attack("pgd20", args.eps_value, seed=args.seed)], args.seed)
+    return {"val_clean": val["clean_accuracy"], "val_pgd20": val["attacks"]["pgd20"]["accuracy"], "val_n": val["n"],
+            "eval_seconds": time.perf_counter() - t0}
 
 
 def add_autoattack(model: torch.nn.Module, row: dict[str, Any], data: DataBundle, args: argparse.Namespace) -> None:
@@ -333,9 +347,10 @@ def add_autoattack(model: torch.nn.Module, row: dict[str, Any], data: DataBundle
 
 
 # ---------------------------------------------------------------- one pruning run
-def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec,
-            args: argparse.Namespace) -> tuple[dict[str, Any], torch.nn.Module]:
-    """Prune a copy of the dense model as `spec` says and evaluate it; returns the row and the pruned model."""
+def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec, args: argparse.Namespace,
+            evaluate_row: Callable[..., dict[str, Any]] = robust_eval) -> tuple[dict[str, Any], torch.nn.Module]:
+    """Prune a copy of the dense model as `spec` says and evaluate it (`evaluate_row`: held-out attacks and
+    validation by default); returns the row and the pruned model."""
     model = copy.deepcopy(dense)
     pruner = make_pruner(spec.method, sparsity=spec.sparsity, **dict(spec.options))
     lr = args.lr_search if spec.method == "hydra" else args.lr
@@ -353,7 +368,7 @@ def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec,
            "sparsity_target": spec.sparsity, "seed": spec.seed, "config": config, "train_seconds": job["seconds"],
            "epoch_seconds": _epoch_seconds(job["history"]), "phases": job["phases"], "history": history,
            "pattern_skipped": job["pattern_skipped"], "git_commit": git_state().get("commit")}
-    row.update(robust_eval(model.eval(), data, args))
+    row.update(evaluate_row(model.eval(), data, args))
     row["seconds"] = row["train_seconds"] + row["eval_seconds"]
     return row, model
 
@@ -698,7 +713,10 @@ def kappa_plots(rows: Sequence[dict[str, Any]], dense: dict[str, Any], folder: P
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="digits", help="digits, or npz:PATH (e.g. npz:../shared/data/cifar10_test.npz)")
+    p.add_argument("--dataset", default="digits", help="digits, npz:PATH or npz:TRAIN,TEST (e.g. "
+                   "npz:../shared/data/cifar10_train.npz,../shared/data/cifar10_test.npz)")
+    p.add_argument("--val-size", type=count_or_fraction, default=None, help="validation carved from the training split: a count "
+                   "(e.g. 5000) or a fraction (default: the dataset's)")
     p.add_argument("--methods", default="magnitude,hydra,tscnc,admm")
     p.add_argument("--sparsities", default="0.9,0.95,0.99")
     p.add_argument("--allocations", default="global,layer", help="matched allocations (global, layer) and/or own "
@@ -791,7 +809,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     else:
         json_path, md_path = result_paths(args.out, stem, args.force)
     load_start = load_average()
-    data, notes = load_data(args.dataset, args.train_n, args.data_seed)
+    data, notes = load_data(args.dataset, args.train_n, args.data_seed, args.val_size)
     if args.eps_value is None:
         args.eps_value = data.info.default_eps
     dense, dense_train = dense_model(data, args, log)
