@@ -85,7 +85,7 @@ DEFAULT_OUT = RESULTS
 GOAL = 1.15  # a pruning or fine-tuning epoch costs at most 1.15x a plain adversarial-training epoch
 METRICS = ("clean", "pgd20", "apgd_ce", "apgd", "aa", "val_clean", "val_pgd20")
 # settings that change what a cached row means: a cache made with other values is refused
-ROW_SETTINGS = ("dataset", "val_size", "dense", "arch", "mean", "std", "no_normalize", "eps", "train_n", "val_n", "eval_n",
+ROW_SETTINGS = ("dataset", "val_size", "schedule_options", "epochs_schedule", "dense", "arch", "mean", "std", "no_normalize", "eps", "train_n", "val_n", "eval_n",
                 "data_seed", "epochs_dense", "epochs_weights", "epochs_search", "epochs_admm", "lr", "lr_search",
                 "weight_decay", "batch_size", "steps", "width", "hidden", "seed", "apgd_t")
 
@@ -223,13 +223,15 @@ def recipe(method: str, allocation: str, options: dict[str, Any], sparsity: floa
         cfg = make_pruner(method, sparsity=sparsity, **opts).config
         moving = cfg.schedule != "oneshot"
         prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(method, cfg.rounds if moving else 0)
-    else:  # one-shot unless the row's options ask for a schedule (then its rounds are prune epochs)
+    else:  # --schedule-options (one-shot by default) unless the row's options ask for another schedule
         opts = {"allocation": allocation, **options}
         if method not in ("hydra", "admm"):
-            opts.setdefault("schedule", "oneshot")
+            for key, value in parse_variant(":" + (args.schedule_options or "schedule=oneshot"))[1].items():
+                opts.setdefault(key, value)
         cfg = make_pruner(method, sparsity=sparsity, **opts).config
+        scheduled = args.epochs_schedule or cfg.rounds  # prune epochs of a moving schedule
         prune = {"hydra": args.epochs_search, "admm": args.epochs_admm}.get(
-            method, cfg.rounds if cfg.schedule != "oneshot" else 0)
+            method, scheduled if cfg.schedule != "oneshot" else 0)
     finetune = w if method == "hydra" else w - prune  # HYDRA's prune epochs train scores only
     if finetune < (1 if method == "hydra" else 0) or prune + finetune < 1:
         raise CompressorError(f"--epochs-weights {w} leaves no epochs for {method} after its {prune} prune epochs: "
@@ -270,11 +272,17 @@ def build_grid(args: argparse.Namespace) -> list[RowSpec]:
     first = [r for r in blocks[0] if r.adv != "pgd"]
     extra = [spec("lambda", "tscnc", f"tscnc lambda={lam:g}", {"lam": lam}, s, seed, allocation=matched)
              for seed in seeds for s in lam_sparsities for lam in lambdas if lam != default_lam]
+    extra += [spec("lambda", "tscnc", f"tscnc lcc=weight lambda={lam:g}", {"lcc": "weight", "lam": lam}, s, seed,
+                   allocation=matched)
+              for seed in seeds for s in lam_sparsities for lam in parse_floats(args.lambdas_weight, "--lambdas-weight")]
     var_sparsities = parse_floats(args.variant_sparsities, "--variant-sparsities") if args.variant_sparsities \
         else sparsities
     extra += [spec("variant", m, m + ":" + ",".join(f"{k}={v}" for k, v in o.items()), o, s, seed, allocation=matched)
               for seed in seeds for s in var_sparsities for m, o in variants]
     grid = first + extra + [r for r in blocks[0] if r.adv == "pgd"] + [r for b in blocks[1:] for r in b]
+    if args.sparsity_major:  # every row of the first sparsity, then the next: a partial grid has whole sparsities
+        order = {s: i for i, s in enumerate(dict.fromkeys([*sparsities, *lam_sparsities, *var_sparsities]))}
+        grid.sort(key=lambda r: order[r.sparsity])
     seen, out = set(), []
     for r in grid:
         if r.key not in seen:
@@ -451,15 +459,38 @@ def lambda_rows(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str, 
     return lam + default
 
 
-def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> dict[float, dict[str, Any]]:
-    """Per sparsity: the lambda with the best mean validation PGD-20 (never the held-out split), and its test number."""
-    out = {}
+def retention(summary: Sequence[dict[str, Any]], dense: dict[str, Any], metric: str = "apgd"
+              ) -> list[dict[str, Any]]:
+    """Per matched group and sparsity: the best method by mean `metric` and its ratio to the dense model's."""
+    out = []
+    cells = {(e["group"], e["sparsity_target"]) for e in summary if e["group"] in ("global", "layer")}
+    for group, sparsity in sorted(cells):
+        entries = [e for e in summary if (e["group"], e["sparsity_target"]) == (group, sparsity)
+                   and math.isfinite(e[metric]["mean"])]
+        if entries and dense.get(metric):
+            best = max(entries, key=lambda e: e[metric]["mean"])
+            out.append({"group": group, "sparsity": sparsity, "best": best["label"], "metric": metric,
+                        "value": best[metric]["mean"], "dense": dense[metric],
+                        "ratio": best[metric]["mean"] / dense[metric], "seeds": best["seeds"]})
+    return out
+
+
+def lcc_reading(row: dict[str, Any]) -> str:
+    """Which reading of L_CC a TSCNC row used (rows made before the option existed: the layer-wise one)."""
+    return row["config"].get("lcc", "layer")
+
+
+def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str, Any]]:
+    """Per L_CC reading and sparsity: the lambda with the best mean validation PGD-20 (never the held-out split),
+    and its held-out numbers."""
+    out = []
     lam_rows = lambda_rows(rows, matched)
-    for sparsity in sorted({r["sparsity_target"] for r in lam_rows}):
-        entries = aggregate([r for r in lam_rows if r["sparsity_target"] == sparsity])
+    for reading, sparsity in sorted({(lcc_reading(r), r["sparsity_target"]) for r in lam_rows}):
+        entries = aggregate([r for r in lam_rows if r["sparsity_target"] == sparsity and lcc_reading(r) == reading])
         best = max(entries, key=lambda e: e["val_pgd20"]["mean"])
-        out[sparsity] = {"lambda": best["options"].get("lam"), "val_pgd20": best["val_pgd20"]["mean"],
-                         "pgd20": best["pgd20"]["mean"], "apgd": best["apgd"]["mean"], "seeds": best["seeds"]}
+        out.append({"lcc": reading, "sparsity": sparsity, "lambda": best["options"].get("lam"),
+                    "val_pgd20": best["val_pgd20"]["mean"], "pgd20": best["pgd20"]["mean"],
+                    "apgd": best["apgd"]["mean"], "seeds": best["seeds"]})
     return out
 
 
@@ -473,7 +504,8 @@ class RowCache:
         meta_path = folder / "settings.json"
         if meta_path.is_file():
             meta = json.loads(meta_path.read_text())
-            diff = [k for k in settings if meta["settings"].get(k) != settings[k]]
+            # a setting added after the cache was made matches while it is left off
+            diff = [k for k in settings if meta["settings"].get(k, None if settings[k] else settings[k]) != settings[k]]
             if diff:
                 raise CompressorError(f"--cache {folder} holds rows made with other settings ({', '.join(diff)}): use "
                                       "another --cache folder or the same settings")
@@ -603,7 +635,7 @@ def render_markdown(res: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     st = res["settings"]
     aa = any("aa" in r for r in res["rows"]) or "aa" in res["dense"]
-    lines = markdown_header(f"Robust pruning on {res['dataset']} (protocol v2)", res)
+    lines = markdown_header(f"Robust pruning on {res['dataset']} (protocol v{st.get('protocol', 2)})", res)
     if res.get("note"):
         lines[1:1] = ["", f"> Note: {res['note']}"]
     d = res["dense"]
@@ -653,12 +685,22 @@ def render_markdown(res: dict[str, Any]) -> str:
                          f"{100 * c['mean']:+.1f}" + (f" ± {100 * c['std']:.1f}" if math.isfinite(c['std']) else "")
                          + f" | {ci} |")
         lines.append("")
+    if res.get("retention"):
+        lines += ["## Dense retention (best method's APGD-CE+T / dense)", "",
+                  "| allocation | sparsity | best method | seeds | APGD-CE+T | dense | ratio |", "|---|---|---|---|---|---|---|"]
+        for r in res["retention"]:
+            lines.append(f"| {r['group']} | {r['sparsity']:g} | {r['best']} | {len(r['seeds'])} | "
+                         f"{100 * r['value']:.1f} | {100 * r['dense']:.1f} | {r['ratio']:.3f} |")
+        lines.append("")
     if res.get("lambda_choice"):
-        lines += ["## lambda chosen on validation", "", "| sparsity | lambda (best mean val PGD-20) | val PGD-20 | "
-                  "held-out PGD-20 | held-out APGD-CE+T |", "|---|---|---|---|---|"]
-        for s, c in res["lambda_choice"].items():
-            lines.append(f"| {float(s):g} | {c['lambda']:g} | {100 * c['val_pgd20']:.1f} | {100 * c['pgd20']:.1f} | "
-                         f"{100 * c['apgd']:.1f} |")
+        lines += ["## lambda chosen on validation", "", "| L_CC reading | sparsity | lambda (best mean val PGD-20) | "
+                  "val PGD-20 | held-out PGD-20 | held-out APGD-CE+T |", "|---|---|---|---|---|---|"]
+        choices = res["lambda_choice"]
+        if isinstance(choices, dict):  # protocol v2 reports: {sparsity: choice}, layer-wise reading only
+            choices = [{"lcc": "layer", "sparsity": float(k), **c} for k, c in choices.items()]
+        for c in choices:
+            lines.append(f"| {c['lcc']} | {float(c['sparsity']):g} | {c['lambda']:g} | {100 * c['val_pgd20']:.1f} | "
+                         f"{100 * c['pgd20']:.1f} | {100 * c['apgd']:.1f} |")
         lines.append("")
     if res.get("plots"):
         lines += ["## kappa per layer per epoch", "", "Seed " + str(st["seeds"].split(",")[0]) + ", first matched "
@@ -725,6 +767,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", default="0,1e-4,1e-3,1e-2", help="TSCNC lambda ablation at the first matched "
                    "allocation ('' for none)")
     p.add_argument("--lambda-sparsities", default="", help="sparsities of the lambda ablation (default: all)")
+    p.add_argument("--lambdas-weight", default="", help="TSCNC lambdas of the per-weight L_CC reading "
+                   "(sum log(tau + w^2), `lcc=weight`), rows beside the --lambdas ones")
+    p.add_argument("--schedule-options", default="", help="pruner options of magnitude and TSCNC in the matched "
+                   "groups, e.g. 'schedule=cubic,update_every=40' (default: one-shot)")
+    p.add_argument("--epochs-schedule", type=int, default=0, help="prune epochs of a moving --schedule-options "
+                   "schedule, within --epochs-weights (default: its rounds)")
+    p.add_argument("--sparsity-major", action=argparse.BooleanOptionalAction, default=True,
+                   help="run every row of the first --sparsities value first, then the next")
     p.add_argument("--variants", default="", help="extra rows at the first matched allocation, ';'-separated, "
                    "e.g. 'tscnc:taylor=squared'")
     p.add_argument("--variant-sparsities", default="", help="sparsities of the --variants rows (default: all)")
@@ -767,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-cached", action="store_true", help="run no new row: only add AutoAttack (--aa-rows) to "
                    "cached rows from their saved models, and write the report")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (then report)")
+    p.add_argument("--protocol", type=int, default=3, help="protocol version named in the report's title")
     p.add_argument("--note", default="", help="a line for the top of the report (e.g. how the chunks were run)")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--out", default=str(DEFAULT_OUT))
@@ -866,11 +917,13 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "eps": args.eps_value, "cache": str(args.cache) if args.cache else None,
         "settings": {**_settings(args), "seeds": args.seeds, "allocations": args.allocations, "lambdas": args.lambdas,
                      "methods": args.methods, "sparsities": args.sparsities, "variants": args.variants,
-                     "admm_pgd": args.admm_pgd, "aa_rows": args.aa_rows},
+                     "admm_pgd": args.admm_pgd, "aa_rows": args.aa_rows, "lambdas_weight": args.lambdas_weight,
+                     "protocol": args.protocol},
         "dense_train": dense_train, "dense": dense_row, "rows": rows, "note": args.note,
         "summary": aggregate([r for r in rows if r["group"] != "lambda"] + lambda_rows(rows, matched)),
         "comparisons": comparisons(rows, "apgd"), "comparisons_pgd20": comparisons(rows, "pgd20"),
         "lambda_choice": lambda_choice(rows, matched),
+        "retention": retention(aggregate(rows), dense_row),
         "cost": {"rows_total": len(grid), "rows_done": len(rows), "rows_run_now": ran,
                  "row_seconds": sum(row_seconds), "row_seconds_mean": mean_s,
                  "train_seconds": sum(r["train_seconds"] for r in rows),

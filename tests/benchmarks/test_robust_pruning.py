@@ -1,4 +1,4 @@
-"""benchmarks/robust_pruning.py (protocol v2): a tiny real grid on digits writes complete, labelled results with
+"""benchmarks/robust_pruning.py (protocol v3): a tiny real grid on digits writes complete, labelled results with
 seeds and spread, resumes from its cache, evaluates every row on the same images; bad input is one line."""
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, cap
     assert {(c["group"], c["sparsity"]) for c in res["comparisons"]} == {("global", 0.9)}
     assert len(res["plots"]) == 4 and all(Path(p).is_file() for p in res["plots"])
     md = js.with_suffix(".md").read_text()
-    assert "protocol v2" in md and "Paired differences" in md and "matched allocation: global" in md
+    assert "protocol v3" in md and "Paired differences" in md and "matched allocation: global" in md
+    (ret,) = res["retention"]  # the best method's APGD-CE+T over the dense model's
+    assert ret["ratio"] == pytest.approx(ret["value"] / res["dense"]["apgd"]) and "Dense retention" in md
 
     # resuming runs nothing new, and rewrites the same report
     capsys.readouterr()
@@ -76,6 +78,21 @@ def test_per_layer_own_defaults_admm_pgd_and_lambda_rows_are_labelled(bench, tmp
     assert len(res["lambda_choice"]) == 1
     md = js.with_suffix(".md").read_text()
     assert "| admm (PGD-AT) |" in md and "matched allocation: per layer" in md and "lambda chosen on validation" in md
+
+
+def test_grid_runs_sparsity_major_with_the_matched_schedule(bench):
+    args = bench.build_parser().parse_args([*TINY, "--methods", "magnitude,tscnc,hydra", "--sparsities", "0.95,0.9",
+                                            "--seeds", "0,1", "--allocations", "layer", "--lambdas", "0,1e-3",
+                                            "--schedule-options", "schedule=iterative,rounds=2",
+                                            "--epochs-schedule", "1"])
+    grid = bench.build_grid(args)
+    sparsities = [r.sparsity for r in grid]
+    assert sparsities == sorted(sparsities, key=lambda s: s != 0.95)  # every 95 % row before any 90 % one
+    by = {(r.method, r.group): r for r in grid if r.sparsity == 0.9 and r.seed == 0}
+    for method in ("magnitude", "tscnc"):  # the same moving schedule, one prune epoch within the weight budget
+        r = by[(method, "layer")]
+        assert dict(r.options)["schedule"] == "iterative" and (r.epochs_prune, r.epochs_finetune) == (1, 1)
+    assert "schedule" not in dict(by[("hydra", "layer")].options)  # HYDRA's prune phase is its score search
 
 
 def test_max_minutes_leaves_rows_for_the_next_chunk(bench, tmp_path):
