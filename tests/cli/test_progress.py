@@ -73,6 +73,7 @@ def test_nested_bars_share_one_live_display(monkeypatch, capsys):
     assert "outer" in err and "0/3" in err  # the inner bar drawn under the outer one (adding a task redraws)
 
 
+@pytest.mark.slow
 def test_eval_shows_a_bar_per_attack_and_none_when_quiet_json_or_piped(dense, monkeypatch, capsys):
     args = ["eval", str(dense), "--attacks", "pgd20", "--n", "100", "--batch-size", "50", "--device", "cpu"]
     monkeypatch.setenv(FORCE_ENV, "1")
@@ -88,6 +89,7 @@ def test_eval_shows_a_bar_per_attack_and_none_when_quiet_json_or_piped(dense, mo
     assert code == 0 and "100/100" not in err and "\x1b[" not in err
 
 
+@pytest.mark.slow
 def test_training_shows_its_epoch_bar_and_lines(digits, monkeypatch, capsys):
     monkeypatch.setenv(FORCE_ENV, "1")
     info = digits.info
@@ -102,6 +104,7 @@ def test_training_shows_its_epoch_bar_and_lines(digits, monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_export_shows_a_bar_with_elapsed_time(dense, tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnx")
     monkeypatch.setenv(FORCE_ENV, "1")
@@ -110,6 +113,7 @@ def test_export_shows_a_bar_with_elapsed_time(dense, tmp_path, monkeypatch, caps
     assert "export onnx" in err and "0:00:" in err
 
 
+@pytest.mark.slow
 def test_inspect_of_a_state_dict_reports_classes_and_macs_and_counts_layers_once(dense, tmp_path, capsys):
     sd = tmp_path / "sd.pt"
     torch.save(load_model(dense).model.state_dict(), sd)
