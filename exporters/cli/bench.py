@@ -78,4 +78,4 @@ def bench_cmd(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
 
 
-bench_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it
+bench_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)

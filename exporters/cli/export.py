@@ -131,4 +131,4 @@ def export_cmd(
         console.print("parity: not checked")
 
 
-export_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it
+export_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)
