@@ -1,29 +1,52 @@
 """compressor: compact, adversarially robust networks and deployable engines.
 
-The public API; the `compressor` command line is a thin layer over these names.
+The public API; the `compressor` command line is a thin layer over these names. They are imported on first use
+(PEP 562), so that ``compressor --help`` and other light uses do not pay for importing torch.
 """
 
-from .analysis import condition_number, layer_stats, model_summary
-from .attacks import Attack, build_attack, fgsm, pgd
-from .checkpoint import Checkpoint, LoadedModel, load_model, make_provenance, save_checkpoint
-from .data import ArraySplit, BatchLoader, DataBundle, DatasetInfo, list_datasets, load_dataset
-from .errors import CompressorError, UnknownNameError
-from .evaluation import AttackResult, Evaluation, evaluate
-from .flops import count_macs, size_report
-from .models import Normalize, create_model, list_models
-from .parsing import parse_eps
-from .registry import ATTACKS, DATASETS, EXPORTERS, MODELS, PRUNERS, REGISTRIES, TRANSFORMS, Registry, get_registry
-from .training import Callback, TrainConfig, Trainer, TrainResult, trades_loss
-from .workflows import evaluate_model, model_kwargs, open_model, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ATTACKS", "ArraySplit", "Attack", "AttackResult", "BatchLoader", "Callback", "Checkpoint", "CompressorError",
-    "DATASETS", "DataBundle", "DatasetInfo", "EXPORTERS", "Evaluation", "LoadedModel", "MODELS", "Normalize", "PRUNERS",
-    "REGISTRIES",
-    "Registry", "TRANSFORMS", "TrainConfig", "TrainResult", "Trainer", "UnknownNameError", "build_attack",
-    "condition_number", "count_macs", "create_model", "evaluate", "evaluate_model", "fgsm", "get_registry",
-    "layer_stats", "list_datasets", "list_models", "load_dataset", "load_model", "make_provenance", "model_kwargs",
-    "model_summary", "open_model", "parse_eps", "pgd", "save_checkpoint", "size_report", "trades_loss", "train",
-]
+# module -> the public names it provides
+_API: dict[str, tuple[str, ...]] = {
+    "analysis": ("condition_number", "layer_stats", "model_summary"),
+    "attacks": ("Attack", "build_attack", "fgsm", "pgd"),
+    "checkpoint": ("Checkpoint", "LoadedModel", "load_model", "make_provenance", "save_checkpoint"),
+    "data": ("ArraySplit", "BatchLoader", "DataBundle", "DatasetInfo", "list_datasets", "load_dataset"),
+    "errors": ("CompressorError", "UnknownNameError"),
+    "evaluation": ("AttackResult", "Evaluation", "evaluate"),
+    "flops": ("count_macs", "size_report"),
+    "models": ("Normalize", "create_model", "list_models"),
+    "parsing": ("parse_eps",),
+    "registry": ("ATTACKS", "DATASETS", "EXPORTERS", "MODELS", "PRUNERS", "REGISTRIES", "TRANSFORMS", "Registry",
+                 "get_registry"),
+    "training": ("Callback", "TrainConfig", "Trainer", "TrainResult", "trades_loss"),
+    "workflows": ("evaluate_model", "model_kwargs", "open_model", "train"),
+}
+_HOME = {name: module for module, names in _API.items() for name in names}
+
+__all__ = sorted(_HOME, key=lambda n: (n.lower(), n))
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is asked for (a submodule by its name, too)."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -17,6 +17,7 @@ from torch import nn
 from .attacks import Attack, check_logits, gradient_warning, logits_fn, masking_warnings
 from .data import ArraySplit, BatchLoader
 from .io import atomic_write
+from .progress import bar
 
 # progress(stage, images): called after each batch with "clean" or an attack's name
 Progress = Callable[[str, int], None]
@@ -123,7 +124,8 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
     warnings: list[str] = []
     nonfinite = torch.zeros((), dtype=torch.long, device=device)  # clean images with NaN/inf logits
     t_clean = 0.0
-    with eval_mode(model) if isinstance(model, nn.Module) else nullcontext():
+    with eval_mode(model) if isinstance(model, nn.Module) else nullcontext(), ExitStack() as bars:
+        shown = {name: bars.enter_context(bar(name, total)) for name in ["clean", *ok]}  # per batch, host counts
         start = 0
         for x, y in loader:
             sl = slice(start, start + len(y))
@@ -139,6 +141,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
                 check_logits(logits)
                 if any(a.white_box for a in attacks):
                     warnings += filter(None, [gradient_warning(predict, x, y)])
+            shown["clean"].advance(len(y))
             if progress is not None:
                 progress("clean", len(y))
             idx = torch.nonzero(clean_ok[sl]).squeeze(1)  # one sync per batch, outside attack loops
@@ -158,6 +161,7 @@ def evaluate(model: nn.Module | Callable[[torch.Tensor], Any], split: ArraySplit
                         x_adv[idx] = x_a.detach().to(x_adv.dtype)
                 if keep_adv:
                     adv[a.name].append(x_adv.cpu())
+                shown[a.name].advance(len(y))
                 if progress is not None:
                     progress(a.name, len(y))
             start += len(y)

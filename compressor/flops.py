@@ -56,7 +56,8 @@ def size_report(model: nn.Module, input_shape: Sequence[int] | None) -> dict[str
     for name, module in model.named_modules():
         if not _is_reported(module):
             continue
-        params = list(module.parameters())
+        # its weights (a Kronecker layer's factors), not its bias: counted as the layer statistics count them
+        params = [p for n, p in module.named_parameters() if n.rpartition(".")[2] != "bias"]
         layers.append({"layer": name, "type": type(module).__name__, "shape": _shape_text(module),
                        "params": sum(p.numel() for p in params),
                        "nonzeros": sum(int(torch.count_nonzero(p)) for p in params),

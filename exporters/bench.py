@@ -25,6 +25,7 @@ from compressor.checkpoint import library_versions
 from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
+from compressor.progress import bar
 from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
@@ -245,11 +246,14 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
             row["providers"] = list(runner.providers)
             row["precision"] = getattr(runner, "precision", "fp32")
             latency = []
-            for b in batch_sizes:
-                xb = x[torch.arange(b) % len(x)].contiguous()
-                on_gpu = device.startswith("cuda")  # CUDA events time the device; the logits' copy back is included
-                latency.append(measure_latency(lambda: runner(xb), warmup=warmup, runs=runs, batch_size=b,
-                                               sync=torch.cuda.synchronize if on_gpu else None, cuda_events=on_gpu))
+            with bar(f"{variant.name} latency", len(batch_sizes)) as timed:
+                for b in batch_sizes:
+                    xb = x[torch.arange(b) % len(x)].contiguous()
+                    on_gpu = device.startswith("cuda")  # CUDA events time the device; the logits' copy back counts
+                    latency.append(measure_latency(lambda: runner(xb), warmup=warmup, runs=runs, batch_size=b,
+                                                   sync=torch.cuda.synchronize if on_gpu else None,
+                                                   cuda_events=on_gpu))
+                    timed.advance()
             row["latency"] = latency
             predict = lambda inp: run_many(runner, inp)  # noqa: E731  (any batch size, within the engine's range)
             with torch.no_grad():
@@ -320,7 +324,7 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
     check_batch_sizes(variants, sizes, device=device, threads=threads)
     rows, sources, settings = [], {}, {}
     t0 = time.perf_counter()
-    with pinned_threads(threads):
+    with pinned_threads(threads), bar("bench", len(variants)) as rounds:
         for v in variants:
             if v.model not in sources:
                 loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed,
@@ -343,6 +347,7 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
             rows.append(bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs,
                                       threads=threads, device=device, square=square, seed=seed))
+            rounds.advance()
     return BenchReport(format=FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        environment=environment(),
                        settings={**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,

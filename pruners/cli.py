@@ -201,4 +201,4 @@ def _print(report: PruneReport) -> None:
 
 _FIELDS = _method_fields()
 register_flags({"transforms": "--transform", **{f.name: flag for flag, (f, _) in _FIELDS.items()}})
-prune_cmd.command_class = PruneCommand  # `compressor.cli.load_commands` builds the command with it
+prune_cmd.command_class = PruneCommand  # `compressor.cli` builds the command with it (when run)

@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import evaluate_model, open_model
 from ..attacks import build_attack
 from ..errors import CompressorError
 from ..io import check_output
+from ..progress import quiet as no_bars
 from ..reporting import normalization_text, stdout_console, table, to_json
 from ..sanity import check_model_fits_data
 from . import app
 from .options import (DataRoot, Dataset, Device, Download, Eps, eps_value, existing_file, Force, Json, MODEL_OPTIONS,
-                      ModelCommand, names_list, option_from, Seed)
+                      ModelCommand, names_list, option_from, Quiet, Seed)
 
 # shown in the table's settings column, in this order, when an attack's protocol has them
 SETTINGS = ("steps", "restarts", "queries", "targets", "version", "eot_iter")
@@ -45,6 +44,7 @@ def eval_cmd(
         help="Write the adversarial examples to FILE (.npz: float32 x_adv_<attack> in [0, 1], y, indices into the "
              "split, clean_correct, robust_<attack>, meta)."),
     force: bool = Force,
+    quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
     """Clean accuracy and accuracy under attacks (eval mode, fp32), with the per-sample worst case."""
@@ -62,14 +62,10 @@ def eval_cmd(
     ck = loaded.checkpoint
     check_model_fits_data(loaded.model, data, what=str(model_path), split=split,
                           input_shape=ck.input_shape if ck is not None else None)
-    total = min(n or len(data.split(split)), len(data.split(split)))
-    stages = ["clean", *attack_names]
-    with Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True, disable=json_out) as bar:
-        tasks = {name: bar.add_task(name, total=total) for name in stages}
+    with no_bars(quiet or json_out):
         res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
                              split=split, seed=seed, device=device, save_adv=save_adv, force=force,
-                             normalization=loaded.normalization, progress=lambda stage, k: bar.advance(tasks[stage], k))
+                             normalization=loaded.normalization)
     res.model = str(model_path)
     for w in res.warnings:
         typer.echo(f"warning: {w}", err=True)

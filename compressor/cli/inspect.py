@@ -29,23 +29,28 @@ def inspect_cmd(
     """Per-layer shape, parameters, sparsity, kappa = sigma_max / sigma_min and spectral norm."""
     existing_file(model_path, "model")
     options = ctx.meta[MODEL_OPTIONS]
-    # the dataset is only read to size a zoo --arch; a checkpoint's recorded dataset is not loaded
+    # the dataset is only read to size a zoo --arch (and to give a state dict its input shape and classes); a
+    # checkpoint's recorded dataset is not loaded
+    data = None
     if options["arch"] is not None:
-        loaded, _ = open_model(model_path, dataset=dataset, data_root=data_root, **options)
+        loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, **options)
     else:
         loaded = _load(model_path, options)
+    input_shape = tuple(loaded.input_shape) or (tuple(data.info.input_shape) if data is not None else ())
     if svd:
         check_finite_weights(loaded.model, str(model_path), hint=", or pass --no-svd to list its layers anyway")
     summary = model_summary(loaded.model, with_svd=svd)
     ck = loaded.checkpoint
-    size = size_report(loaded.model, loaded.input_shape or None)
+    size = size_report(loaded.model, input_shape or None)
     summary.update(macs=size["macs"], cost_layers=size["layers"])
     meta = {"path": str(model_path), "source": loaded.source, "file_bytes": model_path.stat().st_size,
-            "normalization": loaded.normalization, "input_shape": list(loaded.input_shape)}
+            "normalization": loaded.normalization, "input_shape": list(input_shape)}
     meta.update({k: v for k, v in storage_sizes(loaded.model.state_dict()).items() if k != "ratio"})
     if ck is not None:
-        meta.update({"arch": ck.arch, "dataset": ck.dataset.get("name"), "input_shape": list(ck.input_shape),
-                     "num_classes": ck.num_classes, "compression": ck.compression,
+        meta.update({"arch": ck.arch, "dataset": ck.dataset.get("name") or (data.info.name if data else None),
+                     "input_shape": list(ck.input_shape or input_shape),
+                     "num_classes": ck.num_classes or (data.info.num_classes if data else None),
+                     "compression": ck.compression,
                      "metrics": ck.provenance.get("metrics", {}), "created": ck.provenance.get("created")})
     report = {**meta, **summary}
     if json_out:

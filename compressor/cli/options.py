@@ -15,6 +15,7 @@ from typer.models import ParamMeta
 from ..errors import CompressorError
 from .. import parse_eps, TrainConfig
 from ..models import parse_arch_kwargs
+from .invocation import FLAGS, INVOCATION, command_line, flag_for, register_flags  # noqa: F401  (moved there)
 
 
 def default_of(source: Any, name: str) -> Any:
@@ -72,25 +73,6 @@ CraftMode = option_from(TrainConfig, "craft_mode", help="Model mode while crafti
                          "in train mode, as Madry et al. / Ye et al.), eval (as the TRADES reference), or auto: train "
                          "for PGD-AT, eval for TRADES.")
 Amp = option_from(TrainConfig, "amp", help="bf16 autocast while training: on, off, or auto (on with CUDA).")
-
-
-INVOCATION: list[str] = []  # the arguments `main` runs, recorded as the command in what a command writes
-FLAGS: dict[str, str] = {}  # option name -> its flag, where that is not --name-with-dashes (commands add theirs)
-
-
-def flag_for(name: str) -> str:
-    """The command-line flag of the library option `name` (errors name options; the CLI shows flags)."""
-    return FLAGS.get(name) or "--" + name.replace("_", "-")
-
-
-def command_line() -> str:
-    """The command being run, e.g. ``compressor train cnn-small digits -o m.pt`` (for provenance records)."""
-    return " ".join(["compressor", *INVOCATION])
-
-
-def register_flags(flags: dict[str, str]) -> None:
-    """Tell the error printer the flags of options whose flag is not their name with dashes (e.g. lam: --lambda)."""
-    FLAGS.update(flags)
 
 
 def eps_value(text: Optional[str], name: str = "--eps") -> Optional[float]:

@@ -377,6 +377,8 @@ class Trainer:
             seen += len(y)
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(self.loader):
                 progress.update(step + 1, self._running(sums, seen), seen * self.ctx.world_size / (time.perf_counter() - t0))
+            else:
+                progress.step(step + 1)
         train_time = time.perf_counter() - t0
         totals = all_reduce_sum(torch.stack([sums["loss"], sums["clean_correct"], sums["adv_correct"],
                                              torch.tensor(float(seen), device=dev)]), self.ctx).tolist()

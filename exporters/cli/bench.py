@@ -9,8 +9,9 @@ import typer
 
 from compressor.attacks import build_attack
 from compressor.cli.options import (DataRoot, Dataset, Eps, eps_value, Force, Json, MODEL_OPTIONS, ModelCommand,
-                                    names_list, option_from, Seed)
+                                    names_list, option_from, Quiet, Seed)
 from compressor.io import output_lock
+from compressor.progress import quiet as no_bars
 from compressor.reporting import normalization_text, stdout_console, to_json
 
 from ..bench import parse_variants, run_bench
@@ -43,6 +44,7 @@ def bench_cmd(
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
     seed: int = Seed,
     force: bool = Force,
+    quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
     """Latency p50/p90/p99 and throughput per batch size, peak memory, file size, clean accuracy, transferred
@@ -53,8 +55,8 @@ def bench_cmd(
     chosen = parse_variants(variants, engine or [])
     options = ctx.meta[MODEL_OPTIONS]
     outputs = check_outputs(out, force)
-    log = (lambda msg: None) if json_out else (lambda msg: typer.echo(msg, err=True))
-    with output_lock(*outputs.values()):
+    log = (lambda msg: None) if json_out or quiet else (lambda msg: typer.echo(msg, err=True))
+    with output_lock(*outputs.values()), no_bars(quiet or json_out):
         report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
                            attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
                            dataset=dataset, data_root=data_root, log=log, model_options=options)
@@ -76,4 +78,4 @@ def bench_cmd(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
 
 
-bench_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it
+bench_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)

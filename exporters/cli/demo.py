@@ -11,6 +11,7 @@ from compressor import DataBundle, TrainConfig, evaluate_model, open_model, trai
 from compressor.cli.options import Force, Json, Seed, command_line
 from compressor.errors import CompressorError
 from compressor.io import atomic_write_text, check_output, check_outputs, output_lock
+from compressor.progress import quiet as no_bars
 from compressor.reporting import stdout_console, table, to_json
 from compressor.workflows import state_path_for
 from pruners import make_pruner, prune
@@ -46,7 +47,7 @@ def demo_cmd(
     ckpt, pruned = out / "model.pt", out / f"pruned-tscnc{round(sparsity * 100)}.pt"
     outputs = demo_outputs(out, ckpt, pruned)
     check_outputs(outputs, force)  # every file the demo writes, before anything runs
-    with output_lock(ckpt, pruned, out / "report.json"):
+    with output_lock(ckpt, pruned, out / "report.json"), no_bars(json_out):
         _run(out, ckpt, pruned, epochs=epochs, prune_epochs=prune_epochs, sparsity=sparsity, seed=seed, force=force,
              json_out=json_out)
 

@@ -8,10 +8,11 @@ from typing import Optional
 import torch
 import typer
 
-from compressor.cli.options import (DataRoot, Dataset, existing_file, Force, Json, MODEL_OPTIONS, ModelCommand)
+from compressor.cli.options import (DataRoot, Dataset, existing_file, Force, Json, MODEL_OPTIONS, ModelCommand, Quiet)
 from compressor.errors import CompressorError
 from compressor.io import check_output, output_lock
 from compressor.parsing import parse_int_list
+from compressor.progress import bar, quiet as no_bars
 from compressor.reporting import normalization_text, stdout_console, table, to_json
 from compressor.sanity import check_finite_weights
 from compressor.workflows import open_model
@@ -60,6 +61,7 @@ def export_cmd(
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     force: bool = Force,
+    quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
     """Export a model to ONNX, a TensorRT engine, an AOTInductor package or a compressed checkpoint, checked against
@@ -90,7 +92,8 @@ def export_cmd(
     lo, hi = getattr(loaded.model, "batch_range", None) or (1, None)  # a dynamic .pt2 program's own range
     if not lo <= sizes[0] or (hi is not None and sizes[-1] > hi):
         raise CompressorError(f"{model_path} serves batch sizes {lo}..{hi}: pass --batch-sizes within that range")
-    with output_lock(output):
+    # a pulsing bar with the elapsed time: AOTInductor and TensorRT builds take tens of seconds
+    with output_lock(output), no_bars(quiet or json_out), bar(f"export {exporter.name}"):
         result = exporter.export(loaded.model, output, input_shape=input_shape, precision=precision,
                                  batch_sizes=sizes, device=dev, sample_inputs=x, parity_inputs=label, force=force,
                                  opset=opset, checkpoint=ck, dynamic_batch=fixed is None, batch_range=(lo, hi))
@@ -128,4 +131,4 @@ def export_cmd(
         console.print("parity: not checked")
 
 
-export_cmd.command_class = ModelCommand  # `compressor.cli.load_commands` builds the command with it
+export_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)
