@@ -43,6 +43,9 @@ class PrunerCallback(Callback):
     def on_step_end(self, trainer) -> None:
         self.pruner.step()
 
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        metrics.update(self.pruner.epoch_metrics())
+
     def state_dict(self) -> dict[str, Any]:
         return self.pruner.state_dict()
 

@@ -119,12 +119,13 @@ class HydraPruner(Pruner):
                   if p.requires_grad and id(p) not in frozen and id(p) not in scores]  # BatchNorm, unless frozen
         return [{"params": [*self.layers.scores, *others]}]
 
-    def epoch_begin(self, epoch: int) -> None:
-        if not self.pruning:
-            return super().epoch_begin(epoch)
-        self._ramp = self.ramp(epoch)
+    def schedule_point(self, pos: int, move: bool = True) -> None:
+        """The TopK target follows the schedule; the masks follow the scores at every step anyway."""
+        length, span = self.schedule_units()
+        t = self.schedule.fraction(pos, length, span)
+        self._ramp = self.schedule.ramp_to(t)
         self._refresh()
-        self.at_target = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
+        self.at_target = t >= 1.0
 
     def _refresh(self) -> None:
         """Masks = TopK(|S|) at the current target; the stored weights are left alone (they are frozen)."""

@@ -27,10 +27,12 @@ def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
     assert penalty.item() == pytest.approx(direct, rel=1e-5)
     assert all(m.all() for m in pruner.layers.masks)  # the ADMM phase trains dense weights
     z_old, u_old = [z.clone() for z in pruner.z], [u.clone() for u in pruner.u]
-    for _ in range(pruner._interval):
+    interval = round(0.5 * len(trainer.loader))
+    assert min(pruner._updates) == interval
+    for _ in range(interval):
         trainer.training_step(x, y)
     w = [x.detach() for x in pruner.layers.effective()]
-    assert pruner._interval == round(0.5 * len(trainer.loader))
+    assert pruner.zu_updates == 1
     assert pruner.rho == pytest.approx(1e-3 * 1.3)
     for z, u, wi, u0 in zip(pruner.z, pruner.u, w, u_old):
         v = wi + u0
@@ -47,9 +49,9 @@ def test_interval_scales_the_reference_schedule_and_rho_is_capped():
     pruner = make_pruner("admm", sparsity=0.5)
     pruner.prepare(torch.nn.Sequential(torch.nn.Linear(8, 4)), steps_per_epoch=30)
     pruner.start_phase(Phase("prune", 200, 0.01))
-    assert pruner.interval_steps() == 20 * 30
+    assert sorted(pruner.update_steps()) == [20 * 30 * k for k in range(1, 11)]
     pruner.start_phase(Phase("prune", 5, 0.01))
-    assert pruner.interval_steps() == 15  # half an epoch
+    assert sorted(pruner.update_steps()) == [15 * k for k in range(1, 11)]  # every half epoch
     assert REFERENCE_UPDATES == 10 and pruner.config.rho_cap == pytest.approx(1e-3 * 1.3 ** 10)
     assert make_pruner("admm", sparsity=0.5, rho_max=0.5).config.rho_cap == 0.5
 
