@@ -135,9 +135,9 @@ class Pruner:
 
         `optimizer`: its momentum is zeroed where masks remove weights, and HYDRA adds its scores to it for
         the prune phase (an optimizer built on `model.parameters()` before or after this call both work).
-        `steps_per_epoch`: ADMM's Z/U updates and `update_every`'s schedule are counted in steps. `score_data` (an iterable of (x, y)
-        batches, re-iterated at every mask update, e.g. a DataLoader; or a function seed -> such an
-        iterable) and `score_loss` (loss_fn(model, x, y), e.g. `adversarial_ce(eps)`): what data-driven
+        `steps_per_epoch`: ADMM's Z/U updates and `update_every`'s schedule are counted in steps.
+        `score_data` (an iterable of (x, y) batches, re-iterated at every mask update, e.g. a DataLoader; or a
+        function seed -> such an iterable) and `score_loss` (loss_fn(model, x, y), e.g. `adversarial_ce(eps)`): what data-driven
         scores (TSCNC's Taylor importance) differentiate. `seed`: score initialisation and sampling.
         """
         self.attach(model)
