@@ -136,3 +136,24 @@ def test_hydra_target_follows_the_steps(digits, tiny_cfg):
     assert len(trainer.loader) == 8  # points at 0, 2, 4, 6: the TopK target rises every 2 steps
     assert seen == sorted(seen) and seen[0] == pytest.approx(0.8 * (1 - 0.75 ** 3), abs=0.001)
     assert seen[-1] == pytest.approx(0.8, abs=0.001) and pruner.at_target
+
+
+@pytest.mark.slow
+def test_cli_report_records_the_schedule_and_the_lcc_shrink(tmp_path, capsys):
+    import json
+
+    from tests.conftest import cli, untrained_digits_checkpoint
+
+    ckpt = untrained_digits_checkpoint(tmp_path)
+    code, stdout, err = cli(capsys, "prune", str(ckpt), "-m", "tscnc", "--sparsity", "0.8", "-o",
+                            str(tmp_path / "p.pt"), "--epochs-prune", "1", "--epochs-finetune", "1", "--steps", "1",
+                            "--val-n", "32", "--eval-n", "32", "--device", "cpu", "--score-samples", "64",
+                            "--schedule", "cubic", "--update-every", "3", "--lcc", "weight", "--json")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    assert rep["config"]["update_every"] == 3 and rep["config"]["lcc"] == "weight"
+    steps = rep["updates"]["steps_per_epoch"]
+    assert [u["step"] for u in rep["updates"]["mask_updates"]] == list(range(0, steps, 3))
+    assert set(rep["lcc_shrink"]) == {r["layer"] for r in rep["layers"]} and min(rep["lcc_shrink"].values()) > 0
+    assert [h["mask_updates"] for h in rep["history"]] == [len(range(0, steps, 3))] * 2
+    assert rep["history"][-1]["lcc_shrink"] == rep["lcc_shrink"]
