@@ -157,3 +157,24 @@ def test_cli_report_records_the_schedule_and_the_lcc_shrink(tmp_path, capsys):
     assert set(rep["lcc_shrink"]) == {r["layer"] for r in rep["layers"]} and min(rep["lcc_shrink"].values()) > 0
     assert [h["mask_updates"] for h in rep["history"]] == [len(range(0, steps, 3))] * 2
     assert rep["history"][-1]["lcc_shrink"] == rep["lcc_shrink"]
+
+
+@pytest.mark.slow
+def test_resume_replays_the_step_schedule_and_the_shrink(tmp_path, capsys):
+    import json
+
+    from tests.conftest import cli, untrained_digits_checkpoint
+
+    ckpt = untrained_digits_checkpoint(tmp_path)
+    args = ["prune", str(ckpt), "-m", "tscnc", "--sparsity", "0.8", "--epochs-prune", "2", "--epochs-finetune", "1",
+            "--steps", "1", "--val-n", "32", "--eval-n", "32", "--device", "cpu", "--score-samples", "64",
+            "--schedule", "cubic", "--update-every", "5", "--json"]
+    code, out_a, err = cli(capsys, *args, "-o", str(tmp_path / "a.pt"), "--keep-state")
+    assert code == 0, err
+    (tmp_path / "a.pt.prune.state").rename(tmp_path / "b.pt.prune.state")  # interrupted between the phases
+    code, out_b, err = cli(capsys, *args, "-o", str(tmp_path / "b.pt"), "--resume")
+    assert code == 0, err
+    a, b = json.loads(out_a), json.loads(out_b)
+    assert a["updates"] == b["updates"] and a["lcc_shrink"] == pytest.approx(b["lcc_shrink"])
+    sa, sb = (torch.load(tmp_path / p, weights_only=True)["state_dict"] for p in ("a.pt", "b.pt"))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
