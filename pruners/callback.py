@@ -1,6 +1,6 @@
 """The thin adapter through which `compressor.training.Trainer` runs a pruner: every Trainer hook is one call
-of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step); no pruning logic
-lives here or in the Trainer."""
+of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step / epoch_metrics); no
+pruning logic lives here or in the Trainer."""
 
 from __future__ import annotations
 
