@@ -10,7 +10,9 @@
             for x, y in loader:
                 loss = my_loss(model, x, y) + pruner.regularizer()   # L_CC, ADMM's rho term, h(A)
                 opt.zero_grad(); loss.backward(); opt.step()
-                pruner.step()                   # pruned weights stay zero; ADMM / HYDRA per-step updates
+                pruner.step()                   # pruned weights stay zero; ADMM / HYDRA per-step updates;
+                                                # masks move every `update_every` steps when set
+            log = pruner.epoch_metrics()        # what the pruner did so far (mask updates, L_CC's shrink...)
     report = pruner.squash_mask()               # masks folded into plain weights
 
 A pruner combines four separate parts: a *score source* (what is important: `scores`), the *allocation*
@@ -99,6 +101,7 @@ class Pruner:
         self.source: ScoreSource | None = None
         self.seed = 0
         self.phase_step = 0  # optimiser steps taken in the current phase
+        self.mask_log: list[dict[str, Any]] = []  # the prune phase's mask updates: step and sparsity target
         self.separable: list[nn.Module] = []  # Kronecker layers h(A) acts on (found by `prepare`)
 
     # ----------------------------------------------------------------- set-up
@@ -132,9 +135,9 @@ class Pruner:
 
         `optimizer`: its momentum is zeroed where masks remove weights, and HYDRA adds its scores to it for
         the prune phase (an optimizer built on `model.parameters()` before or after this call both work).
-        `steps_per_epoch`: ADMM's Z/U interval is counted in steps. `score_data` (an iterable of (x, y)
-        batches, re-iterated at every mask update, e.g. a DataLoader; or a function seed -> such an
-        iterable) and `score_loss` (loss_fn(model, x, y), e.g. `adversarial_ce(eps)`): what data-driven
+        `steps_per_epoch`: ADMM's Z/U updates and `update_every`'s schedule are counted in steps.
+        `score_data` (an iterable of (x, y) batches, re-iterated at every mask update, e.g. a DataLoader; or a
+        function seed -> such an iterable) and `score_loss` (loss_fn(model, x, y), e.g. `adversarial_ce(eps)`): what data-driven
         scores (TSCNC's Taylor importance) differentiate. `seed`: score initialisation and sampling.
         """
         self.attach(model)
@@ -161,7 +164,8 @@ class Pruner:
             if epochs_prune < 1:
                 why = f"`schedule` {self.config.schedule}" if self.config.schedule != "oneshot" else self.name
                 raise CompressorError(f"{why} needs a prune phase: pass `epochs_prune` 1 or more")
-            self.schedule.check(epochs_prune)
+            if not self.config.update_every:  # with it, the rounds are checked against the steps in `start_phase`
+                self.schedule.check(epochs_prune)
         phases = []
         if epochs_prune:
             moving = self.config.schedule != "oneshot" or self.masks_move_while_pruning
@@ -177,6 +181,11 @@ class Pruner:
         self._require_prepared("start_phase")
         self.phase = phase
         self.phase_step = 0
+        if self.stepwise:
+            if not self.steps_per_epoch:
+                raise CompressorError("`update_every` counts steps: pass steps_per_epoch= (e.g. len(loader)) to "
+                                      "prepare()")
+            self.schedule.check(phase.epochs, Schedule.points(*self.schedule_units()))
 
     def param_groups(self) -> list[dict] | None:
         """What the optimiser should train in this phase (None: every parameter of the model)."""
@@ -186,9 +195,20 @@ class Pruner:
     def pruning(self) -> bool:
         return self.phase.name == "prune"
 
-    def ramp(self, epoch: int) -> Ramp:
-        """Final sparsity -> the sparsity at `epoch` of the current phase."""
-        return self.schedule.ramp(epoch, self.phase.epochs) if self.pruning else _identity
+    @property
+    def stepwise(self) -> bool:
+        """Whether the prune phase's schedule counts steps (`update_every` > 0) rather than epochs."""
+        return self.pruning and self.config.update_every > 0
+
+    def schedule_units(self) -> tuple[int, int]:
+        """(length, span) of the prune phase's schedule: (epochs, 1), or (steps, `update_every`) when stepwise."""
+        if self.stepwise:
+            return self.phase.epochs * self.steps_per_epoch, self.config.update_every
+        return self.phase.epochs, 1
+
+    def ramp(self, pos: int) -> Ramp:
+        """Final sparsity -> the sparsity at point `pos` (an epoch, or a step when stepwise) of the current phase."""
+        return self.schedule.ramp(pos, *self.schedule_units()) if self.pruning else _identity
 
     def _require_prepared(self, what: str) -> None:
         if self.layers is None:
@@ -198,11 +218,23 @@ class Pruner:
     def epoch_begin(self, epoch: int) -> None:
         """Start of `epoch` (0-based, within the phase): the masks move when the schedule says."""
         if self.pruning:
-            if self.schedule.updates_at(epoch, self.phase.epochs):
-                final = self.schedule.fraction(epoch, self.phase.epochs) >= 1.0
-                self.update_masks(self.ramp(epoch), final)
+            if not self.stepwise:
+                self.schedule_point(epoch)
+            else:  # the step points move the masks in `step`; a later epoch (or a resume) only restores its point
+                every = self.config.update_every
+                self.schedule_point(self.phase_step // every * every, move=self.phase_step == 0)
         elif not self.at_target:
             self.update_masks()
+
+    def schedule_point(self, pos: int, move: bool = True) -> None:
+        """Point `pos` of the prune phase's schedule (an epoch, or a step when stepwise): the masks move to its
+        target when the schedule says (`move` False: a point already reached, e.g. before a resume)."""
+        length, span = self.schedule_units()
+        if move and self.schedule.updates_at(pos, length, span):
+            t = self.schedule.fraction(pos, length, span)
+            ramp = self.schedule.ramp_to(t)
+            self.update_masks(ramp, t >= 1.0)
+            self.mask_log.append({"step": self.phase_step, "sparsity": ramp(self.config.sparsity)})
 
     def penalty(self) -> torch.Tensor | None:
         """The method's own loss term for this step (None: none); subclasses override."""
@@ -226,6 +258,9 @@ class Pruner:
         """Call after every `optimizer.step()`."""
         self.phase_step += 1
         self.after_step()
+        if self.stepwise and self.phase_step % self.config.update_every == 0 \
+                and self.phase_step < self.schedule_units()[0]:
+            self.schedule_point(self.phase_step)
 
     def after_step(self) -> None:
         """Per-step work after the optimiser step: by default, keep the stored pruned weights at zero."""
@@ -261,11 +296,22 @@ class Pruner:
 
     # ----------------------------------------------------------------- state (resume)
     def state_dict(self) -> dict[str, Any]:
-        return {"at_target": self.at_target, "phase_step": self.phase_step}
+        return {"at_target": self.at_target, "phase_step": self.phase_step, "mask_log": list(self.mask_log)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.at_target = bool(state.get("at_target", False))
         self.phase_step = int(state.get("phase_step", 0))
+        self.mask_log = list(state.get("mask_log", []))
+
+    # ----------------------------------------------------------------- logs
+    def epoch_metrics(self) -> dict[str, Any]:
+        """What the pruner did so far, for the epoch's metrics (one host synchronisation at most)."""
+        return {"mask_updates": len(self.mask_log)}
+
+    def summary(self) -> dict[str, Any]:
+        """What the pruner's schedule did over the job, for the report: the prune phase's mask updates (step and
+        sparsity target) and the steps per epoch they were counted in."""
+        return {"steps_per_epoch": self.steps_per_epoch, "mask_updates": list(self.mask_log)}
 
     # ----------------------------------------------------------------- the end
     def final_masks(self) -> list[torch.Tensor] | None:
@@ -286,6 +332,8 @@ class Pruner:
                   for n, s, (kept, total), t, p in zip(self.layers.names, self.layers.shapes, counts, targets,
                                                         self.allocator.plans)]
         kept, total = sum(k for k, _ in counts), sum(t for _, t in counts)
+        summary = self.summary()
         finalize(self.layers.model)
         self.layers = None
-        return {"layers": layers, "pattern_skipped": list(self.allocator.skipped), "sparsity": 1 - kept / total}
+        return {"layers": layers, "pattern_skipped": list(self.allocator.skipped), "sparsity": 1 - kept / total,
+                "summary": summary}

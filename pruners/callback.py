@@ -1,6 +1,6 @@
 """The thin adapter through which `compressor.training.Trainer` runs a pruner: every Trainer hook is one call
-of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step); no pruning logic
-lives here or in the Trainer."""
+of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step / epoch_metrics); no
+pruning logic lives here or in the Trainer."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class PrunerCallback(Callback):
 
     def on_step_end(self, trainer) -> None:
         self.pruner.step()
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        metrics.update(self.pruner.epoch_metrics())
 
     def state_dict(self) -> dict[str, Any]:
         return self.pruner.state_dict()

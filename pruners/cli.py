@@ -113,7 +113,8 @@ def prune_cmd(
     download: bool = Download,
     adv: Optional[str] = typer.Option(None, "--adv", help="trades or pgd (default: the method's, TRADES except "
                                                            "admm's PGD-AT)."),
-    epochs_prune: int = option_from(prune, "epochs_prune", help="Epochs of the prune phase (mask search)."),
+    epochs_prune: int = option_from(prune, "epochs_prune", help="Epochs of the prune phase (mask search; the "
+                                                                 "references: HYDRA 20, robust ADMM 200)."),
     epochs_finetune: int = option_from(prune, "epochs_finetune", help="Epochs of fine-tuning with fixed masks."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Prune-phase learning rate (default: the method's; "
                                                           "0.1 for HYDRA's scores, else 0.01)."),

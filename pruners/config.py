@@ -135,7 +135,11 @@ class PrunerConfig:
     schedule: str = option("oneshot", "When masks reach the target in the prune phase: oneshot (at its start), "
                                       "iterative (geometric rounds) or cubic (Zhu & Gupta, every epoch).",
                            choices=SCHEDULES)
-    rounds: int = option(2, "Rounds of the iterative schedule (at most --epochs-prune).")
+    rounds: int = option(2, "Rounds of the iterative schedule (at most --epochs-prune, or at most the mask updates "
+                            "--update-every leaves).")
+    update_every: int = option(0, "Optimiser steps between mask updates in the prune phase (0: at epoch boundaries). "
+                                  "The iterative and cubic schedules then follow the step progress, every update "
+                                  "rescores the current weights, and the last one reaches the target.")
     cond_reg: float = option(0.0, "Weight of ARLST's condition regulariser h(A) on separable (Kronecker) layers, "
                                    "summed over layers (0: off; set by --transform separable-linear,reg=W too).")
     cond_nu: float = option(1e-3, "nu inside h(A)'s log(nu + det(A^T A)/k), 0 < nu << 1.")
@@ -150,6 +154,9 @@ class PrunerConfig:
             raise CompressorError(f"unknown `schedule` '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if self.rounds < 1:
             raise CompressorError(f"`rounds` must be at least 1, got {self.rounds}")
+        if not isinstance(self.update_every, int) or isinstance(self.update_every, bool) or self.update_every < 0:
+            raise CompressorError(f"`update_every` must be a whole number of steps >= 0 (0: at epoch boundaries), got "
+                                  f"{self.update_every}", field="update_every")
         if not (math.isfinite(self.cond_reg) and self.cond_reg >= 0) or not 0 < self.cond_nu < 1:
             raise CompressorError(f"`cond_reg` must be >= 0 and `cond_nu` in (0, 1) (ARLST's 0 < nu << 1), got "
                                   f"{self.cond_reg} and {self.cond_nu}")

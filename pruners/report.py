@@ -39,6 +39,8 @@ class PruneReport:
     output_default: bool = False  # the output path was chosen by `prune`
     reload_flags: list[str] = field(default_factory=list)  # flags the output needs to load, as its input did
     plots: list[str] | None = None  # kappa plots, when asked for
+    updates: dict[str, Any] = field(default_factory=dict)  # the schedule's log: steps per epoch, mask / Z-U updates
+    lcc_shrink: dict[str, float] | None = None  # TSCNC: per layer, the cumulative relative shrink L_CC caused
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -316,4 +316,6 @@ def _report(pruner: Pruner, job: dict[str, Any], before: dict[str, Any], after: 
         size={"before": before["size"], "after": after["size"], "change": size_change(before["size"], after["size"])},
         layers=layers, phases=job["phases"], history=job["history"], config=c.as_dict(),
         train=asdict(config), prune_seconds=job["seconds"],
+        updates={k: v for k, v in job["summary"].items() if k != "lcc_shrink"},
+        lcc_shrink=job["summary"].get("lcc_shrink"),
     )

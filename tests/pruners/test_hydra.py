@@ -83,3 +83,37 @@ def test_batchnorm_trains_in_the_score_search_unless_freeze_bn(digits, tiny_cfg,
     assert torch.equal(conv_bias, model[0].bias)  # conv/linear weights and biases are frozen either way
     moved = any(not torch.equal(a, b) for a, b in zip(bn, model[1].parameters()))
     assert moved is not freeze_bn
+
+
+def test_scores_move_the_masks_at_the_reference_settings(digits, standard_model):
+    """lr 0.1, weight decay 1e-4 on the scores, per-layer TopK: a few steps of the search on a trained model change
+    the masks; the decay alone cannot (it scales each layer's scores by one factor), only the gradient reorders."""
+    import copy
+
+    from compressor.training import TrainConfig
+
+    pruner = make_pruner("hydra", sparsity=0.9)
+    assert pruner.config.allocation == "layer" and pruner.default_lr[0] == 0.1 and pruner.default_weight_decay == 1e-4
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=0.1, adv="trades", eps=0.1, steps=2, val_steps=2, val_n=64,
+                      device="cpu", log_every=100, weight_decay=pruner.default_weight_decay)
+    model = copy.deepcopy(standard_model)
+    cb = PrunerCallback(pruner, Phase("prune", 1, 0.1))
+    trainer = Trainer(model, digits, cfg, [cb], quiet=True)
+    cb.on_train_begin(trainer)
+    trainer.build_optimizer()
+    cb.on_epoch_begin(trainer, 0)
+    group = trainer.optimizer.param_groups[0]
+    assert group["lr"] == 0.1 and group["weight_decay"] == 1e-4
+    assert {id(s) for s in pruner.layers.scores} <= {id(p) for p in group["params"]}
+    first = [m.clone() for m in pruner.layers.masks]
+    scores = [s.detach().clone() for s in pruner.layers.scores]
+    for step, (x, y) in enumerate(trainer.loader):
+        trainer.training_step(x, y)
+        if step == 3:
+            break
+    flipped = sum(int((a != b).sum()) for a, b in zip(first, pruner.layers.masks))
+    assert flipped / sum(int(m.sum()) for m in first) > 1e-3  # measured: ~0.7 % of the kept weights in 4 steps
+    assert all(not torch.equal(a, b) for a, b in zip(scores, pruner.layers.scores))  # no re-initialisation
+    for m, s in zip(pruner.layers.masks, pruner.layers.scores):  # per-layer TopK(|S|) at the target
+        assert torch.equal(m.bool(), top_mask(s.detach().abs(), keep_count(s.numel(), 0.9)))
+        assert torch.equal(m.bool(), top_mask(0.5 * s.detach().abs(), keep_count(s.numel(), 0.9)))  # decay-blind
