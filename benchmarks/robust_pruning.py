@@ -375,7 +375,9 @@ def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec, args: argpa
            "weight_epochs": weight_epochs, "search_epochs": spec.epochs_prune if spec.method == "hydra" else 0,
            "sparsity_target": spec.sparsity, "seed": spec.seed, "config": config, "train_seconds": job["seconds"],
            "epoch_seconds": _epoch_seconds(job["history"]), "phases": job["phases"], "history": history,
-           "pattern_skipped": job["pattern_skipped"], "git_commit": git_state().get("commit")}
+           "pattern_skipped": job["pattern_skipped"], "git_commit": git_state().get("commit"),
+           "lcc_shrink": job["summary"].get("lcc_shrink"),
+           "updates": {k: v for k, v in job["summary"].items() if k != "lcc_shrink"}}
     row.update(evaluate_row(model.eval(), data, args))
     row["seconds"] = row["train_seconds"] + row["eval_seconds"]
     return row, model
@@ -701,6 +703,21 @@ def render_markdown(res: dict[str, Any]) -> str:
         for c in choices:
             lines.append(f"| {c['lcc']} | {float(c['sparsity']):g} | {c['lambda']:g} | {100 * c['val_pgd20']:.1f} | "
                          f"{100 * c['pgd20']:.1f} | {100 * c['apgd']:.1f} |")
+        lines.append("")
+    shrink = [r for r in res["rows"] if r.get("lcc_shrink")]
+    if shrink:
+        lines += ["## Cumulative shrink caused by L_CC", "",
+                  "Per layer, the sum over steps of lr * lambda * ||grad L_CC|| / ||W|| (plain SGD; momentum can "
+                  "multiply it by up to 10): how far the term alone pulled each layer's weights. Median and largest "
+                  "over layers, first seed.", "", "| row | sparsity | L_CC reading | lambda | median shrink | "
+                  "largest shrink (layer) |", "|---|---|---|---|---|---|"]
+        for r in shrink:
+            if r["seed"] != int(str(st["seeds"]).split(",")[0]):
+                continue
+            vals = sorted(r["lcc_shrink"].items(), key=lambda kv: kv[1])
+            top = vals[-1]
+            lines.append(f"| {r['label']} | {r['sparsity_target']:g} | {lcc_reading(r)} | {r['config']['lam']:g} | "
+                         f"{vals[len(vals) // 2][1]:.2e} | {top[1]:.2e} ({top[0]}) |")
         lines.append("")
     if res.get("plots"):
         lines += ["## kappa per layer per epoch", "", "Seed " + str(st["seeds"].split(",")[0]) + ", first matched "

@@ -63,7 +63,7 @@ def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, cap
 
 def test_per_layer_own_defaults_admm_pgd_and_lambda_rows_are_labelled(bench, tmp_path):
     argv = [*TINY, "--methods", "admm,tscnc", "--sparsities", "0.9", "--seeds", "0", "--allocations", "layer,own",
-            "--lambdas", "0,1e-3", "--epochs-weights", "3", "--out", str(tmp_path)]
+            "--lambdas", "0,1e-3", "--lambdas-weight", "1e-6", "--epochs-weights", "3", "--out", str(tmp_path)]
     assert bench.main(argv) == 0
     (js,) = tmp_path.glob("*.json")
     res = json.loads(js.read_text())
@@ -71,13 +71,18 @@ def test_per_layer_own_defaults_admm_pgd_and_lambda_rows_are_labelled(bench, tmp
     assert got == {("layer", "admm", "layer", "oneshot", "trades", 3), ("layer", "tscnc", "layer", "oneshot", "trades", 3),
                    ("layer", "admm (PGD-AT)", "layer", "oneshot", "pgd", 3),
                    ("lambda", "tscnc lambda=0", "layer", "oneshot", "trades", 3),
+                   ("lambda", "tscnc lcc=weight lambda=1e-06", "layer", "oneshot", "trades", 3),
                    ("own", "admm", "layer", "oneshot", "trades", 3), ("own", "admm (PGD-AT)", "layer", "oneshot", "pgd", 3),
                    ("own", "tscnc", "global", "iterative", "trades", 3)}
     lam = {e["label"] for e in res["summary"] if e["group"] == "lambda"}
-    assert lam == {"tscnc lambda=0", "tscnc lambda=0.001"}  # the default lambda is the matched TSCNC row
-    assert len(res["lambda_choice"]) == 1
+    assert lam == {"tscnc lambda=0", "tscnc lambda=0.001", "tscnc lcc=weight lambda=1e-06"}  # default: matched row
+    assert {(c["lcc"], c["sparsity"]) for c in res["lambda_choice"]} == {("layer", 0.9), ("weight", 0.9)}
+    shrink = {r["label"]: r["lcc_shrink"] for r in res["rows"] if r["method"] == "tscnc"}
+    assert all(v > 0 for v in shrink["tscnc lcc=weight lambda=1e-06"].values())
+    assert all(v == 0 for v in shrink["tscnc lambda=0"].values())
     md = js.with_suffix(".md").read_text()
     assert "| admm (PGD-AT) |" in md and "matched allocation: per layer" in md and "lambda chosen on validation" in md
+    assert "Cumulative shrink caused by L_CC" in md
 
 
 def test_grid_runs_sparsity_major_with_the_matched_schedule(bench):
