@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib import metadata
 
 import typer
 
 from ..errors import CompressorError
+from ..registry import installed_entry_points
 from .options import INVOCATION, flag_for
 
 app = typer.Typer(
@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def load_commands() -> None:
-    """Add the commands that installed packages contribute (``compressor.commands`` entry points), once.
+    """Add the commands that installed packages contribute (``compressor.commands`` entry points, never from a
+    distribution in the working directory), once.
 
     The built-in prune (pruners), export, bench and demo (exporters) arrive this way, so the core never imports
     the packages layered on top of it. Commands are listed by name, as before.
     """
     known = {c.name for c in app.registered_commands}
-    for ep in metadata.entry_points(group=COMMANDS_GROUP):
+    for ep in installed_entry_points(COMMANDS_GROUP):
         if ep.name in known:
             continue
         dist = getattr(ep, "dist", None)
