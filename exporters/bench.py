@@ -25,6 +25,7 @@ from compressor.checkpoint import library_versions
 from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
+from compressor.pt2_trust import check_native_trusted, check_program_trusted
 from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
@@ -111,11 +112,13 @@ class BenchReport:
         return asdict(self)
 
 
-def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[Variant]:
+def parse_variants(specs: Sequence[str], engines: Sequence[Path] = (), *,
+                   trust_program: bool = False) -> list[Variant]:
     """Variants from ``MODEL`` or ``MODEL=ENGINE`` arguments; ``--engine`` files pair with the single MODEL.
 
     A bare MODEL benchmarks PyTorch eager; with ``--engine`` and one MODEL, the model runs eager and through
-    each engine.
+    each engine. A ``.pt2`` model or AOTInductor engine is refused here, before anything runs, unless
+    `trust_program`.
     """
     variants = []
     for spec in specs:
@@ -132,8 +135,10 @@ def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[V
         for p, what in ((v.model, "model"), (v.engine, "engine")):
             if p is not None and not p.is_file():
                 raise CompressorError(f"{what} {p} does not exist: check the path")
-        if v.engine is not None:
-            engine_format(v.engine)  # an unknown engine type fails before anything runs
+        if v.model.suffix == ".pt2":
+            check_program_trusted(v.model, trust_program)
+        if v.engine is not None and engine_format(v.engine) == "aoti":  # an unknown type fails here too
+            check_native_trusted(v.engine, trust_program)
     return list(dict.fromkeys(variants))
 
 
