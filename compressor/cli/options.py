@@ -67,7 +67,7 @@ Std = typer.Option(None, "--std", help="Per-channel input std the weights expect
 NoNormalize = typer.Option(False, "--no-normalize", help="The weights take raw [0, 1] pixels: no input normalisation.")
 TrustProgram = typer.Option(False, "--trust-program",
                             help="Allow loading a .pt2 file: a torch.export program or an AOTInductor package (as "
-                                 "a model or a bench --engine). Loading one runs code from the file: trusted files "
+                                 "a model or a bench --engine). Loading one can run code from the file: trusted files "
                                  "only.")
 TrustCode = typer.Option(False, "--trust-code", help="Let a checkpoint that names an import path import it without "
                                                      "--arch (runs that code: trusted files only).")
