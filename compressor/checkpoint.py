@@ -19,7 +19,7 @@ from .folding import unwrap_model
 from .io import atomic_write, check_output
 from .models import build_imported, create_model, is_import_path, normalization_of
 from .models.exported import ExportedModel
-from .pt2_safety import check_pt2
+from .pt2_trust import check_program_trusted
 from .registry import TRANSFORMS
 from .sanity import check_declared_size
 from .storage import read_compressed
@@ -396,13 +396,15 @@ def _checkpoint_model(ckpt: Checkpoint, path: str | Path, arch: str | None, trus
 
 def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mapping[str, Any] | None = None,
                trust_pickle: bool = False, trust_code: bool = False, mean: Sequence[float] | None = None,
-               std: Sequence[float] | None = None, no_normalize: bool = False) -> LoadedModel:
+               std: Sequence[float] | None = None, no_normalize: bool = False,
+               trust_program: bool = False) -> LoadedModel:
     """Load a compressor checkpoint (``.pt``, or compressed ``.safetensors``), a plain state dict (needs `arch`: a
     zoo name, ``tv:``/``timm:`` name or ``module:callable`` import path), a ``.pt2`` export or a trusted pickle.
 
     A state dict gets the normalisation it holds, or `mean`/`std` (for a zoo model also given in `arch_kwargs`), or
     none with `no_normalize`; one that would otherwise be invented is refused. A checkpoint that records an import
-    path is only loaded when `arch` repeats it or `trust_code`. ``LoadedModel.normalization`` says what is applied.
+    path is only loaded when `arch` repeats it or `trust_code`. A ``.pt2`` program can run code from the file when
+    loaded, so it loads only with `trust_program`. ``LoadedModel.normalization`` says what is applied.
     """
     path = Path(path)
     if not path.is_file():
@@ -410,7 +412,7 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
         return load_compressed(path, arch=arch, trust_code=trust_code)
     if path.suffix == ".pt2":
-        check_pt2(path, trust_pickle)  # before torch sees it: its loader unpickles and execs what the file holds
+        check_program_trusted(path, trust_program)  # before torch sees it: its loader unpickles and evals the file
         try:
             program = torch.export.load(str(path))
         except Exception as exc:

@@ -6,6 +6,8 @@ import difflib
 import fnmatch
 import importlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Iterator
@@ -30,6 +32,28 @@ _loading_source: str | None = None  # the distribution whose plugin module is be
 _loaded_plugins: set[str] = set()
 
 
+def _outside_cwd(entry: str, cwd: str) -> bool:
+    """Whether sys.path `entry` is an absolute folder other than the working directory (never '', '.', relative)."""
+    return bool(entry) and os.path.isabs(entry) and os.path.realpath(entry) != cwd
+
+
+def installed_entry_points(group: str) -> list[metadata.EntryPoint]:
+    """The `group` entry points of installed distributions: those on absolute sys.path entries other than the
+    working directory, so a ``*.dist-info`` folder in the folder a command runs from is never loaded (the first
+    distribution of a name wins, as in ``importlib.metadata.entry_points``)."""
+    cwd = os.path.realpath(os.getcwd())
+    seen: set[str] = set()
+    found = []
+    for dist in metadata.distributions(path=[p for p in sys.path if _outside_cwd(p, cwd)]):
+        # the name importlib.metadata dedupes by, from the folder name (reading each METADATA costs ~0.1 s in all)
+        name = getattr(dist, "_normalized_name", None) or str(dist.metadata["Name"]).lower().replace("-", "_")
+        if name in seen:
+            continue
+        seen.add(name)
+        found += [ep for ep in dist.entry_points if ep.group == group]
+    return found
+
+
 def _source(ep: metadata.EntryPoint) -> str:
     """"builtin" for this distribution's own entry points, else the distribution that provided `ep`."""
     dist = getattr(ep, "dist", None)
@@ -45,7 +69,7 @@ def load_plugin_modules(kind: str) -> None:
     layered on top of it; a module registers its objects when imported.
     """
     global _loading_source
-    for ep in metadata.entry_points(group=PLUGINS_GROUP):
+    for ep in installed_entry_points(PLUGINS_GROUP):
         if ep.name != kind or ep.value in _loaded_plugins:
             continue
         _loaded_plugins.add(ep.value)
@@ -108,7 +132,7 @@ class Registry:
         for mod in self._builtin_modules:
             importlib.import_module(mod)
         load_plugin_modules(self.kind)
-        for ep in metadata.entry_points(group=self.group):
+        for ep in installed_entry_points(self.group):
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken plugin must not break the toolkit

@@ -89,7 +89,8 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
                download: bool = False, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None,
                num_classes: int | None = None, mean: Sequence[float] | None = None,
                std: Sequence[float] | None = None, no_normalize: bool = False, trust_pickle: bool = False,
-               trust_code: bool = False, seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
+               trust_code: bool = False, trust_program: bool = False,
+               seed: int = 0) -> tuple[LoadedModel, DataBundle | None]:
     """Load a model file and, when a dataset is named or recorded in the checkpoint, its data.
 
     `arch` builds a plain state dict: a zoo name (classes and channels from the dataset), ``tv:``/``timm:``
@@ -113,7 +114,7 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
             kwargs = {"num_classes": num_classes or data.info.num_classes, "in_chans": data.info.input_shape[0],
                       **kwargs}
     loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, trust_code=trust_code,
-                        mean=mean, std=std, no_normalize=no_normalize)
+                        mean=mean, std=std, no_normalize=no_normalize, trust_program=trust_program)
     ck = loaded.checkpoint
     if loaded.source == "checkpoint" and arch_kwargs and ck is not None and is_import_path(ck.arch) \
             and dict(arch_kwargs) != dict(ck.arch_kwargs.get("kwargs") or {}):

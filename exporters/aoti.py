@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -20,6 +19,7 @@ from torch import nn
 
 from compressor.errors import CompressorError
 from compressor.io import atomic_write, check_output
+from compressor.pt2_trust import check_native_trusted, is_aoti_package
 
 from . import register_exporter
 from .base import (Exporter, ExportResult, check_parity, error_line, file_bytes, follows_2to4,
@@ -41,15 +41,6 @@ def _no_cuda_home_warning() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def is_aoti_package(path: str | Path) -> bool:
-    """Whether `path` is an AOTInductor package (a .pt2 zip holding compiled code), not a torch.export program."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any("/data/aotinductor/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def export_aoti(model: nn.Module, path: str | Path, *, input_shape: Sequence[int], precision: str = "fp32",
@@ -89,7 +80,7 @@ def export_aoti(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
         if not parity:
             return
         x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
-        runner = AotiRunner(tmp, device=str(dev))
+        runner = AotiRunner(tmp, device=str(dev), trust_program=True)  # the package this call just compiled
         out = run_many(runner, x)
         with torch.no_grad():
             ref = torch.cat([ready(x[i:i + hi].to(dev, _DTYPES[precision])).float().cpu()
@@ -107,14 +98,18 @@ def export_aoti(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
 
 
 class AotiRunner:
-    """Run an AOTInductor package like a model: ``runner(x) -> logits`` (fp32, CPU) within its batch range."""
+    """Run an AOTInductor package like a model: ``runner(x) -> logits`` (fp32, CPU) within its batch range.
+
+    Loading the package runs its shared library, so it loads only with `trust_program`."""
 
     kind = "aoti"
 
-    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, *, device: str = "cpu", threads: int | None = None,
+                 trust_program: bool = False):
         self.path = Path(path)
         if not is_aoti_package(path):
             raise CompressorError(f"{path} is not an AOTInductor package: export one with `format` aoti")
+        check_native_trusted(path, trust_program)
         try:
             with _no_cuda_home_warning():
                 self.model = torch._inductor.aoti_load_package(str(path))

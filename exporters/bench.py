@@ -26,6 +26,7 @@ from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
 from compressor.progress import bar
+from compressor.pt2_trust import check_native_trusted, check_program_trusted
 from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
@@ -112,11 +113,13 @@ class BenchReport:
         return asdict(self)
 
 
-def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[Variant]:
+def parse_variants(specs: Sequence[str], engines: Sequence[Path] = (), *,
+                   trust_program: bool = False) -> list[Variant]:
     """Variants from ``MODEL`` or ``MODEL=ENGINE`` arguments; ``--engine`` files pair with the single MODEL.
 
     A bare MODEL benchmarks PyTorch eager; with ``--engine`` and one MODEL, the model runs eager and through
-    each engine.
+    each engine. A ``.pt2`` model or AOTInductor engine is refused here, before anything runs, unless
+    `trust_program`.
     """
     variants = []
     for spec in specs:
@@ -133,8 +136,10 @@ def parse_variants(specs: Sequence[str], engines: Sequence[Path] = ()) -> list[V
         for p, what in ((v.model, "model"), (v.engine, "engine")):
             if p is not None and not p.is_file():
                 raise CompressorError(f"{what} {p} does not exist: check the path")
-        if v.engine is not None:
-            engine_format(v.engine)  # an unknown engine type fails before anything runs
+        if v.model.suffix == ".pt2":
+            check_program_trusted(v.model, trust_program)
+        if v.engine is not None and engine_format(v.engine) == "aoti":  # an unknown type fails here too
+            check_native_trusted(v.engine, trust_program)
     return list(dict.fromkeys(variants))
 
 
@@ -233,13 +238,15 @@ def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], 
 
 
 def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, batch_sizes: Sequence[int],
-                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int) -> BenchRecord:
-    """Open one session for `variant`, time it, score it, close it (`source`: the opened source model)."""
+                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int,
+                  trust_program: bool = False) -> BenchRecord:
+    """Open one session for `variant`, time it, score it, close it (`source`: the opened source model; an
+    AOTInductor engine opens only with `trust_program`)."""
     x, y = split.float_images(), split.y
     row: dict[str, Any] = {}
     with PeakMemory(cuda=device.startswith("cuda")) as mem:
-        runner = open_runner(variant.engine, device=device, threads=threads) if variant.engine else \
-            TorchRunner(source.model, device)
+        runner = open_runner(variant.engine, device=device, threads=threads, trust_program=trust_program) \
+            if variant.engine else TorchRunner(source.model, device)
         try:
             for b in batch_sizes:
                 runner.check_batch(b)
@@ -294,12 +301,12 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
 
 
 def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *, device: str = "cpu",
-                      threads: int = 1) -> None:
+                      threads: int = 1, trust_program: bool = False) -> None:
     """Open each engine (one at a time) and refuse batch sizes outside its range before anything long runs."""
     for v in variants:
         if v.engine is None:
             continue
-        runner = open_runner(v.engine, device=device, threads=threads)
+        runner = open_runner(v.engine, device=device, threads=threads, trust_program=trust_program)
         try:
             for b in batch_sizes:
                 runner.check_batch(b)
@@ -315,13 +322,15 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
     """Benchmark every variant; white-box attacks run once per source model and transfer to its engines.
 
     `model_options` (``arch``, ``arch_kwargs``, ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see
-    `compressor.open_model`) say how to open the model files."""
+    `compressor.open_model`) say how to open the model files; their ``trust_program`` also lets AOTInductor engines
+    load (their shared library runs)."""
 
     sizes = parse_batch_sizes(batch_sizes)
     if runs < 1 or warmup < 0 or n < 1 or square_queries < 1:
         raise CompressorError("`runs`, `n` and `square_queries` must be >= 1 and `warmup` >= 0")
     log = log or (lambda msg: None)
-    check_batch_sizes(variants, sizes, device=device, threads=threads)
+    trust_program = bool((model_options or {}).get("trust_program", False))
+    check_batch_sizes(variants, sizes, device=device, threads=threads, trust_program=trust_program)
     rows, sources, settings = [], {}, {}
     t0 = time.perf_counter()
     with pinned_threads(threads), bar("bench", len(variants)) as rounds:
@@ -346,7 +355,8 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed)
             log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
             rows.append(bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs,
-                                      threads=threads, device=device, square=square, seed=seed))
+                                      threads=threads, device=device, square=square, seed=seed,
+                                      trust_program=trust_program))
             rounds.advance()
     return BenchReport(format=FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        environment=environment(),

@@ -29,8 +29,10 @@ def engine_format(path: str | Path) -> str:
                           "(AOTInductor)")
 
 
-def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = None) -> Runner:
-    """A runner for the engine file at `path` (one session: close it before opening the next)."""
+def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = None,
+                trust_program: bool = False) -> Runner:
+    """A runner for the engine file at `path` (one session: close it before opening the next); an AOTInductor
+    package runs native code from the file, so it opens only with `trust_program`."""
     path = Path(path)
     if not path.is_file():
         raise CompressorError(f"engine {path} does not exist: check the path")
@@ -39,4 +41,4 @@ def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = 
         return OnnxRunner(path, device=device, threads=threads)
     if fmt == "tensorrt":
         return TensorRTRunner(path, device=device if device.startswith("cuda") else "cuda", threads=threads)
-    return AotiRunner(path, device=device, threads=threads)
+    return AotiRunner(path, device=device, threads=threads, trust_program=trust_program)

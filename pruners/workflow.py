@@ -116,13 +116,9 @@ def _tag(method: str, sparsity: float | None) -> str:
 
 def _outside_checkpoint(loaded: LoadedModel, model_path: str | Path) -> Checkpoint:
     """What a pruned outside model is saved as: its state-dict checkpoint, or its pickled module (which then
-    reloads with --trust-pickle, as its input did); an exported program cannot be pruned."""
+    reloads with --trust-pickle, as its input did)."""
     if loaded.checkpoint is not None:
         return loaded.checkpoint
-    if loaded.source == "exported":
-        raise CompressorError(f"{model_path} is a torch.export program, whose graph cannot be pruned: prune the model "
-                              "it was exported from (its state dict with `arch`, or a pickled module with "
-                              "`trust_pickle`), then `compressor export` the result")
     return Checkpoint(arch=PICKLED_ARCH, arch_kwargs={}, state_dict={}, module=loaded.model)
 
 
@@ -151,6 +147,10 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     raises CompressorError before anything is written.
     """
     t_start = time.perf_counter()
+    if Path(model_path).suffix == ".pt2":  # refused unopened: loading a program can run code, and gains nothing here
+        raise CompressorError(f"{model_path} is a .pt2 program, whose graph cannot be pruned: prune the model it was "
+                              "exported from (its state dict with `arch`, or a pickled module with `trust_pickle`), "
+                              "then `compressor export` the result")
     transforms = PRUNERS.get(method).transform_specs(transforms)  # a preset's transforms (arlst: separable-linear)
     chosen = parse_transforms(transforms)
     options = dict(options or {})

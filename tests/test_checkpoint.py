@@ -123,6 +123,6 @@ def test_torch_export_program_loads(tmp_path):
     model = _model()
     x = torch.rand(2, 1, 8, 8)
     torch.export.save(torch.export.export(model, (x,)), tmp_path / "m.pt2")
-    loaded = load_model(tmp_path / "m.pt2")
+    loaded = load_model(tmp_path / "m.pt2", trust_program=True)
     assert loaded.source == "exported"
     assert torch.allclose(loaded.model(x), model(x), atol=1e-6)

@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - older typer runs on click itself
     from click.exceptions import UsageError
 
 from ..errors import CompressorError
+from ..registry import installed_entry_points
 from .invocation import INVOCATION, flag_for
 
 COMMANDS_GROUP = "compressor.commands"  # entry name: the command; value: its function (prune, export, bench, demo)
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
-    """The commands installed packages contribute, by name (the core's own names win)."""
-    return {ep.name: ep for ep in metadata.entry_points(group=COMMANDS_GROUP) if ep.name not in CORE_COMMANDS}
+    """The commands installed packages contribute, by name (the core's own names win; never a distribution in the
+    working directory)."""
+    return {ep.name: ep for ep in installed_entry_points(COMMANDS_GROUP) if ep.name not in CORE_COMMANDS}
 
 
 def _source_of(module: str) -> Path | None:

@@ -66,6 +66,10 @@ Mean = typer.Option(None, "--mean", help="Per-channel input mean the weights exp
                                          "(never guessed: a state dict without its own needs this or --no-normalize).")
 Std = typer.Option(None, "--std", help="Per-channel input std the weights expect (with --mean).")
 NoNormalize = typer.Option(False, "--no-normalize", help="The weights take raw [0, 1] pixels: no input normalisation.")
+TrustProgram = typer.Option(False, "--trust-program",
+                            help="Allow loading a .pt2 file: a torch.export program or an AOTInductor package (as "
+                                 "a model or a bench --engine). Loading one can run code from the file: trusted files "
+                                 "only.")
 TrustCode = typer.Option(False, "--trust-code", help="Let a checkpoint that names an import path import it without "
                                                      "--arch (runs that code: trusted files only).")
 Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default: the dataset's).")
@@ -102,11 +106,12 @@ def _model_parameters() -> list[Any]:
     return [click_parameter("arch", Optional[str], Arch), click_parameter("arch_kwargs", Optional[str], ArchKwargs),
             click_parameter("num_classes", Optional[int], NumClasses), click_parameter("mean", Optional[str], Mean),
             click_parameter("std", Optional[str], Std), click_parameter("no_normalize", bool, NoNormalize),
-            click_parameter("trust_pickle", bool, TrustPickle), click_parameter("trust_code", bool, TrustCode)]
+            click_parameter("trust_pickle", bool, TrustPickle), click_parameter("trust_code", bool, TrustCode),
+            click_parameter("trust_program", bool, TrustProgram)]
 
 
 class ModelCommand(TyperCommand):
-    """A command that takes a model from outside: it gets the model options (--arch ... --trust-code) declared once
+    """A command that takes a model from outside: it gets the model options (--arch ... --trust-program) declared once
     here, and receives them parsed, as keyword arguments of `open_model`, in ``ctx.meta[MODEL_OPTIONS]``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -130,10 +135,10 @@ def existing_file(path: Path, what: str = "input") -> Path:
 
 def model_options(arch: Optional[str] = None, arch_kwargs: Optional[str] = None, num_classes: Optional[int] = None,
                   mean: Optional[str] = None, std: Optional[str] = None, no_normalize: bool = False,
-                  trust_pickle: bool = False, trust_code: bool = False) -> dict:
+                  trust_pickle: bool = False, trust_code: bool = False, trust_program: bool = False) -> dict:
     """The model options of a command, parsed, as keyword arguments of `open_model`."""
     if arch_kwargs is not None and arch is None:
         raise CompressorError("--arch-kwargs needs --arch: name the class or factory they are for")
     return {"arch": arch, "arch_kwargs": parse_arch_kwargs(arch_kwargs), "num_classes": num_classes,
             "mean": float_list(mean, "--mean"), "std": float_list(std, "--std"), "no_normalize": no_normalize,
-            "trust_pickle": trust_pickle, "trust_code": trust_code}
+            "trust_pickle": trust_pickle, "trust_code": trust_code, "trust_program": trust_program}

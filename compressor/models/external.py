@@ -52,7 +52,8 @@ def import_callable(path: str) -> Callable[..., Any]:
                               "mymodels.cifar:ResNet8")
     module_name, attr = path.split(":", 1)
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    added = cwd not in sys.path and "" not in sys.path
+    if added:  # only while importing the module the user named: later imports never come from the working folder
         sys.path.append(cwd)
     try:
         obj: Any = importlib.import_module(module_name)
@@ -62,6 +63,9 @@ def import_callable(path: str) -> Callable[..., Any]:
     except Exception as exc:  # the module itself fails while importing
         raise CompressorError(f"`arch` {path}: importing '{module_name}' failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}): fix the module") from None
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
     for part in attr.split("."):
         if not hasattr(obj, part):
             public = sorted(n for n in dir(obj) if not n.startswith("_") and callable(getattr(obj, n, None)))

@@ -52,8 +52,8 @@ def bench_cmd(
     eps_v = eps_value(eps)
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")
-    chosen = parse_variants(variants, engine or [])
     options = ctx.meta[MODEL_OPTIONS]
+    chosen = parse_variants(variants, engine or [], trust_program=options["trust_program"])
     outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out or quiet else (lambda msg: typer.echo(msg, err=True))
     with output_lock(*outputs.values()), no_bars(quiet or json_out):

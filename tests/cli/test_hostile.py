@@ -18,7 +18,7 @@ from compressor.training import Callback, TrainConfig
 from compressor.workflows import model_kwargs, train
 
 from ..conftest import cli
-from ..test_pt2_safety import CRAFTS, _rewrite
+from ..test_no_code import CRAFTS, _rewrite
 
 TINY = {"width": 4, "hidden": 8}
 
@@ -116,10 +116,10 @@ CASES = [
                                                                 "allocated"),
     ("eval-huge-arch-kwargs", ["eval", f"{R}/huge.pt", "--attacks", "fgsm"], "declares an architecture"),
     ("inspect-state-dict-no-arch", ["inspect", f"{R}/sd.pt"], "--arch"),
-    ("inspect-pt2-pickled-weight", ["inspect", f"{R}/pickled-weight.pt2"], "as a pickle.*--trust-pickle"),
-    ("inspect-pt2-opaque-constant", ["inspect", f"{R}/opaque-constant.pt2"], "pickle.*--trust-pickle"),
-    ("inspect-pt2-sample-inputs", ["inspect", f"{R}/sample-inputs.pt2"], "full unpickling.*--trust-pickle"),
-    ("inspect-pt2-guard-code", ["inspect", f"{R}/guard-code.pt2"], "guard code.*--trust-pickle"),
+    ("inspect-pt2-pickled-weight", ["inspect", f"{R}/pickled-weight.pt2"], "pt2 program.*--trust-program"),
+    ("inspect-pt2-opaque-constant", ["inspect", f"{R}/opaque-constant.pt2"], "pt2 program.*--trust-program"),
+    ("inspect-pt2-sample-inputs", ["inspect", f"{R}/sample-inputs.pt2"], "pt2 program.*--trust-program"),
+    ("inspect-pt2-guard-code", ["inspect", f"{R}/guard-code.pt2"], "pt2 program.*--trust-program"),
     ("inspect-pt2-junk", ["inspect", f"{R}/junk.pt2"], "not a .pt2 archive"),
     ("inspect-safetensors-bad-sparse", ["inspect", f"{R}/badsparse.safetensors"], "no valid shape"),
     ("inspect-safetensors-huge-shape", ["inspect", f"{R}/huge.safetensors"], "bitmask.*corrupt"),
@@ -149,8 +149,8 @@ CASES = [
                        "--std", "0"], "std .* positive"),
     ("eval-save-adv-exists", [*EVAL, "--save-adv", f"{R}/adv.npz"], "already exists.*--force"),
     ("eval-save-adv-under-file", [*EVAL, "--save-adv", f"{R}/afile/adv.npz"], "is a file, not a folder"),
-    ("eval-pt2-pickled", ["eval", f"{R}/pickled-weight.pt2", "--dataset", "digits"], "--trust-pickle"),
-    ("eval-pt2-guard-code", ["eval", f"{R}/guard-code.pt2", "--dataset", "digits"], "--trust-pickle"),
+    ("eval-pt2-pickled", ["eval", f"{R}/pickled-weight.pt2", "--dataset", "digits"], "--trust-program"),
+    ("eval-pt2-guard-code", ["eval", f"{R}/guard-code.pt2", "--dataset", "digits"], "--trust-program"),
     # train: outputs, devices, settings, resuming
     ("train-output-under-file", ["train", "-o", f"{R}/afile/m.pt", "--epochs", "1"], "is a file, not a folder"),
     ("train-output-exists", ["train", "-o", f"{R}/taken.pt", "--epochs", "1"], "already exists.*--force"),
@@ -169,7 +169,7 @@ CASES = [
     # prune
     ("prune-sparsity-zero", [*PRUNE[:4], "--sparsity", "0", *PRUNE[6:]], "prunes nothing"),
     ("prune-nan-weights", ["prune", f"{R}/nan.pt", *PRUNE[2:]], "non-finite weights"),
-    ("prune-pt2-pickled", ["prune", f"{R}/pickled-weight.pt2", *PRUNE[2:], "--dataset", "digits"], "--trust-pickle"),
+    ("prune-pt2-pickled", ["prune", f"{R}/pickled-weight.pt2", *PRUNE[2:], "--dataset", "digits"], "cannot be pruned"),
     ("prune-output-exists", [*PRUNE[:-1], f"{R}/taken.pt"], "already exists.*--force"),
     ("prune-output-under-file", [*PRUNE[:-1], f"{R}/afile/p.pt"], "is a file, not a folder"),
     ("prune-unknown-method", ["prune", f"{R}/tiny.pt", "-m", "snip-snap", "-o", f"{R}/out.pt"], "snip-snap"),
@@ -185,7 +185,7 @@ CASES = [
     ("export-wrong-suffix", [*EXPORT[:-1], f"{R}/out.engine"], r"writes \.onnx"),
     ("export-nan-weights", ["export", f"{R}/nan.pt", *EXPORT[2:]], "non-finite weights"),
     ("export-pt2-pickled", ["export", f"{R}/pickled-weight.pt2", *EXPORT[2:], "--dataset", "digits"],
-     "--trust-pickle"),
+     "--trust-program"),
     ("export-missing-model", ["export", f"{R}/nope.pt", *EXPORT[2:]], "does not exist"),
     # bench, demo, list
     ("bench-batch-sizes-empty-item", ["bench", f"{R}/tiny.pt", "--batch-sizes", "1,,2", "--out", f"{R}/b2"],

@@ -1,5 +1,5 @@
-"""torch.export programs (.pt2) through every command: eval, inspect (layers and kappa read from the program's
-weights), export (onnx, aoti), bench, and prune's one-line refusal."""
+"""torch.export programs (.pt2), trusted with --trust-program, through every command: eval, inspect (layers and
+kappa read from the program's weights), export (onnx, aoti), bench, and prune's one-line refusal."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def programs(tmp_path_factory, digits):
 @pytest.mark.parametrize("name", ["static.pt2", "dynamic.pt2"])
 def test_eval_runs_the_program_at_any_batch_size(programs, digits, capsys, name):
     model, folder = programs
-    code, out, err = cli(capsys, "eval", str(folder / name), "--dataset", "digits", "--attacks", "fgsm,pgd5",
+    code, out, err = cli(capsys, "eval", str(folder / name), "--trust-program", "--dataset", "digits", "--attacks", "fgsm,pgd5",
                          "--n", "50", "--batch-size", "16", "--json")
     assert code == 0, err
     res = json.loads(out)
@@ -44,7 +44,7 @@ def test_eval_runs_the_program_at_any_batch_size(programs, digits, capsys, name)
 
 def test_inspect_reads_layers_and_kappa_from_the_program(programs, capsys):
     model, folder = programs
-    code, out, err = cli(capsys, "inspect", str(folder / "static.pt2"), "--json")
+    code, out, err = cli(capsys, "inspect", str(folder / "static.pt2"), "--trust-program", "--json")
     assert code == 0, err
     rep = json.loads(out)
     want = model_summary(model)
@@ -58,18 +58,18 @@ def test_inspect_reads_layers_and_kappa_from_the_program(programs, capsys):
 def test_export_onnx_and_aoti_from_a_program(programs, tmp_path, capsys):
     _, folder = programs
     code, out, err = cli(capsys, "export", str(folder / "static.pt2"), "-f", "onnx", "-o", str(tmp_path / "s.onnx"),
-                         "--dataset", "digits", "--json")
+                         "--dataset", "digits", "--trust-program", "--json")
     assert code == 0, err
     rep = json.loads(out)
     assert rep["batch_sizes"] == [4] and "batch size 4 only" in rep["note"] and rep["max_abs_diff"] <= 1e-4
     code, out, err = cli(capsys, "export", str(folder / "dynamic.pt2"), "-f", "onnx", "-o", str(tmp_path / "d.onnx"),
-                         "--json")
+                         "--trust-program", "--json")
     assert code == 0, err
     rep = json.loads(out)
     assert rep["batch_sizes"] == [1, 64] and rep["details"]["dynamic_batch"] and "note" not in rep
     pytest.importorskip("torch._inductor")
     code, out, err = cli(capsys, "export", str(folder / "static.pt2"), "-f", "aoti", "-o", str(tmp_path / "s-aoti.pt2"),
-                         "--json")
+                         "--trust-program", "--json")
     assert code == 0, err
     assert json.loads(out)["max_abs_diff"] <= 1e-4
 
@@ -77,8 +77,8 @@ def test_export_onnx_and_aoti_from_a_program(programs, tmp_path, capsys):
 @pytest.mark.slow
 def test_bench_a_program_and_prune_names_the_alternative(programs, tmp_path, capsys):
     _, folder = programs
-    code, out, err = cli(capsys, "bench", str(folder / "static.pt2"), "--dataset", "digits", "--batch-sizes", "1,8",
-                         "--warmup", "1", "--runs", "2", "--n", "20", "--attacks", "fgsm", "--square-queries", "5",
+    code, out, err = cli(capsys, "bench", str(folder / "static.pt2"), "--trust-program", "--dataset", "digits",
+                         "--batch-sizes", "1,8", "--warmup", "1", "--runs", "2", "--n", "20", "--attacks", "fgsm", "--square-queries", "5",
                          "--out", str(tmp_path / "bench"), "--json")
     assert code == 0, err
     row = json.loads(out)["variants"][0]

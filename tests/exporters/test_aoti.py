@@ -19,7 +19,7 @@ def test_aoti_package_runs_on_cpu_and_matches_pytorch(aoti_package, digits):
     path, model, result = aoti_package
     assert result.max_abs_diff <= 1e-4 and result.parity_inputs == "inputs[20]"
     assert is_aoti_package(path) and engine_format(path) == "aoti"
-    runner = open_runner(path)
+    runner = open_runner(path, trust_program=True)
     assert isinstance(runner, AotiRunner) and runner.batch_range == (1, 16)
     x = digits.split("test").head(37).float_images()
     with torch.no_grad():
@@ -36,7 +36,7 @@ def test_torch_export_programs_still_load_as_models(digits, tmp_path):
     model = tiny_cnn(digits)
     x = torch.rand(2, 1, 8, 8)
     torch.export.save(torch.export.export(model, (x,)), str(tmp_path / "prog.pt2"))
-    loaded = load_model(tmp_path / "prog.pt2")
+    loaded = load_model(tmp_path / "prog.pt2", trust_program=True)
     assert loaded.source == "exported"
     with torch.no_grad():
         assert torch.allclose(loaded.model(x), model(x))

@@ -22,7 +22,7 @@ FAST = ["--n", "24", "--runs", "3", "--warmup", "1", "--square-queries", "10", "
 def test_bench_writes_every_output(capsys, digits_ckpt, onnx_file, aoti_package, tmp_path):
     out = tmp_path / "bench"
     code, text, err = cli(capsys, "bench", str(digits_ckpt), "--engine", str(onnx_file), "--engine",
-                          str(aoti_package[0]), *FAST, "--out", str(out), "--json")
+                          str(aoti_package[0]), "--trust-program", *FAST, "--out", str(out), "--json")
     assert code == 0, err
     report = json.loads(text)
     assert validate(report, load_schema("bench")) == []
@@ -86,8 +86,8 @@ def test_pareto_front():
 
 @pytest.mark.slow
 def test_batch_size_outside_the_engine_range_is_one_line(capsys, digits_ckpt, aoti_package, tmp_path):
-    code, _, err = cli(capsys, "bench", f"{digits_ckpt}={aoti_package[0]}", *FAST[:-2], "--batch-sizes", "1,64",
-                       "--out", str(tmp_path / "b"))
+    code, _, err = cli(capsys, "bench", f"{digits_ckpt}={aoti_package[0]}", "--trust-program", *FAST[:-2],
+                       "--batch-sizes", "1,64", "--out", str(tmp_path / "b"))
     assert code == 2 and "batch size 64 is outside" in err and "range 1..16" in err
     assert len(err.strip().splitlines()) == 1  # refused before any attack or timing runs
 
