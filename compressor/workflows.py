@@ -12,7 +12,7 @@ from torch import nn
 
 from .attacks import build_attack, preserved_rng
 from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
-from .data import DataBundle, DatasetInfo, load_dataset
+from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
@@ -48,7 +48,7 @@ def train(arch: str, dataset: str, output: str | Path, config: TrainConfig, *, d
     state = state_path_for(output)
     if resume and not state.is_file():
         raise CompressorError(f"no training state at {state} to resume from: run without `resume` to start afresh")
-    check_output(output, force)
+    check_output(output, force, inputs=dataset_files(dataset))
     if not resume and not force and state.is_file():
         raise CompressorError(f"{state} holds an interrupted run: pass `resume` to continue it, or `force` to start "
                               "afresh")

@@ -15,7 +15,7 @@ from torch import nn
 
 from compressor.checkpoint import PICKLED_ARCH, Checkpoint, LoadedModel, make_provenance, save_checkpoint
 from compressor.flops import size_change, size_report
-from compressor.data import DataBundle
+from compressor.data import DataBundle, dataset_files
 from compressor.errors import CompressorError
 from compressor.evaluation import Evaluation
 from compressor.io import check_output, main_process_lock
@@ -175,10 +175,11 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     if output is None:
         output = default_output(model_path, _tag(method, getattr(pruner.config, "sparsity", None)), resume)
     output = Path(output)
-    check_output(output, force)
+    inputs = [model_path, *dataset_files(dataset)]
+    check_output(output, force, inputs)
     plot_paths = [output.with_name(f"{output.stem}.kappa-{kind}.png") for kind in ("layers", "epochs")]
     for p in plot_paths if plots else ():
-        check_output(p, force)
+        check_output(p, force, inputs)
     states = [phase_state_path(output, p) for p in PHASES]
     if resume and not any(s.is_file() for s in states):
         raise CompressorError(f"no pruning state beside {output} to resume from: run without `resume` to start afresh")

@@ -23,8 +23,16 @@ def load_dataset(name: str, root: str | Path | None = None, *, download: bool = 
     return factory(root=Path(root).expanduser() if root else None, download=download, val_size=val_size, seed=seed)
 
 
+def dataset_files(name: str | None) -> list[Path]:
+    """The files a dataset name reads directly (an ``npz:PATH`` file), so that no output overwrites them."""
+    if name is None or not name.startswith(npz.PREFIX) or not name[len(npz.PREFIX):].strip():
+        return []
+    return [Path(name[len(npz.PREFIX):].strip()).expanduser()]
+
+
 # Built-in datasets register themselves on import.
 from . import digits, torchvision_sets, cifar, tiny_imagenet, npz  # noqa: E402,F401
 
-__all__ = ["ArraySplit", "BatchLoader", "DataBundle", "DatasetInfo", "carve_validation", "list_datasets",
+__all__ = ["ArraySplit", "BatchLoader", "DataBundle", "DatasetInfo", "carve_validation", "dataset_files",
+           "list_datasets",
            "load_dataset", "random_crop_flip", "register_dataset", "stratified_indices", "to_unit_float"]
