@@ -341,6 +341,36 @@ def _check_stated(norm: dict, mean: Any, std: Any, no_normalize: bool, path: Pat
                               f"{'`no_normalize`' if no_normalize else '`mean`/`std`'}")
 
 
+def check_recorded_options(loaded: LoadedModel, *, arch_kwargs: Mapping[str, Any] | None = None,
+                           num_classes: int | None = None, mean: Any = None, std: Any = None,
+                           no_normalize: bool = False) -> None:
+    """Options for building a model that a file records itself are refused when they differ from the record
+    (never silently ignored); a state dict is built from them, so they always apply there."""
+    if loaded.source == "state_dict":
+        return
+    path, ck = loaded.path, loaded.checkpoint
+    if loaded.source == "checkpoint" and ck is not None:
+        recorded = dict(ck.arch_kwargs.get("kwargs") or {}) if is_import_path(ck.arch) else ck.arch_kwargs
+        differ = {k: v for k, v in (arch_kwargs or {}).items() if k not in recorded or _plain(v) != recorded[k]}
+        if differ:
+            raise CompressorError(f"{path} records `arch_kwargs` {recorded}, which {differ} contradicts: drop "
+                                  "`arch_kwargs` (the checkpoint's own are used)")
+        if num_classes is not None and ck.num_classes and num_classes != ck.num_classes:
+            raise CompressorError(f"{path} records {ck.num_classes} classes: drop `num_classes` {num_classes}")
+    elif arch_kwargs or num_classes is not None:
+        raise CompressorError(f"{path} is a whole model ({loaded.source}), built as saved: drop `arch_kwargs` and "
+                              "`num_classes` (they build the architecture of a plain state dict)")
+    if mean is None and std is None and not no_normalize:
+        return
+    norm = loaded.normalization or {}
+    if norm.get("mean") is None:
+        raise CompressorError(f"{path} applies its own input handling, which `mean`/`std` and `no_normalize` cannot "
+                              "change: drop them (they describe a plain state dict)")
+    if (mean is None) != (std is None) and not no_normalize:
+        raise CompressorError("pass `mean` and `std` together (or `no_normalize`)")
+    _check_stated(norm, mean, std, no_normalize, path)
+
+
 def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, Any] | None, mean: Any, std: Any,
                      no_normalize: bool) -> LoadedModel:
     """Build `arch` for a plain state dict and load it; refuse a normalisation nobody stated."""

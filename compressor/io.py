@@ -4,6 +4,7 @@ atomically renamed into place (an existing file is only replaced by a complete, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -155,6 +156,15 @@ def atomic_write(path: str | Path, writer: Callable[[Path], None],
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` to `path` atomically."""
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """The start of a file's SHA-256 (a fingerprint: a resumed run refuses a source file replaced since)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:length]
 
 
 def lock_path(path: str | Path) -> Path:

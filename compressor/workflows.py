@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .attacks import build_attack, preserved_rng
-from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
+from .checkpoint import LoadedModel, check_recorded_options, library_versions, load_model, make_provenance, save_checkpoint
 from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
@@ -114,11 +114,9 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
                       **kwargs}
     loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, trust_code=trust_code,
                         mean=mean, std=std, no_normalize=no_normalize)
+    check_recorded_options(loaded, arch_kwargs=arch_kwargs, num_classes=num_classes, mean=mean, std=std,
+                           no_normalize=no_normalize)
     ck = loaded.checkpoint
-    if loaded.source == "checkpoint" and arch_kwargs and ck is not None and is_import_path(ck.arch) \
-            and dict(arch_kwargs) != dict(ck.arch_kwargs.get("kwargs") or {}):
-        raise CompressorError(f"{path} records `arch_kwargs` {ck.arch_kwargs.get('kwargs')}: drop `arch_kwargs` "
-                              "(the checkpoint's own are used)")
     if data is None and ck is not None and ck.dataset.get("name"):
         data = load_dataset(ck.dataset["name"], data_root, download=download, seed=seed)
     return loaded, data

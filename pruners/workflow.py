@@ -18,11 +18,12 @@ from compressor.flops import size_change, size_report
 from compressor.data import DataBundle, dataset_files
 from compressor.errors import CompressorError
 from compressor.evaluation import Evaluation
-from compressor.io import check_output, main_process_lock
+from compressor.io import check_output, file_digest, main_process_lock
 from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
 from compressor.registry import PRUNERS
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
+from compressor.training.engine import check_fingerprints, read_state
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
@@ -215,6 +216,10 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         t.check(model)
     if not any(t.structural for t in chosen):
         _check_pruner(pruner, model, warn)  # early: the layers will not change
+    fingerprints = {"source_model": file_digest(model_path), "data": data.fingerprint()}
+    for s in states if resume else ():  # before anything runs on a source or data that changed since
+        if s.is_file():
+            check_fingerprints(read_state(s), fingerprints, s)
     input_shape = tuple(ck.input_shape or data.info.input_shape)
     eps = config.eps if config.eps is not None else data.info.default_eps
     ctx = init_distributed(config.device)
@@ -233,7 +238,8 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         job = prune_model(model, data, pruner, config, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune,
                           lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
                           console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)],
-                          settings={"source": str(Path(model_path).resolve()), "transforms": list(transforms),
+                          settings={"source": str(Path(model_path).resolve()), **fingerprints,
+                                    "transforms": list(transforms),
                                     "epochs_prune": epochs_prune, "epochs_finetune": epochs_finetune,
                                     "lr_prune": lr, "lr_finetune": lr_finetune})
         if not ctx.is_main:
