@@ -16,7 +16,7 @@ from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
-from .parsing import check_eps_range
+from .parsing import check_eps_range, check_seed
 from .models import create_model, is_import_path
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device
@@ -137,6 +137,7 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     an existing file is refused unless `force`.
     """
     eps = data.info.default_eps if eps is None else check_eps_range(eps, norm)
+    check_seed(seed)
     built = list({a.name: a for a in (build_attack(spec, eps, norm, seed=seed) for spec in attacks)}.values())
     if batch_size < 1:
         raise CompressorError(f"`batch_size` must be >= 1, got {batch_size}")

@@ -43,6 +43,14 @@ def make_pruner(method: str, **options: Any) -> Pruner:
     return PRUNERS.get(method)(**options)
 
 
+def check_prunes(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a `sparsity` that prunes nothing (the job would only fine-tune); return `options`."""
+    if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
+        raise CompressorError(f"`sparsity` {options['sparsity']} prunes nothing (it would only fine-tune): give a "
+                              "target between 0 and 1, e.g. 0.9, or use `method` none with a `transforms`")
+    return options
+
+
 def phase_state_path(output: str | Path, phase: str) -> Path:
     """Where the per-epoch training state of one phase of a job writing `output` lives."""
     output = Path(output)
@@ -164,10 +172,7 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
         str(options.get("pattern", "unstructured")).strip().lower() in ("unstructured", "none", "")
     if defaulted:
         options["sparsity"] = DEFAULT_SPARSITY
-    if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
-        raise CompressorError(f"`sparsity` {options['sparsity']} prunes nothing (it would only fine-tune): give a "
-                              "target between 0 and 1, e.g. 0.9, or use `method` none with a `transforms`")
-    pruner = make_pruner(method, **options)
+    pruner = make_pruner(method, **check_prunes(method, options))
     config = config or TrainConfig(adv=pruner.default_adv, weight_decay=pruner.default_weight_decay)
     config = replace(config, craft_mode=config.crafting)  # the mode used, for the provenance
     config.validate()

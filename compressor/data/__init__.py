@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CompressorError
+from ..parsing import check_seed
 from ..registry import DATASETS
 from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratified_indices, to_unit_float
 from .loader import BatchLoader, random_crop_flip
@@ -20,6 +21,7 @@ def list_datasets(pattern: str | None = None) -> list[str]:
 def load_dataset(name: str, root: str | Path | None = None, *, download: bool = False,
                  val_size: float | int | None = None, seed: int = 0) -> DataBundle:
     """Load dataset `name` from `root` (its usual on-disk format) into train / val / test splits."""
+    check_seed(seed)
     if val_size is not None and not val_size > 0:  # training picks its best epoch on the validation split
         raise CompressorError(f"`val_size` must be a count >= 1 or a fraction in (0, 1), got {val_size}: training "
                               "selects its best epoch on the validation split, so it cannot be empty")

@@ -19,7 +19,7 @@ from ..errors import CompressorError
 from ..evaluation import evaluate
 from ..attacks import PGD
 from ..io import atomic_write
-from ..parsing import check_eps_range
+from ..parsing import check_eps_range, check_seed
 from .callbacks import Callback, StopTraining
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .losses import craft_pgd_at, craft_trades, trades_loss
@@ -80,6 +80,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject impossible settings with one clear line."""
+        check_seed(self.seed)
         if self.adv not in ADV_MODES:
             raise CompressorError(f"unknown `adv` '{self.adv}': choose one of {', '.join(ADV_MODES)}")
         if self.schedule not in SCHEDULES:
