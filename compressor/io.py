@@ -99,12 +99,16 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
+# what torch.save's C++ writer raises (as RuntimeError) when the file system refuses a write
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "iostream error", "file write failed")
+
+
 def _write_failure(path: Path, exc: BaseException) -> CompressorError | None:
     """One line for a failed write (a full disk, a quota, an I/O error), or None for an error that is not one."""
     text = str(exc)
     if isinstance(exc, OSError):
         reason = exc.strerror or type(exc).__name__
-    elif isinstance(exc, RuntimeError) and ("PytorchStreamWriter" in text or "inline_container" in text):
+    elif isinstance(exc, RuntimeError) and any(m in text for m in _TORCH_WRITE_FAILURES):
         reason = "the write failed"  # torch's archive writer does not say why
     else:
         return None
