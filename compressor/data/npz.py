@@ -25,9 +25,6 @@ def _images(arr: np.ndarray, where: str) -> torch.Tensor:
         raise CompressorError(f"{where} holds NaN or inf pixels: expected uint8 pixels in 0..255 (or floats in [0, 1])")
     if arr.dtype != np.uint8 and not (arr.dtype.kind == "f" and arr.size and 0 <= arr.min() and arr.max() <= 1):
         raise CompressorError(f"{where} is {arr.dtype}: expected uint8 pixels in 0..255 (or floats in [0, 1])")
-    if arr.dtype == np.uint8 and arr.size and arr.max() <= 1:
-        raise CompressorError(f"{where} is uint8 with no pixel above 1: it looks like 0/1 (binarised) data, which "
-                              "would be read as near-black images; save it as floats in [0, 1], or multiply it by 255")
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim == 4:
@@ -72,7 +69,12 @@ def _array(data, key: str, path: Path) -> np.ndarray:
 
 def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
     x = _images(_array(data, xkey, path), f"{path}: '{xkey}'")
-    return ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
+    split = ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
+    if x.dtype == torch.uint8 and x.numel() and int(x.max()) <= 1:  # checked once the arrays are otherwise valid
+        raise CompressorError(f"{path}: '{xkey}' is uint8 with no pixel above 1: it looks like 0/1 (binarised) data, "
+                              "which would be read as near-black images; save it as floats in [0, 1], or multiply it "
+                              "by 255")
+    return split
 
 
 def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: int = 0) -> DataBundle:
