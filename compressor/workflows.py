@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from .attacks import build_attack, preserved_rng
-from .checkpoint import LoadedModel, check_recorded_options, library_versions, load_model, make_provenance, save_checkpoint
+from .checkpoint import (LoadedModel, check_recorded_options, library_versions, load_model, make_provenance,
+                         save_checkpoint)
 from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial

@@ -32,7 +32,8 @@ def _dead_pid() -> int:
 def test_full_disk_while_saving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     (tmp_path / "m.pt").write_bytes(b"precious")
     real_save = torch.save
-    monkeypatch.setattr(torch, "save", lambda obj, f, **kw: real_save(obj, "/dev/full", **kw))  # ENOSPC, as torch sees it
+    # the disk is full, as torch's writer meets it
+    monkeypatch.setattr(torch, "save", lambda obj, f, **kw: real_save(obj, "/dev/full", **kw))
     with pytest.raises(CompressorError, match=r"cannot write .*m\.pt \(.*\): free some space"):
         save_checkpoint(tmp_path / "m.pt", torch.nn.Linear(2, 2), arch="x", arch_kwargs={}, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]

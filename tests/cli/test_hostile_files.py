@@ -107,7 +107,8 @@ CASES = [
     ("train-val-size-zero", ["train", "-o", f"{R}/new.pt", "--val-size", "0"], "--val-size must be"),
     # options the checkpoint records itself
     ("eval-mean-std-over-checkpoint", [*EVAL, "--mean", "0.1", "--std", "0.2"], "own input normalisation"),
-    ("eval-arch-kwargs-over-checkpoint", [*EVAL, "--dataset", "digits", "--arch", "cnn-small", "--arch-kwargs", '{"width": 16}'],
+    ("eval-arch-kwargs-over-checkpoint", [*EVAL, "--dataset", "digits", "--arch", "cnn-small", "--arch-kwargs",
+                                          '{"width": 16}'],
      "records --arch-kwargs .*drop --arch-kwargs"),
     ("eval-num-classes-over-checkpoint", [*EVAL, "--num-classes", "7"], "records 10 classes: drop --num-classes"),
     ("eval-num-classes-over-program", ["eval", f"{R}/program.pt2", "--dataset", "digits", "--num-classes", "7"],
