@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import logging
 import pickle
 import platform
 import zipfile
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import CompressorError
+from .filekind import DESCRIPTIONS, check_regular_file, describe, file_kind
 from .folding import unwrap_model
 from .io import atomic_write, check_output
 from .models import build_imported, create_model, is_import_path, normalization_of
@@ -23,6 +25,8 @@ from .pt2_trust import check_program_trusted
 from .registry import TRANSFORMS
 from .sanity import check_declared_size
 from .storage import read_compressed
+
+log = logging.getLogger(__name__)
 
 FORMAT = "compressor.checkpoint"
 FORMAT_VERSION = 1
@@ -222,11 +226,27 @@ def _read(path: Path, trust_pickle: bool) -> Any:
                 "arbitrary code, so it is refused: re-save it as a state dict, or pass `trust_pickle` only if you "
                 "trust its source") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CompressorError(f"cannot read {path}: the file is corrupt or truncated ({_short(exc)})") from None
+        raise CompressorError(f"cannot read {path}: the file ({describe(path)}) is corrupt or truncated "
+                              f"({_short(exc)})") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CompressorError(f"cannot read {path} even with `trust_pickle`: {_short(exc)}") from None
+
+
+def _check_kind(path: Path) -> None:
+    """Refuse, saying what it is, a file that no loader of its name can read: TorchScript, a renamed .pt/.pt2."""
+    kind = file_kind(path)
+    if kind == "torchscript":
+        raise CompressorError(f"{path} is {DESCRIPTIONS[kind]}, whose code compressor never runs: load it in PyTorch "
+                              "and save its state_dict() (then pass `arch`), or export the model with torch.export "
+                              "(.pt2)")
+    if kind == "pt2" and path.suffix != ".pt2":
+        raise CompressorError(f"{path} is {DESCRIPTIONS[kind]} named {path.suffix or 'without a suffix'}: rename it "
+                              f"to {path.with_suffix('.pt2').name}")
+    if kind in ("torch-save", "pickle") and path.suffix == ".pt2":
+        raise CompressorError(f"{path} is {DESCRIPTIONS[kind]}, not a torch.export program: rename it to "
+                              f"{path.with_suffix('.pt').name}")
 
 
 def _short(exc: BaseException) -> str:
@@ -240,16 +260,22 @@ _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
 
 
-def _find_state_dict(obj: Any) -> dict | None:
-    """The state dict inside what a user saved: bare, under a container key, or beside extra entries."""
+def _find_state_dict(obj: Any, path: Path | None = None) -> dict | None:
+    """The state dict inside what a user saved: bare, under a container key, or beside extra entries.
+
+    Of several under container keys (e.g. 'model' and 'ema'), the first in `_CONTAINER_KEYS` order is used, and
+    a note names it."""
     if not isinstance(obj, Mapping) or not obj:
         return None
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
         return {str(k): v for k, v in obj.items()}
-    for key in _CONTAINER_KEYS:
-        found = _find_state_dict(obj.get(key))
-        if found is not None:
-            return found
+    found = {key: sd for key in _CONTAINER_KEYS if (sd := _find_state_dict(obj.get(key))) is not None}
+    if found:
+        first = next(iter(found))
+        if path is not None and len(found) > 1:
+            log.warning(f"note: {path} holds {len(found)} state dicts ({', '.join(found)}): using '{first}'; save "
+                        "another alone (torch.save(obj[KEY], FILE)) to use it")
+        return found[first]
     tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     return tensors if tensors and 2 * len(tensors) >= len(obj) else None  # weights beside e.g. 'epoch', 'acc'
 
@@ -341,6 +367,36 @@ def _check_stated(norm: dict, mean: Any, std: Any, no_normalize: bool, path: Pat
                               f"{'`no_normalize`' if no_normalize else '`mean`/`std`'}")
 
 
+def check_recorded_options(loaded: LoadedModel, *, arch_kwargs: Mapping[str, Any] | None = None,
+                           num_classes: int | None = None, mean: Any = None, std: Any = None,
+                           no_normalize: bool = False) -> None:
+    """Options for building a model that a file records itself are refused when they differ from the record
+    (never silently ignored); a state dict is built from them, so they always apply there."""
+    if loaded.source == "state_dict":
+        return
+    path, ck = loaded.path, loaded.checkpoint
+    if loaded.source == "checkpoint" and ck is not None:
+        recorded = dict(ck.arch_kwargs.get("kwargs") or {}) if is_import_path(ck.arch) else ck.arch_kwargs
+        differ = {k: v for k, v in (arch_kwargs or {}).items() if k not in recorded or _plain(v) != recorded[k]}
+        if differ:
+            raise CompressorError(f"{path} records `arch_kwargs` {recorded}, which {differ} contradicts: drop "
+                                  "`arch_kwargs` (the checkpoint's own are used)")
+        if num_classes is not None and ck.num_classes and num_classes != ck.num_classes:
+            raise CompressorError(f"{path} records {ck.num_classes} classes: drop `num_classes` {num_classes}")
+    elif arch_kwargs or num_classes is not None:
+        raise CompressorError(f"{path} is a whole model ({loaded.source}), built as saved: drop `arch_kwargs` and "
+                              "`num_classes` (they build the architecture of a plain state dict)")
+    if mean is None and std is None and not no_normalize:
+        return
+    norm = loaded.normalization or {}
+    if norm.get("mean") is None:
+        raise CompressorError(f"{path} applies its own input handling, which `mean`/`std` and `no_normalize` cannot "
+                              "change: drop them (they describe a plain state dict)")
+    if (mean is None) != (std is None) and not no_normalize:
+        raise CompressorError("pass `mean` and `std` together (or `no_normalize`)")
+    _check_stated(norm, mean, std, no_normalize, path)
+
+
 def _from_state_dict(path: Path, sd: dict, arch: str, arch_kwargs: Mapping[str, Any] | None, mean: Any, std: Any,
                      no_normalize: bool) -> LoadedModel:
     """Build `arch` for a plain state dict and load it; refuse a normalisation nobody stated."""
@@ -406,9 +462,8 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     path is only loaded when `arch` repeats it or `trust_code`. A ``.pt2`` program can run code from the file when
     loaded, so it loads only with `trust_program`. ``LoadedModel.normalization`` says what is applied.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CompressorError(f"checkpoint {path} does not exist: check the path")
+    path = check_regular_file(path, "checkpoint")
+    _check_kind(path)
     if path.suffix == ".safetensors":  # a compressed checkpoint (`compressor export --format sparse-safetensors`)
         return load_compressed(path, arch=arch, trust_code=trust_code)
     if path.suffix == ".pt2":
@@ -431,7 +486,7 @@ def load_model(path: str | Path, *, arch: str | None = None, arch_kwargs: Mappin
     if module is not None:
         return LoadedModel(module.eval(), None, "pickle", path,
                            _normalization(module, "inside the module", "not visible: the module's own code"))
-    sd = _find_state_dict(obj)
+    sd = _find_state_dict(obj, path)
     if sd is None:
         raise CompressorError(f"{path} holds neither a compressor checkpoint nor a state dict: "
                               "save the model's state_dict(), or export it with torch.export (.pt2)")

@@ -54,3 +54,13 @@ def parse_int_list(value: str, *, name: str, minimum: int | None = None) -> list
     if minimum is not None and min(values) < minimum:
         raise CompressorError(f"{name} '{value}': every value must be >= {minimum}")
     return values
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds (the data splits) stop here; torch's go further
+
+
+def check_seed(seed: int) -> int:
+    """A seed every random generator the toolkit uses accepts (0 .. 2**32-1), or one line."""
+    if not 0 <= seed <= SEED_MAX:
+        raise CompressorError(f"`seed` must be in 0..{SEED_MAX}, got {seed}")
+    return seed

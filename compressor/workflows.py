@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from .attacks import build_attack, preserved_rng
-from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
-from .data import DataBundle, DatasetInfo, load_dataset
+from .checkpoint import (LoadedModel, check_recorded_options, library_versions, load_model, make_provenance,
+                         save_checkpoint)
+from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
-from .parsing import check_eps_range
+from .parsing import check_eps_range, check_seed
 from .models import create_model, is_import_path
 from .training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device
@@ -48,7 +49,7 @@ def train(arch: str, dataset: str, output: str | Path, config: TrainConfig, *, d
     state = state_path_for(output)
     if resume and not state.is_file():
         raise CompressorError(f"no training state at {state} to resume from: run without `resume` to start afresh")
-    check_output(output, force)
+    check_output(output, force, inputs=dataset_files(dataset))
     if not resume and not force and state.is_file():
         raise CompressorError(f"{state} holds an interrupted run: pass `resume` to continue it, or `force` to start "
                               "afresh")
@@ -115,11 +116,9 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
                       **kwargs}
     loaded = load_model(path, arch=arch, arch_kwargs=kwargs, trust_pickle=trust_pickle, trust_code=trust_code,
                         mean=mean, std=std, no_normalize=no_normalize, trust_program=trust_program)
+    check_recorded_options(loaded, arch_kwargs=arch_kwargs, num_classes=num_classes, mean=mean, std=std,
+                           no_normalize=no_normalize)
     ck = loaded.checkpoint
-    if loaded.source == "checkpoint" and arch_kwargs and ck is not None and is_import_path(ck.arch) \
-            and dict(arch_kwargs) != dict(ck.arch_kwargs.get("kwargs") or {}):
-        raise CompressorError(f"{path} records `arch_kwargs` {ck.arch_kwargs.get('kwargs')}: drop `arch_kwargs` "
-                              "(the checkpoint's own are used)")
     if data is None and ck is not None and ck.dataset.get("name"):
         data = load_dataset(ck.dataset["name"], data_root, download=download, seed=seed)
     return loaded, data
@@ -140,6 +139,7 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     an existing file is refused unless `force`.
     """
     eps = data.info.default_eps if eps is None else check_eps_range(eps, norm)
+    check_seed(seed)
     built = list({a.name: a for a in (build_attack(spec, eps, norm, seed=seed) for spec in attacks)}.values())
     if batch_size < 1:
         raise CompressorError(f"`batch_size` must be >= 1, got {batch_size}")

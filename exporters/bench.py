@@ -34,6 +34,7 @@ from .engines import TorchRunner, engine_format, open_runner, run_many
 from .latency import measure_latency
 
 FORMAT = "compressor.bench/1"
+AGREEMENT_WARN = 0.9  # an engine agreeing less with its source model on clean images is warned about
 Log = Callable[[str], None]
 
 
@@ -288,6 +289,11 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
                                          res["attacks"][square.name]["seconds"], square.protocol())
             row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
             row["warnings"] = list(res["warnings"])
+            if variant.engine and row["agreement_clean"] < AGREEMENT_WARN:
+                row["warnings"].append(
+                    f"the engine agrees with its source model {variant.model} on only {row['agreement_clean']:.0%} "
+                    f"of clean images (expected >= {AGREEMENT_WARN:.0%}): it was probably exported from another "
+                    "model; pass the model it was exported from")
         finally:
             runner.close()
             del runner

@@ -113,6 +113,10 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
     t0 = time.perf_counter()
     if opset < MIN_OPSET:
         raise CompressorError(f"`opset` {opset} is too old: use {MIN_OPSET} or newer")
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise CompressorError(f"`opset` {opset} is newer than the installed onnx {onnx.__version__} supports "
+                              f"(up to {newest}): use {newest} or lower, or upgrade onnx")
     if precision != "fp32":
         raise CompressorError(f"ONNX export writes fp32 graphs, not {precision}: build fp16 engines from it with "
                               "`format` tensorrt `precision` fp16")

@@ -15,14 +15,15 @@ from torch import nn
 
 from compressor.checkpoint import PICKLED_ARCH, Checkpoint, LoadedModel, make_provenance, save_checkpoint
 from compressor.flops import size_change, size_report
-from compressor.data import DataBundle
+from compressor.data import DataBundle, dataset_files
 from compressor.errors import CompressorError
 from compressor.evaluation import Evaluation
-from compressor.io import check_output, main_process_lock
+from compressor.io import check_output, file_digest, main_process_lock
 from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
 from compressor.registry import PRUNERS
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
+from compressor.training.engine import check_fingerprints, read_state
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
@@ -40,6 +41,14 @@ LAYER_STATS = ("kappa", "kappa_support", "rank", "sigma_max", "sigma_min", "frob
 def make_pruner(method: str, **options: Any) -> Pruner:
     """The registered pruner `method` configured with `options` (unknown names are one-line errors)."""
     return PRUNERS.get(method)(**options)
+
+
+def check_prunes(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a `sparsity` that prunes nothing (the job would only fine-tune); return `options`."""
+    if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
+        raise CompressorError(f"`sparsity` {options['sparsity']} prunes nothing (it would only fine-tune): give a "
+                              "target between 0 and 1, e.g. 0.9, or use `method` none with a `transforms`")
+    return options
 
 
 def phase_state_path(output: str | Path, phase: str) -> Path:
@@ -163,10 +172,7 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
         str(options.get("pattern", "unstructured")).strip().lower() in ("unstructured", "none", "")
     if defaulted:
         options["sparsity"] = DEFAULT_SPARSITY
-    if method != "none" and options.get("sparsity") is not None and not options["sparsity"] > 0:
-        raise CompressorError(f"`sparsity` {options['sparsity']} prunes nothing (it would only fine-tune): give a "
-                              "target between 0 and 1, e.g. 0.9, or use `method` none with a `transforms`")
-    pruner = make_pruner(method, **options)
+    pruner = make_pruner(method, **check_prunes(method, options))
     config = config or TrainConfig(adv=pruner.default_adv, weight_decay=pruner.default_weight_decay)
     config = replace(config, craft_mode=config.crafting)  # the mode used, for the provenance
     config.validate()
@@ -175,10 +181,11 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     if output is None:
         output = default_output(model_path, _tag(method, getattr(pruner.config, "sparsity", None)), resume)
     output = Path(output)
-    check_output(output, force)
+    inputs = [model_path, *dataset_files(dataset)]
+    check_output(output, force, inputs)
     plot_paths = [output.with_name(f"{output.stem}.kappa-{kind}.png") for kind in ("layers", "epochs")]
     for p in plot_paths if plots else ():
-        check_output(p, force)
+        check_output(p, force, inputs)
     states = [phase_state_path(output, p) for p in PHASES]
     if resume and not any(s.is_file() for s in states):
         raise CompressorError(f"no pruning state beside {output} to resume from: run without `resume` to start afresh")
@@ -214,6 +221,10 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         t.check(model)
     if not any(t.structural for t in chosen):
         _check_pruner(pruner, model, warn)  # early: the layers will not change
+    fingerprints = {"source_model": file_digest(model_path), "data": data.fingerprint()}
+    for s in states if resume else ():  # before anything runs on a source or data that changed since
+        if s.is_file():
+            check_fingerprints(read_state(s), fingerprints, s)
     input_shape = tuple(ck.input_shape or data.info.input_shape)
     eps = config.eps if config.eps is not None else data.info.default_eps
     ctx = init_distributed(config.device)
@@ -232,7 +243,8 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         job = prune_model(model, data, pruner, config, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune,
                           lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
                           console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)],
-                          settings={"source": str(Path(model_path).resolve()), "transforms": list(transforms),
+                          settings={"source": str(Path(model_path).resolve()), **fingerprints,
+                                    "transforms": list(transforms),
                                     "epochs_prune": epochs_prune, "epochs_finetune": epochs_finetune,
                                     "lr_prune": lr, "lr_finetune": lr_finetune})
         if not ctx.is_main:

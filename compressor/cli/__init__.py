@@ -34,6 +34,7 @@ COMMANDS_GROUP = "compressor.commands"  # entry name: the command; value: its fu
 CORE_COMMANDS = {"eval": ("evaluate", "eval_cmd"), "inspect": ("inspect", "inspect_cmd"),
                  "list": ("listing", "list_cmd"), "train": ("train", "train_cmd")}
 log = logging.getLogger(__name__)
+RESUMABLE = {"train", "prune"}  # commands with --resume (the Ctrl-C message points to it)
 
 
 def _entry_points() -> dict[str, metadata.EntryPoint]:
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into a silent exit 130
         if isinstance(exc, SystemExit) and exc.code != 130:
             raise
-        print("interrupted: a training or pruning run continues from its last finished epoch when rerun with "
-              "--resume", file=sys.stderr)
+        command = next((a for a in INVOCATION if not a.startswith("-")), "")
+        print("interrupted: " + ("the run continues from its last finished epoch when rerun with --resume"
+                                 if command in RESUMABLE else "outputs are only written when complete, so none is "
+                                 "half-written"), file=sys.stderr)
         sys.exit(130)

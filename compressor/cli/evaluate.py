@@ -9,6 +9,7 @@ import typer
 
 from .. import evaluate_model, open_model
 from ..attacks import build_attack
+from ..data import dataset_files
 from ..errors import CompressorError
 from ..io import check_output
 from ..progress import quiet as no_bars
@@ -53,7 +54,7 @@ def eval_cmd(
     # fail on a bad name or output before loading anything; names as the report spells them, each once
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     if save_adv is not None:
-        check_output(save_adv, force)
+        check_output(save_adv, force, inputs=[model_path, *dataset_files(dataset)])
     options = ctx.meta[MODEL_OPTIONS]
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=seed,
                               **options)

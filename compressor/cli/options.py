@@ -13,6 +13,7 @@ from typer.core import TyperCommand
 from typer.models import ParamMeta
 
 from ..errors import CompressorError
+from ..filekind import check_regular_file
 from .. import parse_eps, TrainConfig
 from ..models import parse_arch_kwargs
 from .invocation import FLAGS, INVOCATION, command_line, flag_for, register_flags  # noqa: F401  (moved there)
@@ -125,12 +126,8 @@ class ModelCommand(TyperCommand):
 
 
 def existing_file(path: Path, what: str = "input") -> Path:
-    """Fail with one line if an input file is missing."""
-    if path.is_dir():
-        raise CompressorError(f"{what} {path} is a directory: give the path of a file")
-    if not path.is_file():
-        raise CompressorError(f"{what} {path} does not exist: check the path")
-    return path
+    """Fail with one line if an input file is missing, or is not a regular file (a folder, a FIFO)."""
+    return check_regular_file(path, what)
 
 
 def model_options(arch: Optional[str] = None, arch_kwargs: Optional[str] = None, num_classes: Optional[int] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -95,6 +96,19 @@ class DataBundle:
         if name not in ("train", "val", "test"):
             raise CompressorError(f"unknown split '{name}': choose train, val, test or all (the whole dataset)")
         return getattr(self, name)
+
+    def fingerprint(self, sample: int = 64) -> str:
+        """A cheap digest of the data: every split's shapes, dtype and labels, and the pixels of a spread sample
+        of its images (a resumed run refuses other data)."""
+        h = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            s = getattr(self, name)
+            h.update(f"{name}:{tuple(s.x.shape)}:{s.x.dtype}".encode())
+            h.update(s.y.numpy().tobytes())
+            if len(s):
+                idx = torch.linspace(0, len(s) - 1, min(sample, len(s))).long()
+                h.update(s.x[idx].contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def size(self) -> int:
         """Images in all splits together."""

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import CompressorError
+from ..errors import CompressorError, error_line
 from ..registry import DATASETS
 from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratified_indices
 
@@ -58,14 +58,25 @@ def _labels(arr: np.ndarray, n: int, where: str) -> torch.Tensor:
 def _array(data, key: str, path: Path) -> np.ndarray:
     try:
         return data[key]
-    except ValueError:  # numpy refuses object arrays without allow_pickle
-        raise CompressorError(f"{path}: '{key}' is an object array (pickled Python objects), which is never loaded: "
-                              "save plain uint8 images and integer labels with numpy.savez") from None
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy refuses object arrays without allow_pickle
+            raise CompressorError(f"{path}: '{key}' is an object array (pickled Python objects), which is never "
+                                  "loaded: save plain uint8 images and integer labels with numpy.savez") from None
+        raise CompressorError(f"{path}: the member '{key}' is truncated or corrupt ({error_line(exc)}): save the file "
+                              "again with numpy.savez") from None
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:  # a bad CRC, a member cut short
+        raise CompressorError(f"{path}: the member '{key}' of this zip (.npz) archive is corrupt or truncated "
+                              f"({error_line(exc)}): save the file again with numpy.savez") from None
 
 
 def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
     x = _images(_array(data, xkey, path), f"{path}: '{xkey}'")
-    return ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
+    split = ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
+    if x.dtype == torch.uint8 and x.numel() and int(x.max()) <= 1:  # checked once the arrays are otherwise valid
+        raise CompressorError(f"{path}: '{xkey}' is uint8 with no pixel above 1: it looks like 0/1 (binarised) data, "
+                              "which would be read as near-black images; save it as floats in [0, 1], or multiply it "
+                              "by 255")
+    return split
 
 
 def _open(path: Path, name: str, holding: str = KEYS_HELP):

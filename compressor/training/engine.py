@@ -19,7 +19,7 @@ from ..errors import CompressorError
 from ..evaluation import evaluate
 from ..attacks import PGD
 from ..io import atomic_write
-from ..parsing import check_eps_range
+from ..parsing import check_eps_range, check_seed
 from .callbacks import Callback, StopTraining
 from .distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from .losses import craft_pgd_at, craft_trades, trades_loss
@@ -80,6 +80,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Reject impossible settings with one clear line."""
+        check_seed(self.seed)
         if self.adv not in ADV_MODES:
             raise CompressorError(f"unknown `adv` '{self.adv}': choose one of {', '.join(ADV_MODES)}")
         if self.schedule not in SCHEDULES:
@@ -147,6 +148,41 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int):
     return factor
 
 
+STATE_KEYS = ("epoch", "global_step", "model", "optimizer", "scheduler", "best_score", "best_state", "best_epoch",
+              "best_metrics", "history", "rng", "callbacks")
+# settings that fingerprint an input (DataBundle.fingerprint, a source file's digest) and what they stand for
+FINGERPRINTS = {"data": "the data", "source_model": "the source model file"}
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A saved training state, checked to be complete (one line for a missing, corrupt or incomplete file)."""
+    if not path.is_file():
+        raise CompressorError(f"no training state at {path} to resume from: run without `resume` to start afresh")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CompressorError(f"cannot read training state {path} ({type(exc).__name__}): it is corrupt; "
+                              "delete it and start afresh") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise CompressorError(f"{path} is not a compressor training state")
+    missing = [k for k in STATE_KEYS if k not in state] + ([] if isinstance(state.get("rng"), dict)
+                                                           and "cpu" in state["rng"] else ["rng.cpu"])
+    if missing:
+        raise CompressorError(f"training state {path} lacks {', '.join(dict.fromkeys(missing))}: it is incomplete; "
+                              "delete it and start afresh")
+    return state
+
+
+def check_fingerprints(state: Mapping[str, Any], settings: Mapping[str, Any], path: Path) -> None:
+    """Refuse to resume `state` when an input it fingerprints (the data, the source model) has changed since."""
+    saved = state.get("settings") or {}
+    for key, what in FINGERPRINTS.items():
+        if key in saved and key in settings and saved[key] != settings[key]:
+            raise CompressorError(f"cannot `resume` {path}: {what} changed since the saved run (fingerprint "
+                                  f"{settings[key]}, saved run: {saved[key]}): restore it, or start afresh without "
+                                  "`resume`")
+
+
 class Trainer:
     """Runs a training schedule on a model; pruners plug in through `Callback`s, never by copying this loop."""
 
@@ -161,7 +197,7 @@ class Trainer:
         self.config = config
         # what else shapes the result (architecture, dataset, pruner and its options...): saved with the state,
         # and a --resume with other values is refused
-        self.settings = _plain({"dataset": data.info.name, **(settings or {})})
+        self.settings = _plain({"dataset": data.info.name, "data": data.fingerprint(), **(settings or {})})
         self.data = data
         self.callbacks = list(callbacks)
         self.state_path = Path(state_path) if state_path else None
@@ -231,15 +267,7 @@ class Trainer:
     def load_state(self, path: str | Path) -> None:
         """Continue from a saved training state."""
         path = Path(path)
-        if not path.is_file():
-            raise CompressorError(f"no training state at {path} to resume from: run without `resume` to start afresh")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CompressorError(f"cannot read training state {path} ({type(exc).__name__}): it is corrupt; "
-                                  "delete it and start afresh") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise CompressorError(f"{path} is not a compressor training state")
+        state = read_state(path)
         self.check_resumable(state, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -256,9 +284,11 @@ class Trainer:
 
     def check_resumable(self, state: Mapping[str, Any], path: Path) -> None:
         """Refuse, naming every difference, to resume a run saved with other settings that shape the result."""
+        check_fingerprints(state, self.settings, path)
         saved = {**_plain(state.get("config") or {}), **(state.get("settings") or {})}
         now = {**_plain(asdict(self.config)), **self.settings}
         keys = set(saved) | set(now) if "settings" in state else set(saved)  # a state from before settings: config
+        keys -= {k for k in FINGERPRINTS if k not in saved}  # a state from before fingerprints
         diff = [f"{k.replace('_', '-')} {_show(now.get(k))} (saved run: {_show(saved.get(k))})"
                 for k in sorted(keys) if k not in RESUME_FREE and saved.get(k) != now.get(k)]
         if diff:

@@ -15,7 +15,7 @@ from compressor.progress import quiet as no_bars
 from compressor.reporting import stdout_console, table, to_json
 from compressor.workflows import state_path_for
 from pruners import make_pruner, prune
-from pruners.workflow import PHASES, phase_state_path
+from pruners.workflow import PHASES, check_prunes, phase_state_path
 
 from ..bench import parse_variants, run_bench
 from ..bench_report import output_paths, rich_table, write_outputs
@@ -38,7 +38,7 @@ def demo_cmd(
     export both to ONNX and bench them (eager and ONNX Runtime)."""
     if epochs < 1:
         raise CompressorError(f"--epochs must be at least 1, got {epochs}")
-    pruner = make_pruner("tscnc", sparsity=sparsity)  # a bad --sparsity fails before anything runs
+    pruner = make_pruner("tscnc", **check_prunes("tscnc", {"sparsity": sparsity}))  # before anything runs
     try:
         pruner.plan(prune_epochs, prune_epochs)
     except CompressorError as exc:

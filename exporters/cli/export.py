@@ -9,6 +9,7 @@ import torch
 import typer
 
 from compressor.cli.options import (DataRoot, Dataset, existing_file, Force, Json, MODEL_OPTIONS, ModelCommand, Quiet)
+from compressor.data import dataset_files
 from compressor.errors import CompressorError
 from compressor.io import check_output, output_lock
 from compressor.parsing import parse_int_list
@@ -71,7 +72,7 @@ def export_cmd(
     dev = pick_device(device, exporter.devices)
     exporter.check(precision, dev)
     sizes = int_list(batch_sizes, "--batch-sizes")
-    check_output(output, force)
+    check_output(output, force, inputs=[model_path, *dataset_files(dataset)])
     if exporter.suffixes and output.suffix not in exporter.suffixes:
         raise CompressorError(f"--format {fmt} writes {' or '.join(exporter.suffixes)} files: "
                               f"use -o {output.with_suffix(exporter.suffixes[0])}")

@@ -23,7 +23,10 @@ IMPORTANCES = ("magnitude", "taylor", "pruner")
 
 
 def _ratio(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # not a number: the message below
     if not (math.isfinite(value) and 0 < value < 1):
         raise CompressorError(f"`transforms` channels:{text}: the ratio of channels removed must be in (0, 1), e.g. "
                               "channels:0.5")
