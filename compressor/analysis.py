@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import CompressorError
+
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
@@ -24,6 +26,9 @@ def condition_number(weight: torch.Tensor) -> dict[str, float]:
     conditioning of the map on its support) stay informative for such, e.g. highly pruned, layers.
     """
     m = weight_matrix(weight).cpu()
+    if not torch.isfinite(m).all():  # LAPACK's SVD fails on NaN/inf with a long LinAlgError
+        raise CompressorError(f"a weight of shape {tuple(weight.shape)} holds NaN/inf values, which have no singular "
+                              "values: the model is corrupt or its training diverged; use an earlier checkpoint")
     s = torch.linalg.svdvals(m)
     smax, smin = float(s.max()), float(s.min())
     tol = smax * max(m.shape) * torch.finfo(torch.float64).eps

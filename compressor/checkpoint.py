@@ -10,16 +10,17 @@ import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .errors import CompressorError
 from .filekind import DESCRIPTIONS, check_regular_file, describe, file_kind
 from .folding import unwrap_model
 from .io import atomic_write, check_output
-from .models import build_imported, create_model, is_import_path, normalization_of
+from .models import Normalized, build_imported, create_model, is_import_path, normalization_of
 from .models.exported import ExportedModel
 from .pt2_trust import check_program_trusted
 from .registry import TRANSFORMS
@@ -312,8 +313,21 @@ def _first(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
 
 
+def _filled_by_torch(model: nn.Module) -> set[str]:
+    """Buffers PyTorch's own `load_state_dict` fills when a file lacks them: BatchNorm's ``num_batches_tracked``
+    (added in PyTorch 0.4.1; older files, e.g. the akamaster CIFAR ResNets, have none and load with 0)."""
+    return {f"{name}.num_batches_tracked" if name else "num_batches_tracked"
+            for name, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
+
+
+def _user_names(model: nn.Module) -> Callable[[str], str]:
+    """Key names as the user's own model spells them: without the ``model.`` of our `Normalized` wrapper."""
+    return (lambda k: k.removeprefix("model.")) if isinstance(model, Normalized) else (lambda k: k)
+
+
 def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> list[str]:
-    """Load `state_dict` strictly, accepting wrapper prefixes (``module.``, ...) and missing normalisation buffers;
+    """Load `state_dict` strictly, accepting wrapper prefixes (``module.``, ...), missing normalisation buffers and
+    the buffers PyTorch itself fills (`_filled_by_torch`); mismatches are named as the user's model spells them;
     returns the normalisation buffers the file did not hold (they keep the model's values)."""
     sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
     own = model.state_dict()
@@ -325,10 +339,13 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
 
     sd = max(candidates, key=fit)
     norm_keys = [k for k in own if _is_norm_key(k) and k not in sd]
-    missing = [k for k in own if k not in sd and k not in norm_keys]
+    filled = _filled_by_torch(model)
+    missing = [k for k in own if k not in sd and k not in norm_keys and k not in filled]
     unexpected = [k for k in sd if k not in own]
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+    name = _user_names(model)
+    shapes = [f"{name(k)}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
+    missing, unexpected = [name(k) for k in missing], [name(k) for k in unexpected]
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -339,7 +356,7 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
             parts.append(f"{len(shapes)} shape mismatches ({_first(shapes, 2)})")
         raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check `arch`, `arch_kwargs` and "
                               "`num_classes`")
-    for k in norm_keys:
+    for k in [*norm_keys, *(k for k in filled if k not in sd)]:
         sd[k] = own[k]
     model.load_state_dict(sd, strict=True)
     return norm_keys

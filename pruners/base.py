@@ -24,6 +24,7 @@ A pruner combines four separate parts: a *score source* (what is important: `sco
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -157,6 +158,9 @@ class Pruner:
     def plan(self, epochs_prune: int, epochs_finetune: int, lr: float | None = None,
              lr_finetune: float | None = None) -> list[Phase]:
         """The phases of a job with these epoch counts (an epoch count of 0 drops that phase)."""
+        for name, value in (("lr", lr), ("lr_finetune", lr_finetune)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise CompressorError(f"`{name}` must be a finite number > 0, got {value}", field=name)
         if epochs_prune < 0 or epochs_finetune < 0 or epochs_prune + epochs_finetune < 1:
             raise CompressorError(f"`epochs_prune` {epochs_prune} and `epochs_finetune` {epochs_finetune}: both must "
                                   "be >= 0 and together at least 1")

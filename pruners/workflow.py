@@ -83,7 +83,8 @@ def prune_model(model: nn.Module, data: DataBundle, pruner: Pruner, config: Trai
         adapter = PrunerCallback(pruner, phase)
         trainer = Trainer(model, data, cfg, [adapter, *extra, *callbacks], state_path=state, ctx=ctx, quiet=quiet,
                           console=console, settings={"method": pruner.name, "pruner": pruner.config.as_dict(),
-                                                     "phase": phase.name, **(settings or {})})
+                                                     "phase": phase.name, **(settings or {})},
+                          lr_option="lr" if phase.name == "prune" else "lr_finetune")
         result = trainer.fit(resume=bool(resume and state is not None and state.is_file()))
         history += [{"phase": phase.name, **h} for h in result.history]
         runs.append({"phase": phase.name, "epochs": phase.epochs, "lr": phase.lr, "select": trainer.config.selection,

@@ -87,8 +87,11 @@ class TrainConfig:
             raise CompressorError(f"unknown `schedule` '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise CompressorError("`epochs` and `batch_size` must be at least 1")
-        if not self.lr > 0:
-            raise CompressorError(f"`lr` must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise CompressorError(f"`lr` must be a finite number > 0, got {self.lr}")
+        if not all(math.isfinite(v) for v in (self.momentum, self.weight_decay, self.beta)):
+            raise CompressorError(f"`momentum`, `weight_decay` and `beta` must be finite (got {self.momentum}, "
+                                  f"{self.weight_decay}, {self.beta})")
         if self.adv != "none" and self.eps is not None and not self.eps > 0:
             raise CompressorError(f"`eps` must be > 0 for adversarial training, got {self.eps}")
         if self.eps is not None:
@@ -183,13 +186,22 @@ def check_fingerprints(state: Mapping[str, Any], settings: Mapping[str, Any], pa
                                   "`resume`")
 
 
+class Diverged(CompressorError):
+    """Training produced a non-finite loss or weight; raised before anything of that state is saved."""
+
+
 class Trainer:
-    """Runs a training schedule on a model; pruners plug in through `Callback`s, never by copying this loop."""
+    """Runs a training schedule on a model; pruners plug in through `Callback`s, never by copying this loop.
+
+    A non-finite loss or weight stops the run with `Diverged` at the next logging point (every `log_every` steps
+    and at the end of each epoch, where the host synchronises anyway): the per-epoch state on disk is the last
+    good one, and nothing of the diverged epoch is validated, selected or saved.
+    """
 
     def __init__(self, model: nn.Module, data: DataBundle, config: TrainConfig,
                  callbacks: Sequence[Callback] = (), *, state_path: str | Path | None = None,
                  ctx: DistContext | None = None, quiet: bool = False, console=None,
-                 settings: Mapping[str, Any] | None = None):
+                 settings: Mapping[str, Any] | None = None, lr_option: str = "lr"):
         if config.eps is None:
             config = replace(config, eps=data.info.default_eps)
         config = replace(config, craft_mode=config.crafting)  # recorded as used
@@ -221,6 +233,8 @@ class Trainer:
         self.result = TrainResult()
         self._best_score = -math.inf
         self._best_state: dict[str, torch.Tensor] | None = None
+        self.lr_option = lr_option  # the option that sets this run's learning rate, named in a divergence message
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=dev)  # first non-finite global step, on device
 
     # ----------------------------------------------------------------- setup
     def build_optimizer(self) -> None:
@@ -338,12 +352,40 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_after_backward(self)
         self.optimizer.step()
+        self._track_finite(loss)
         self.scheduler.step()
         self.global_step += 1
         for cb in self.callbacks:
             cb.on_step_end(self)
         out["loss"] = loss.detach() * len(y)
         return out
+
+    def _track_finite(self, loss: torch.Tensor) -> None:
+        """Record (on the device, without a host synchronisation) the first step whose loss or weights are not finite."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        with torch.no_grad():
+            norms = torch.stack([loss.detach().float().reshape(()), *torch._foreach_norm(params)])
+            bad = ~torch.isfinite(norms).all()
+            self._first_bad = torch.where(bad & (self._first_bad < 0), self.global_step, self._first_bad)
+
+    def check_finite(self, epoch_start: int) -> None:
+        """Stop with one line naming the epoch, step and learning rate when a step so far was not finite."""
+        bad = self._first_bad >= 0
+        # [ranks that diverged, sum of their first bad steps]: one synchronisation; DDP's averaged gradients make
+        # every rank diverge at the same step
+        flags, steps = all_reduce_sum(torch.stack([bad.long(), torch.where(bad, self._first_bad, 0)]),
+                                      self.ctx).tolist()
+        if not flags:
+            return
+        first = steps // flags + 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        kept = (f"the last good state (end of epoch {self.epoch}) is kept in {self.state_path}: `resume` continues "
+                "from it" if self.epoch and self.state_path is not None and self.ctx.is_main
+                else "nothing was saved")
+        raise Diverged(f"training diverged at epoch {self.epoch + 1}, step {first - epoch_start} (learning rate "
+                       f"{lr:.3g}): the loss or the weights became NaN/inf, most likely because the learning rate is "
+                       f"too high for this model (or its data is not finite): lower `{self.lr_option}` (e.g. "
+                       f"{lr / 10:.3g}); {kept}")
 
     def validate(self) -> dict[str, float]:
         """Clean and PGD accuracy on the validation split (eval mode, fp32), sharded over ranks."""
@@ -400,12 +442,14 @@ class Trainer:
         seen = 0
         t0 = time.perf_counter()
         progress.start_epoch(epoch)
+        epoch_start = self.global_step
         for step, (x, y) in enumerate(self.loader):
             out = self.training_step(x, y)
             for k, v in out.items():
                 sums[k] += v
             seen += len(y)
             if (step + 1) % cfg.log_every == 0 or step + 1 == len(self.loader):
+                self.check_finite(epoch_start)
                 progress.update(step + 1, self._running(sums, seen), seen * self.ctx.world_size / (time.perf_counter() - t0))
             else:
                 progress.step(step + 1)
