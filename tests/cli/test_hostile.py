@@ -158,7 +158,7 @@ CASES = [
     ("train-eps-above-pixels", ["train", "-o", f"{R}/new.pt", "--eps", "5"], r"\[0, 1\] pixel range"),
     ("train-epochs-zero", ["train", "-o", f"{R}/new.pt", "--epochs", "0"], "--epochs"),
     ("train-unknown-adv", ["train", "-o", f"{R}/new.pt", "--adv", "fgsm-ish"], "unknown --adv"),
-    ("train-lr-zero", ["train", "-o", f"{R}/new.pt", "--lr", "0"], "--lr must be > 0"),
+    ("train-lr-zero", ["train", "-o", f"{R}/new.pt", "--lr", "0"], "--lr must be a finite number > 0"),
     ("train-steps-zero", ["train", "-o", f"{R}/new.pt", "--steps", "0"], "--steps"),
     ("train-unknown-arch", ["train", "-o", f"{R}/new.pt", "--arch", "resnet-9000"], "resnet-9000"),
     ("train-resume-nothing", ["train", "-o", f"{R}/new.pt", "--resume"], "no training state"),
