@@ -299,7 +299,9 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
 
     sd = max(candidates, key=fit)
     norm_keys = [k for k in own if _is_norm_key(k) and k not in sd]
-    missing = [k for k in own if k not in sd and k not in norm_keys]
+    # BatchNorm's step counter arrived in torch 0.4.1; older files (e.g. the akamaster CIFAR ResNets) lack it
+    counters = [k for k in own if k.endswith(".num_batches_tracked") and k not in sd]
+    missing = [k for k in own if k not in sd and k not in norm_keys and k not in counters]
     unexpected = [k for k in sd if k not in own]
     shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
@@ -313,7 +315,7 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
             parts.append(f"{len(shapes)} shape mismatches ({_first(shapes, 2)})")
         raise CompressorError(f"the weights do not fit {what}: {'; '.join(parts)}: check `arch`, `arch_kwargs` and "
                               "`num_classes`")
-    for k in norm_keys:
+    for k in norm_keys + counters:
         sd[k] = own[k]
     model.load_state_dict(sd, strict=True)
     return norm_keys
