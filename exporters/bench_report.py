@@ -62,15 +62,16 @@ def _decision(sp: dict[str, Any] | None, variant: dict[str, Any]) -> str:
     return text + (" *" if variant.get("notes") else "")
 
 
-def notes_lines(report: dict[str, Any]) -> list[str]:
-    """What the table's marks mean: each variant's notes, then the speedup intervals that contain 1."""
+def notes_lines(report: dict[str, Any], warnings: bool = True) -> list[str]:
+    """What the table's marks mean: each variant's notes, then (with `warnings`) the speedup intervals that
+    contain 1."""
     lines = [f"* {v['name']}: {note}" for v in report["variants"] for note in v.get("notes", [])]
     ref = report["settings"].get("reference")
     if ref:
         lines.append(f"speedup: time per item of {ref} / this row's, geometric mean over "
                      f"{report['settings'].get('rounds')} interleaved rounds, 95 % t-interval; 'unclear' = the "
                      "interval contains 1 (the spread exceeds the difference), 'same' = within 5 %")
-    return lines + [f"warning: {w}" for w in report.get("speed_warnings", [])]
+    return lines + [f"warning: {w}" for w in report.get("speed_warnings", []) if warnings]
 
 
 def rich_table(report: dict[str, Any]) -> Any:
@@ -186,7 +187,7 @@ def pareto_figure(report: dict[str, Any]) -> Any:
             [max(0.0, hi - x) for (x, _), (_, hi) in zip(pts, spans)]]
     fig, axes = plt.subplots(2, 1, figsize=(10, 9), dpi=120, sharex=True)
     bs = report["settings"]["batch_sizes"][0]
-    for ax, key, label in ((axes[0], "robust_accuracy", "robust accuracy (transfer + Square, worst case)"),
+    for ax, key, label in ((axes[0], "robust_accuracy", "robust accuracy (worst case)"),
                            (axes[1], "clean_accuracy", "clean accuracy")):
         ys = [v[key] for v in variants]
         panel = [(x, y) for (x, _), y in zip(pts, ys)]

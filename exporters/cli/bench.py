@@ -72,7 +72,7 @@ def bench_cmd(
         return
     console = stdout_console()
     console.print(rich_table(report.to_dict()))
-    for line in notes_lines(report.to_dict()):
+    for line in notes_lines(report.to_dict(), warnings=False):  # the warnings went to stderr
         console.print(line, soft_wrap=True)
     for name, norm in dict.fromkeys((v.model, str(normalization_text(v.normalization))) for v in report.variants):
         console.print(f"{name}: input normalisation {norm}")
