@@ -1,5 +1,7 @@
-"""The latency-robustness benchmark: each variant (a model, optionally run through an exported engine) is timed over a
-batch-size sweep and attacked, one runtime session at a time, with pinned threads and the environment recorded.
+"""The latency-robustness benchmark: every variant (a model, optionally run through an exported engine) is timed over
+a batch-size sweep in interleaved rounds (all sessions open, round-robin, so a busy machine's drift hits every variant
+alike), with the speedup over the first variant and its confidence interval; then each is attacked, one runtime
+session at a time, with pinned threads and the environment recorded.
 
 Robustness of an engine: white-box attacks run on the *source* PyTorch model (an engine has no gradients), the
 engine is scored on those transferred examples and compared with the source's predictions, and a black-box
@@ -8,16 +10,20 @@ Square attack runs directly against the engine. ``robust_accuracy`` is the per-s
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import functools
 import gc
+import math
 import os
 import platform
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from compressor.attacks import build_attack, preserved_rng
@@ -31,7 +37,8 @@ from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
 from .engines import TorchRunner, engine_format, open_runner, run_many
-from .latency import measure_latency
+from .latency import latency_stats
+from .speedup import decide, interleaved_rounds, interval_text, speedup_interval
 
 FORMAT = "compressor.bench/1"
 AGREEMENT_WARN = 0.9  # an engine agreeing less with its source model on clean images is warned about
@@ -81,7 +88,7 @@ class BenchRecord:
     file_bytes: int
     providers: list[str]
     precision: str
-    latency: list[dict[str, Any]]  # one `measure_latency` record per batch size
+    latency: list[dict[str, Any]]  # per batch size: `latency_stats`, rounds, per-round p50 and `speedup`
     clean_accuracy: float
     agreement_clean: float  # fraction of clean predictions equal to the source model's
     transfer: dict[str, dict[str, float]]  # attack -> source_accuracy, accuracy, agreement
@@ -92,6 +99,7 @@ class BenchRecord:
     memory: dict[str, Any]
     normalization: dict[str, Any] | None
     source: SourceScores
+    notes: list[str] = field(default_factory=list)  # why a row cannot be faster here, a fixed batch, ...
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record (keys as in bench.json)."""
@@ -108,6 +116,7 @@ class BenchReport:
     settings: dict[str, Any]
     variants: list[BenchRecord]
     seconds: float
+    speed_warnings: list[str] = field(default_factory=list)  # speedup intervals that contain 1
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (bench.json; what `bench_report` formats)."""
@@ -182,6 +191,7 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
+        _trim_heap()  # memory freed by an earlier variant goes back to the OS, so this one's allocations show
         self.base = self.peak = _status_kb("VmRSS") or 0
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -205,6 +215,14 @@ class PeakMemory:
         if self.cuda:
             out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated() - self.cuda_base)
         return out
+
+
+def _trim_heap() -> None:
+    """Return the C heap's free memory to the OS (glibc ``malloc_trim``); a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def environment() -> dict[str, Any]:
@@ -238,72 +256,149 @@ def _source_attacks(model: torch.nn.Module, split: Any, attacks: Sequence[Any], 
         return evaluate(model, split, attacks, batch_size=256, device=dev, keep_adv=True)
 
 
-def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, batch_sizes: Sequence[int],
-                  warmup: int, runs: int, threads: int, device: str, square: Any, seed: int,
-                  trust_program: bool = False) -> BenchRecord:
-    """Open one session for `variant`, time it, score it, close it (`source`: the opened source model; an
-    AOTInductor engine opens only with `trust_program`)."""
+def _open(variant: Variant, source: Any, device: str, threads: int, trust_program: bool = False) -> Any:
+    """A runner for `variant`: its engine's session (an AOTInductor engine only with `trust_program`), or the source
+    model eager."""
+    return open_runner(variant.engine, device=device, threads=threads, trust_program=trust_program) \
+        if variant.engine else TorchRunner(source.model, device)
+
+
+def fixed_batch(variant: Variant, source: Any) -> int | None:
+    """The one batch size a variant runs at (a torch.export program traced for a static batch), else None."""
+    return None if variant.engine else getattr(source.model, "static_batch", None)
+
+
+def _batch(x: torch.Tensor, b: int) -> torch.Tensor:
+    return x[torch.arange(b) % len(x)].contiguous()
+
+
+def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, latency: list[dict[str, Any]],
+                  memory_batch: int, warmup: int, threads: int, device: str, square: Any, seed: int,
+                  notes: Sequence[str] = (), trust_program: bool = False) -> BenchRecord:
+    """Open one session for `variant`, measure its peak memory, score it, close it (`source`: the opened source model;
+    `latency`: its records from `time_variants`)."""
     x, y = split.float_images(), split.y
-    row: dict[str, Any] = {}
-    with PeakMemory(cuda=device.startswith("cuda")) as mem:
-        runner = open_runner(variant.engine, device=device, threads=threads, trust_program=trust_program) \
-            if variant.engine else TorchRunner(source.model, device)
-        try:
-            for b in batch_sizes:
-                runner.check_batch(b)
-            row["providers"] = list(runner.providers)
-            row["precision"] = getattr(runner, "precision", "fp32")
-            latency = []
-            with bar(f"{variant.name} latency", len(batch_sizes)) as timed:
-                for b in batch_sizes:
-                    xb = x[torch.arange(b) % len(x)].contiguous()
-                    on_gpu = device.startswith("cuda")  # CUDA events time the device; the logits' copy back counts
-                    latency.append(measure_latency(lambda: runner(xb), warmup=warmup, runs=runs, batch_size=b,
-                                                   sync=torch.cuda.synchronize if on_gpu else None,
-                                                   cuda_events=on_gpu))
-                    timed.advance()
-            row["latency"] = latency
-            predict = lambda inp: run_many(runner, inp)  # noqa: E731  (any batch size, within the engine's range)
+    row: dict[str, Any] = {"latency": latency}
+    runner = None
+    try:
+        with PeakMemory(cuda=device.startswith("cuda")) as mem:  # a fixed window: open, warm-up runs at one batch
+            runner = _open(variant, source, device, threads, trust_program)
+            xb = _batch(x, memory_batch)
+            for _ in range(max(1, warmup)):
+                runner(xb)
+        memory = {**mem.report(), "window": f"session open + {max(1, warmup)} runs at batch {memory_batch}"}
+        row["providers"] = list(runner.providers)
+        row["precision"] = getattr(runner, "precision", "fp32")
+        predict = lambda inp: run_many(runner, inp)  # noqa: E731  (any batch size, within the engine's range)
+        with torch.no_grad():
+            pred = predict(x).argmax(1)
+            src_pred = source.model(x).argmax(1)
+        row["clean_accuracy"] = _accuracy(pred, y)
+        row["agreement_clean"] = float((pred == src_pred).float().mean())
+        transfer: dict[str, Any] = {}
+        ok_all = pred == y
+        for name, x_adv in white["adversarial"]["x_adv"].items():
             with torch.no_grad():
-                pred = predict(x).argmax(1)
-                src_pred = source.model(x).argmax(1)
-            row["clean_accuracy"] = _accuracy(pred, y)
-            row["agreement_clean"] = float((pred == src_pred).float().mean())
-            transfer: dict[str, Any] = {}
-            ok_all = pred == y
-            for name, x_adv in white["adversarial"]["x_adv"].items():
-                with torch.no_grad():
-                    p_eng = predict(x_adv).argmax(1)
-                    p_src = source.model(x_adv).argmax(1)
-                transfer[name] = {"source_accuracy": white["attacks"][name]["accuracy"],
-                                  "accuracy": _accuracy(p_eng, y),
-                                  "agreement": float((p_eng == p_src).float().mean())}
-                ok_all &= p_eng == y
-            row["transfer"] = transfer
-            row["transfer_worst_case"] = float(ok_all.float().mean()) if transfer else None
-            with preserved_rng("cpu"):
-                torch.manual_seed(seed)
-                res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
-            robust_square = res["adversarial"]["robust"][square.name]
-            row["square"] = SquareResult(square.name, res["attacks"][square.name]["accuracy"],
-                                         res["attacks"][square.name]["seconds"], square.protocol())
-            row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
-            row["warnings"] = list(res["warnings"])
-            if variant.engine and row["agreement_clean"] < AGREEMENT_WARN:
-                row["warnings"].append(
-                    f"the engine agrees with its source model {variant.model} on only {row['agreement_clean']:.0%} "
-                    f"of clean images (expected >= {AGREEMENT_WARN:.0%}): it was probably exported from another "
-                    "model; pass the model it was exported from")
-        finally:
+                p_eng = predict(x_adv).argmax(1)
+                p_src = source.model(x_adv).argmax(1)
+            transfer[name] = {"source_accuracy": white["attacks"][name]["accuracy"],
+                              "accuracy": _accuracy(p_eng, y),
+                              "agreement": float((p_eng == p_src).float().mean())}
+            ok_all &= p_eng == y
+        row["transfer"] = transfer
+        row["transfer_worst_case"] = float(ok_all.float().mean()) if transfer else None
+        with preserved_rng("cpu"):
+            torch.manual_seed(seed)
+            res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
+        robust_square = res["adversarial"]["robust"][square.name]
+        row["square"] = SquareResult(square.name, res["attacks"][square.name]["accuracy"],
+                                     res["attacks"][square.name]["seconds"], square.protocol())
+        row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
+        row["warnings"] = list(res["warnings"])
+        if variant.engine and row["agreement_clean"] < AGREEMENT_WARN:
+            row["warnings"].append(
+                f"the engine agrees with its source model {variant.model} on only {row['agreement_clean']:.0%} "
+                f"of clean images (expected >= {AGREEMENT_WARN:.0%}): it was probably exported from another "
+                "model; pass the model it was exported from")
+    finally:
+        if runner is not None:
             runner.close()
-            del runner
+        del runner
     scores = SourceScores(white["clean_accuracy"], {k: r["accuracy"] for k, r in white["attacks"].items()},
                           white.get("worst_case_accuracy"), white["warnings"])
     return BenchRecord(name=variant.name, model=str(variant.model),
                        engine=str(variant.engine) if variant.engine else None,
                        format=engine_format(variant.engine) if variant.engine else "pytorch",
-                       file_bytes=file_bytes(variant.engine or variant.model), **row, memory=mem.report(),
-                       normalization=source.normalization, source=scores)
+                       file_bytes=file_bytes(variant.engine or variant.model), **row, memory=memory,
+                       normalization=source.normalization, source=scores, notes=list(notes))
+
+
+def time_variants(runners: Sequence[Any], x: torch.Tensor, batch_sizes: Sequence[int],
+                  fixed: Sequence[int | None], *, warmup: int, runs: int, rounds: int,
+                  device: str = "cpu") -> list[list[dict[str, Any]]]:
+    """Latency of every runner at every batch size, timed in interleaved rounds (`runs` timed runs each, split over
+    `rounds`), with the speedup over ``runners[0]`` per item and its interval; one list of records per runner.
+
+    A runner with a `fixed` batch is timed at that batch (not padded), its record naming the requested size."""
+    rounds = max(1, min(rounds, runs))
+    per_round = math.ceil(runs / rounds)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    out: list[list[dict[str, Any]]] = [[] for _ in runners]
+    for b in batch_sizes:
+        used = [f or b for f in fixed]
+        fns = [functools.partial(r, _batch(x, u)) for r, u in zip(runners, used)]
+        times = interleaved_rounds(fns, rounds=rounds, runs=per_round, warmup=warmup, sync=sync)
+        medians = np.median(times, axis=2)  # (rounds, runners)
+        per_item = medians / np.asarray(used, float)
+        for v, u in enumerate(used):
+            rec: dict[str, Any] = {**latency_stats(times[:, v, :], warmup=warmup, batch_size=u), "rounds": rounds,
+                                   "round_p50": [float(t) for t in medians[:, v]]}
+            if u != b:
+                rec["requested_batch_size"] = b
+            if v == 0:
+                rec["speedup"] = {"reference": True, "speedup": 1.0, "low": 1.0, "high": 1.0, "rounds": rounds,
+                                  "decision": "reference"}
+            else:
+                interval = speedup_interval(per_item[:, 0], per_item[:, v])
+                rec["speedup"] = {**interval, "decision": decide(interval)}
+            out[v].append(rec)
+    return out
+
+
+def speed_warnings(records: Sequence[BenchRecord]) -> list[str]:
+    """One line per variant and batch size whose speedup interval contains 1 (the spread exceeds the difference)."""
+    out = []
+    for r in records:
+        for lat in r.latency:
+            sp = lat.get("speedup", {})
+            if sp.get("decision") == "unclear":
+                out.append(f"{r.name} at batch {lat['batch_size']}: speedup {interval_text(sp)} contains 1 - the "
+                           "spread between rounds is larger than the difference; more `runs`/`rounds` or a quieter "
+                           "machine may decide it")
+    return out
+
+
+def format_notes(variant: Variant, source: Any, runtime: str, fixed: int | None,
+                 batch_sizes: Sequence[int]) -> list[str]:
+    """Why a row cannot be faster on this runtime (unstructured or N:M zeros run dense), and a fixed batch."""
+    notes = []
+    weights = [p for p in source.model.parameters() if p.dim() >= 2]
+    total = sum(p.numel() for p in weights)
+    zeros = sum(int((p == 0).sum()) for p in weights) / total if total else 0.0
+    ck = getattr(source, "checkpoint", None)
+    recorded = [e for e in (ck.compression if ck is not None else []) if e.get("kind") in ("prune", "transform")]
+    nm = next((str(e["pattern"]) for e in recorded if ":" in str(e.get("pattern") or "")), None)
+    nm = nm or next((e.get("pattern") or "2:4" for e in recorded if e.get("name") == "nm"), None)
+    if nm and zeros > 0.1 and not runtime.startswith("tensorrt"):
+        notes.append(f"{nm} sparsity ({zeros:.0%} zeros) needs sparse tensor cores (TensorRT on an Ampere or newer "
+                     f"GPU); {runtime} runs it dense, so it cannot be faster here")
+    elif zeros > 0.1:
+        notes.append(f"unstructured sparsity ({zeros:.0%} zeros): {runtime} runs it dense, so it cannot be faster "
+                     "here; only removed channels (channels:R) make a model smaller and faster")
+    if fixed is not None and any(b != fixed for b in batch_sizes):
+        notes.append(f"a program traced for batch {fixed}: timed at batch {fixed}, not padded to "
+                     f"{','.join(str(b) for b in batch_sizes if b != fixed)}; its speedup compares time per item")
+    return notes
 
 
 def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *, device: str = "cpu",
@@ -321,25 +416,26 @@ def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *
 
 
 def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 64), warmup: int = 10, runs: int = 50,
-              threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",), eps: float | None = None,
-              norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0, dataset: str | None = None,
-              data_root: str | Path | None = None, log: Log | None = None,
+              rounds: int = 10, threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",),
+              eps: float | None = None, norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0,
+              dataset: str | None = None, data_root: str | Path | None = None, log: Log | None = None,
               model_options: dict[str, Any] | None = None) -> BenchReport:
     """Benchmark every variant; white-box attacks run once per source model and transfer to its engines.
 
-    `model_options` (``arch``, ``arch_kwargs``, ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see
-    `compressor.open_model`) say how to open the model files; their ``trust_program`` also lets AOTInductor engines
-    load (their shared library runs)."""
+    Latency: all sessions open, each batch size timed in `rounds` interleaved rounds (`runs` timed runs per variant in
+    all); the first variant is the reference of the speedup column. `model_options` (``arch``, ``arch_kwargs``,
+    ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see `compressor.open_model`) say how to open the
+    model files; their ``trust_program`` also lets AOTInductor engines load (their shared library runs)."""
 
     sizes = parse_batch_sizes(batch_sizes)
-    if runs < 1 or warmup < 0 or n < 1 or square_queries < 1:
-        raise CompressorError("`runs`, `n` and `square_queries` must be >= 1 and `warmup` >= 0")
+    if runs < 1 or warmup < 0 or n < 1 or square_queries < 1 or rounds < 1:
+        raise CompressorError("`runs`, `rounds`, `n` and `square_queries` must be >= 1 and `warmup` >= 0")
     log = log or (lambda msg: None)
     trust_program = bool((model_options or {}).get("trust_program", False))
     check_batch_sizes(variants, sizes, device=device, threads=threads, trust_program=trust_program)
     rows, sources, settings = [], {}, {}
     t0 = time.perf_counter()
-    with pinned_threads(threads), bar("bench", len(variants)) as rounds:
+    with pinned_threads(threads), bar("bench", len(variants)) as done:
         for v in variants:
             if v.model not in sources:
                 loaded, data = open_model(v.model, dataset=dataset, data_root=data_root, seed=seed,
@@ -353,20 +449,40 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
                     raise CompressorError("`attacks` are white-box attacks on the source model; the black-box Square "
                                           "attack always runs against each engine (`square_queries`)")
                 split = data.split("test").head(n)
-                log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
-                white = _source_attacks(loaded.model, split, built, seed, device)
-                sources[v.model] = (loaded, split, white)
+                sources[v.model] = [loaded, split, None, built]
                 settings = {"dataset": data.info.name, "split": "test", "n": len(split), "eps": eps_v, "norm": norm}
-            loaded, split, white = sources[v.model]
+        fixed = [fixed_batch(v, sources[v.model][0]) for v in variants]
+        log(f"latency of {len(variants)} variants at batch sizes {','.join(map(str, sizes))}: {min(rounds, runs)} "
+            "interleaved rounds")
+        runners: list[Any] = []
+        try:
+            for v in variants:
+                runners.append(_open(v, sources[v.model][0], device, threads, trust_program))
+            x = sources[variants[0].model][1].float_images()
+            latency = time_variants(runners, x, sizes, fixed, warmup=warmup, runs=runs, rounds=rounds, device=device)
+            runtimes = [r.kind for r in runners]
+            providers = [list(r.providers) for r in runners]
+        finally:
+            for r in runners:
+                r.close()
+            del runners
+        for i, v in enumerate(variants):
+            loaded, split, white, built = sources[v.model]
+            if white is None:
+                log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
+                white = sources[v.model][2] = _source_attacks(loaded.model, split, built, seed, device)
             square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed)
-            log(f"{v.name}: latency at batch sizes {','.join(map(str, sizes))}, accuracy, transfer, {square.name}")
-            rows.append(bench_variant(v, loaded, split, white, batch_sizes=sizes, warmup=warmup, runs=runs,
-                                      threads=threads, device=device, square=square, seed=seed,
+            log(f"{v.name}: memory, accuracy, transfer, {square.name}")
+            runtime = f"{runtimes[i]} ({', '.join(providers[i])})"
+            rows.append(bench_variant(v, loaded, split, white, latency=latency[i], memory_batch=fixed[i] or max(sizes),
+                                      warmup=warmup, threads=threads, device=device, square=square, seed=seed,
+                                      notes=format_notes(v, loaded, runtime, fixed[i], sizes),
                                       trust_program=trust_program))
-            rounds.advance()
+            done.advance()
     return BenchReport(format=FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        environment=environment(),
-                       settings={**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs, "threads": threads,
-                                 "device": device, "attacks": list(attacks), "square_queries": square_queries,
-                                 "seed": seed},
-                       variants=rows, seconds=time.perf_counter() - t0)
+                       settings={**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs,
+                                 "rounds": min(rounds, runs), "threads": threads, "device": device,
+                                 "attacks": list(attacks), "square_queries": square_queries, "seed": seed,
+                                 "reference": variants[0].name},
+                       variants=rows, seconds=time.perf_counter() - t0, speed_warnings=speed_warnings(rows))

@@ -14,9 +14,10 @@ from compressor.io import atomic_write, atomic_write_text, check_output
 from compressor.reporting import fmt, table, to_json
 
 from .schema import load_schema, validate
+from .speedup import interval_text
 
 COLUMNS = ["name", "format", "providers", "batch", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MB", "file MB",
-           "clean", "agree", "transfer", "square", "robust"]
+           "clean", "agree", "transfer", "square", "robust", "speedup (95% CI)", "decision"]
 OUTPUTS = ("json", "csv", "md", "png")
 
 
@@ -45,11 +46,32 @@ def rows(report: dict[str, Any]) -> list[list[Any]]:
     for v in report["variants"]:
         mem = v["memory"].get("cuda_peak_bytes", v["memory"]["rss_delta_bytes"])
         for lat in v["latency"]:
-            out.append([v["name"], v["format"], ",".join(v["providers"]), lat["batch_size"], lat["p50"] * 1e3,
+            sp = lat.get("speedup")  # absent in reports written before the interleaved rounds
+            batch = lat["batch_size"] if "requested_batch_size" not in lat else \
+                f"{lat['batch_size']} (for {lat['requested_batch_size']})"
+            out.append([v["name"], v["format"], ",".join(v["providers"]), batch, lat["p50"] * 1e3,
                         lat["p90"] * 1e3, lat["p99"] * 1e3, lat["throughput"], mem / 1e6, v["file_bytes"] / 1e6,
                         v["clean_accuracy"], v["agreement_clean"], v["transfer_worst_case"], v["square"]["accuracy"],
-                        v["robust_accuracy"]])
+                        v["robust_accuracy"], interval_text(sp), _decision(sp, v)])
     return out
+
+
+def _decision(sp: dict[str, Any] | None, variant: dict[str, Any]) -> str:
+    """The speed decision, marked with '*' when the row has a note (e.g. its format runs dense here)."""
+    text = "-" if sp is None else sp["decision"]
+    return text + (" *" if variant.get("notes") else "")
+
+
+def notes_lines(report: dict[str, Any], warnings: bool = True) -> list[str]:
+    """What the table's marks mean: each variant's notes, then (with `warnings`) the speedup intervals that
+    contain 1."""
+    lines = [f"* {v['name']}: {note}" for v in report["variants"] for note in v.get("notes", [])]
+    ref = report["settings"].get("reference")
+    if ref:
+        lines.append(f"speedup: time per item of {ref} / this row's, geometric mean over "
+                     f"{report['settings'].get('rounds')} interleaved rounds, 95 % t-interval; 'unclear' = the "
+                     "interval contains 1 (the spread exceeds the difference), 'same' = within 5 %")
+    return lines + [f"warning: {w}" for w in report.get("speed_warnings", []) if warnings]
 
 
 def rich_table(report: dict[str, Any]) -> Any:
@@ -82,6 +104,7 @@ def to_markdown(report: dict[str, Any]) -> str:
              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows(report)]
+    lines += [""] + [f"- {ln}" for ln in notes_lines(report)]
     return "\n".join(lines) + "\n"
 
 
@@ -132,8 +155,10 @@ def plot_pareto(report: dict[str, Any], path: str | Path) -> Path:
 def pareto_figure(report: dict[str, Any]) -> Any:
     """The Pareto plot as a matplotlib Figure (the caller closes it).
 
-    Colour = compression method (shades for its levels, e.g. 90/95/99 %), marker = runtime; one legend entry per
-    source model and per runtime, beside the axes, so 20+ variants stay legible; only the front is labelled.
+    Two panels, robust and clean accuracy against p50 latency, each with its Pareto front and error bars (accuracy:
+    binomial standard error over the n images; latency: the range of the per-round medians). Colour = compression
+    method (shades for its levels, e.g. 90/95/99 %), marker = runtime; one legend entry per source model and per
+    runtime, beside the axes, so 20+ variants stay legible; only the front is labelled.
     """
     import matplotlib
 
@@ -143,7 +168,6 @@ def pareto_figure(report: dict[str, Any]) -> Any:
 
     variants = report["variants"]
     pts = [(v["latency"][0]["p50"] * 1e3, v["robust_accuracy"]) for v in variants]
-    front = pareto_front(pts)
     methods = list(dict.fromkeys(method_of(v) for v in variants))
     runtimes = list(dict.fromkeys(runtime_of(v) for v in variants))
     sources = list(dict.fromkeys(v["name"].rsplit(":", 1)[0] for v in variants))
@@ -157,33 +181,55 @@ def pareto_figure(report: dict[str, Any]) -> Any:
             colour[s] = tuple(c * shade for c in base[m][:3])
     marker = {r: _MARKERS[i % len(_MARKERS)] for i, r in enumerate(runtimes)}
 
-    fig, ax = plt.subplots(figsize=(10, 5.6), dpi=120)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="0.35", lw=1.0, ls="--", zorder=2,
-            label="Pareto front")
-    for v, (x, y) in zip(variants, pts):
-        ax.scatter([x], [y], color=colour[v["name"].rsplit(":", 1)[0]], marker=marker[runtime_of(v)], s=46,
-                   edgecolors="black", linewidths=0.5, zorder=3)
-    _label_front(ax, fig, [(variants[i]["name"], pts[i]) for i in front], pts)
-    ax.set_ylim(-0.02, 1.05)
-    if pts and max(p[0] for p in pts) / max(min(p[0] for p in pts), 1e-9) > 30:
-        ax.set_xscale("log")
+    n = max(1, int(report["settings"].get("n") or 1))
+    spans = [_latency_span(v) for v in variants]
+    xerr = [[max(0.0, x - lo) for (x, _), (lo, _) in zip(pts, spans)],
+            [max(0.0, hi - x) for (x, _), (_, hi) in zip(pts, spans)]]
+    fig, axes = plt.subplots(2, 1, figsize=(10, 9), dpi=120, sharex=True)
     bs = report["settings"]["batch_sizes"][0]
-    ax.set_xlabel(f"p50 latency at batch {bs} (ms)")
-    ax.set_ylabel("robust accuracy (transfer + Square, worst case)")
-    ax.set_title(f"latency vs robustness ({report['settings']['dataset']}, {len(variants)} variants)")
-    ax.grid(alpha=0.3)
+    for ax, key, label in ((axes[0], "robust_accuracy", "robust accuracy (worst case)"),
+                           (axes[1], "clean_accuracy", "clean accuracy")):
+        ys = [v[key] for v in variants]
+        panel = [(x, y) for (x, _), y in zip(pts, ys)]
+        front = pareto_front(panel)
+        ax.plot([panel[i][0] for i in front], [panel[i][1] for i in front], color="0.35", lw=1.0, ls="--", zorder=2)
+        yerr = [math.sqrt(max(y * (1 - y), 0.0) / n) for y in ys]  # binomial standard error over the n images
+        for i, (v, (x, y)) in enumerate(zip(variants, panel)):
+            c = colour[v["name"].rsplit(":", 1)[0]]
+            ax.errorbar([x], [y], yerr=[yerr[i]], xerr=[[xerr[0][i]], [xerr[1][i]]], fmt="none",
+                        ecolor=c, elinewidth=0.8, alpha=0.7, zorder=2.5)
+            ax.scatter([x], [y], color=c, marker=marker[runtime_of(v)], s=46, edgecolors="black", linewidths=0.5,
+                       zorder=3)
+        ax.set_ylim(-0.02, 1.05)
+        ax.set_xlabel(f"p50 latency at batch {bs} (ms; bars: range of the round medians)" if key == "clean_accuracy"
+                      else "")
+        ax.set_ylabel(f"{label}; bars: ±1 s.e.")
+        ax.grid(alpha=0.3)
+    if pts and max(p[0] for p in pts) / max(min(p[0] for p in pts), 1e-9) > 30:
+        axes[0].set_xscale("log")
+    fig.suptitle(f"latency vs robust and clean accuracy ({report['settings']['dataset']}, {len(variants)} variants, "
+                 f"n={n})")
     src_handles = [Line2D([], [], ls="", marker="o", color=colour[s], markeredgecolor="black", markeredgewidth=0.5,
                           label=s) for s in sources]
     rt_handles = [Line2D([], [], ls="", marker=marker[r], color="0.6", markeredgecolor="black", markeredgewidth=0.5,
                          label=r) for r in runtimes]
     rt_handles.append(Line2D([], [], color="0.35", lw=1.0, ls="--", label="Pareto front"))
-    first = ax.legend(handles=src_handles, title="model (colour)", loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                      fontsize=8, title_fontsize=8, ncol=1 if len(sources) <= 16 else 2, frameon=False)
-    ax.add_artist(first)
-    ax.legend(handles=rt_handles, title="runtime (marker)", loc="lower left", bbox_to_anchor=(1.01, 0.0),
-              fontsize=8, title_fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))  # the right fifth holds the legends
+    first = axes[0].legend(handles=src_handles, title="model (colour)", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                           fontsize=8, title_fontsize=8, ncol=1 if len(sources) <= 16 else 2, frameon=False)
+    axes[0].add_artist(first)
+    axes[0].legend(handles=rt_handles, title="runtime (marker)", loc="upper left", bbox_to_anchor=(1.01, -0.05),
+                   fontsize=8, title_fontsize=8, frameon=False)
+    for ax, key in ((axes[0], "robust_accuracy"), (axes[1], "clean_accuracy")):
+        panel = [(x, v[key]) for (x, _), v in zip(pts, variants)]
+        _label_front(ax, fig, [(variants[i]["name"], panel[i]) for i in pareto_front(panel)], panel)
     return fig
+
+
+def _latency_span(variant: dict[str, Any]) -> tuple[float, float]:
+    """Lowest and highest per-round p50 (ms) at the first batch size; the p50 itself for an older report."""
+    lat = variant["latency"][0]
+    rounds = lat.get("round_p50") or [lat["p50"]]
+    return min(rounds) * 1e3, max(rounds) * 1e3
 
 
 def _label_front(ax: Any, fig: Any, points: Sequence[tuple[str, tuple[float, float]]],
@@ -192,7 +238,7 @@ def _label_front(ax: Any, fig: Any, points: Sequence[tuple[str, tuple[float, flo
     earlier label and no marker; a label that fits nowhere is left out (the legend still identifies the point)."""
     from matplotlib.transforms import Bbox
 
-    fig.tight_layout(rect=(0, 0, 0.8, 1))  # place labels in the final geometry
+    fig.tight_layout(rect=(0, 0, 0.8, 1))  # place labels in the final geometry (the right part holds the legends)
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     to_px = ax.transData.transform

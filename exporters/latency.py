@@ -42,9 +42,15 @@ def measure_latency(fn: Callable[[], Any], *, warmup: int = 10, runs: int = 50, 
             if sync is not None:
                 sync()
             times[i] = time.perf_counter() - t0
+    return latency_stats(times, warmup=warmup, batch_size=batch_size)
+
+
+def latency_stats(times: np.ndarray, *, warmup: int, batch_size: int | None = None) -> dict[str, float | int]:
+    """Seconds of timed runs as p50/p90/p99/mean/min/max, with ``throughput`` (items/s at the mean) for a batch."""
+    times = np.asarray(times, float).ravel()
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     out: dict[str, float | int] = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(times.mean()),
-                                   "min": float(times.min()), "max": float(times.max()), "runs": runs,
+                                   "min": float(times.min()), "max": float(times.max()), "runs": int(times.size),
                                    "warmup": warmup}
     if batch_size is not None:
         out["batch_size"] = batch_size

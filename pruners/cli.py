@@ -173,8 +173,7 @@ def _print(report: PruneReport) -> None:
             ("singular layers (kappa inf)", "singular_layers"), ("kappa on the support, mean", "kappa_support_mean"),
             ("kappa on the support, max", "kappa_support_max"), ("Lipschitz bound", "lipschitz_bound")]
     rows = [(label, report.before[k], report.after[k]) for label, k in keys]
-    console.print(table(f"{report.method}: {report.sparsity_target:.2%} target, {report.sparsity_achieved:.2%} "
-                        f"achieved ({report.allocation}, {report.pattern}) on {report.dataset} test "
+    console.print(table(f"{report.headline()} ({report.allocation}, {report.pattern}) on {report.dataset} test "
                         f"(n={report.eval['n']}) -> {report.output}", ["key", "before", "after"], rows))
     layer_rows = [(r["layer"], "x".join(map(str, r["shape"])), r["pattern"], r["sparsity"], r["kappa_before"],
                    r["kappa_after"], r["kappa_support_after"], r["rank_after"]) for r in report.layers]
@@ -188,6 +187,10 @@ def _print(report: PruneReport) -> None:
         console.print(f"transform {t['name']}: " + ", ".join(f"{k}={v}" for k, v in t.items()
                                                               if k in ("ratio", "importance", "round_to", "pattern",
                                                                        "reg", "nu")))
+        if t.get("kept_coupled"):
+            console.print(f"transform {t['name']}: kept at full width (their channels feed an operation Torch-Pruning "
+                          f"cannot follow, e.g. a parameter-free shortcut): {', '.join(t['kept_coupled'])}",
+                          soft_wrap=True)
     if report.pattern_skipped:
         console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report.pattern_skipped)}")
     for p in report.plots or []:

@@ -42,6 +42,16 @@ class PruneReport:
     updates: dict[str, Any] = field(default_factory=dict)  # the schedule's log: steps per epoch, mask / Z-U updates
     lcc_shrink: dict[str, float] | None = None  # TSCNC: per layer, the cumulative relative shrink L_CC caused
     seconds: float = 0.0
+    structural: dict[str, Any] | None = None  # channels removed, parameters and MACs before -> after (`channels`)
+
+    def headline(self) -> str:
+        """The title line: structural compression for a transform-only job (channels), else the sparsity."""
+        s = self.structural
+        if s is not None and (self.method == "none" or not self.sparsity_achieved):
+            return (f"channels: {s['channels_removed']:,} of {s['channels_before']:,} channels removed, parameters "
+                    f"{s['parameters']['before']:,} -> {s['parameters']['after']:,}, MACs "
+                    f"{_count(s['macs']['before'])} -> {_count(s['macs']['after'])}")
+        return f"{self.method}: {self.sparsity_target:.2%} target, {self.sparsity_achieved:.2%} achieved"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``plots`` only when there are plots)."""
@@ -49,3 +59,18 @@ class PruneReport:
         if self.plots is None:
             del out["plots"]
         return out
+
+
+def _count(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def structural_summary(entries: list[dict[str, Any]], change: dict[str, Any]) -> dict[str, Any] | None:
+    """Channels removed (from the `channels` transform entries) with parameters and MACs before -> after."""
+    chans = [e for e in entries if e.get("name") == "channels" and "channels_before" in e]
+    if not chans:
+        return None
+    before, after = chans[0]["channels_before"], chans[-1]["channels_after"]
+    return {"channels_before": before, "channels_after": after, "channels_removed": before - after,
+            "kept_coupled": [n for e in chans for n in e.get("kept_coupled", [])],
+            "parameters": change["parameters"], "macs": change["macs"]}

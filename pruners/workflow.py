@@ -27,7 +27,7 @@ from compressor.training.engine import check_fingerprints, read_state
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
-from .report import PruneReport
+from .report import PruneReport, structural_summary
 from .callback import PrunerCallback
 from .monitor import ConditionTracker, condition_summary
 from .plots import plot_kappa_epochs, plot_kappa_layers
@@ -254,6 +254,7 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
                          eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
         report.transforms = [_entry_summary(e) for e in transform_entries]
+        report.structural = structural_summary(transform_entries, report.size["change"])
         report.normalization, report.sparsity_default = loaded.normalization, defaulted
         report.output_default, report.reload_flags = chosen_output, _reload_flags(ck, loaded)
         entry = {"name": pruner.name, "kind": "prune", "structural": False,

@@ -1,89 +1,103 @@
-"""The akamaster CIFAR-10 ResNets (``resnet20`` ... ``resnet56`` of akamaster/pytorch_resnet_cifar10, the most
-common public CIFAR ResNet release), written from the published architecture facts so their state dicts load
-unchanged (the files predate BatchNorm's ``num_batches_tracked``: compressor loads them as PyTorch does).
+"""The akamaster CIFAR-10 ResNets (akamaster/pytorch_resnet_cifar10 ``resnet.py``: resnet20/32/44/56), written from
+the published architecture facts so their state dicts (``{'state_dict', 'best_prec1'}``, keys prefixed ``module.``)
+load unchanged.
 
-Facts (upstream ``resnet.py``): a 3x3 stem conv (16 channels, no bias) -> BatchNorm -> ReLU; three stages of n
-BasicBlocks (conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU) at 16, 32 and 64 channels, the
-last two starting with stride 2; the option-A shortcut where the shape changes is parameter-free (stride-2
-subsampling, zero-padded channels); global average pooling -> Linear(64, classes). ResNet-20 has n = 3, ResNet-56
-n = 9. The models take normalised input and hold no normalisation: pass the mean and std from
-../shared/checkpoints/README.md (``--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225``); compressor puts a
-`Normalize` in front so every attack works in [0, 1] pixel space.
+Facts: a 3x3 stem at 16 channels with BatchNorm; three stages of n BasicBlocks (conv3x3-BN-ReLU-conv3x3-BN, ReLU
+after the add) at 16, 32, 64 channels, the first block of stages 2 and 3 with stride 2; option-A shortcuts where the
+shape changes: a parameter-free ``LambdaLayer`` that subsamples ``x[:, :, ::2, ::2]`` and zero-pads planes // 4
+channels on each side; global average pooling; ``linear`` to the classes. Bias-free convolutions. The weights take
+normalised input (ImageNet mean/std, see ../shared/checkpoints/README.md): pass them as `mean`/`std` (the model is
+then wrapped in a `Normalize`).
 
-Use: ``compressor eval resnet20-12fca82f.th --arch benchmarks.models.akamaster:resnet20 --mean ... --std ...``.
+Use: ``compressor prune resnet20-12fca82f.th --arch benchmarks.models.akamaster:resnet20 --mean ... --std ...``.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["AkamasterResNet", "resnet20", "resnet32", "resnet44", "resnet56"]
+__all__ = ["LambdaLayer", "BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56"]
 
 
-class ShortcutA(nn.Module):
-    """Option A: x[:, :, ::2, ::2] with `pad` zero channels on each side (no parameters)."""
+class LambdaLayer(nn.Module):
+    """A module around a parameter-free function (the option-A shortcut)."""
 
-    def __init__(self, pad: int):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
-        self.pad = pad
+        self.lambd = fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        return self.lambd(x)
 
 
 class BasicBlock(nn.Module):
-    """conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU."""
+    """conv3x3(stride)-BN-ReLU-conv3x3-BN plus the shortcut (identity, or option A: subsample and zero-pad), ReLU."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut: nn.Module = ShortcutA(cout // 4) if stride != 1 or cin != cout else nn.Sequential()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            pad = planes // 4
+            self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
 
 
-class AkamasterResNet(nn.Module):
-    """Stem -> three stages of `n` BasicBlocks (16, 32, 64 channels) -> average pool -> Linear."""
+class CifarResNet(nn.Module):
+    """Stem (16) -> three stages of `n` BasicBlocks (16, 32, 64; stride 2 between) -> global pool -> linear."""
 
     def __init__(self, n: int, num_classes: int = 10, in_chans: int = 3):
         super().__init__()
+        self.in_planes = 16
         self.conv1 = nn.Conv2d(in_chans, 16, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        cin = 16
-        for i, (cout, stride) in enumerate(((16, 1), (32, 2), (64, 2)), 1):
-            blocks = [BasicBlock(cin if j == 0 else cout, cout, stride if j == 0 else 1) for j in range(n)]
-            self.add_module(f"layer{i}", nn.Sequential(*blocks))
-            cin = cout
+        self.layer1 = self._stage(16, n, 1)
+        self.layer2 = self._stage(32, n, 2)
+        self.layer3 = self._stage(64, n, 2)
         self.linear = nn.Linear(64, num_classes)
+
+    def _stage(self, planes: int, n: int, stride: int) -> nn.Sequential:
+        blocks = []
+        for s in [stride] + [1] * (n - 1):
+            blocks.append(BasicBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
-        return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
 
 
-def resnet20(num_classes: int = 10, in_chans: int = 3) -> AkamasterResNet:
-    """akamaster ResNet-20 (3 blocks per stage, 0.27 M parameters)."""
-    return AkamasterResNet(3, num_classes, in_chans)
+def resnet20(num_classes: int = 10, in_chans: int = 3) -> CifarResNet:
+    """akamaster ResNet-20 (3 blocks per stage)."""
+    return CifarResNet(3, num_classes, in_chans)
 
 
-def resnet32(num_classes: int = 10, in_chans: int = 3) -> AkamasterResNet:
+def resnet32(num_classes: int = 10, in_chans: int = 3) -> CifarResNet:
     """akamaster ResNet-32 (5 blocks per stage)."""
-    return AkamasterResNet(5, num_classes, in_chans)
+    return CifarResNet(5, num_classes, in_chans)
 
 
-def resnet44(num_classes: int = 10, in_chans: int = 3) -> AkamasterResNet:
+def resnet44(num_classes: int = 10, in_chans: int = 3) -> CifarResNet:
     """akamaster ResNet-44 (7 blocks per stage)."""
-    return AkamasterResNet(7, num_classes, in_chans)
+    return CifarResNet(7, num_classes, in_chans)
 
 
-def resnet56(num_classes: int = 10, in_chans: int = 3) -> AkamasterResNet:
+def resnet56(num_classes: int = 10, in_chans: int = 3) -> CifarResNet:
     """akamaster ResNet-56 (9 blocks per stage)."""
-    return AkamasterResNet(9, num_classes, in_chans)
+    return CifarResNet(9, num_classes, in_chans)

@@ -15,7 +15,7 @@ from compressor.progress import quiet as no_bars
 from compressor.reporting import normalization_text, stdout_console, to_json
 
 from ..bench import parse_variants, run_bench
-from ..bench_report import check_outputs, rich_table, write_outputs
+from ..bench_report import check_outputs, notes_lines, rich_table, write_outputs
 from .export import int_list
 
 
@@ -28,7 +28,9 @@ def bench_cmd(
                                                 help="Engine exported from the (single) MODEL; repeatable."),
     batch_sizes: str = typer.Option("1,64", "--batch-sizes", help="Batch-size sweep for latency, e.g. 1,16,64."),
     warmup: int = option_from(run_bench, "warmup", help="Untimed runs before timing each batch size."),
-    runs: int = option_from(run_bench, "runs", help="Timed runs per batch size."),
+    runs: int = option_from(run_bench, "runs", help="Timed runs per variant and batch size, split over --rounds."),
+    rounds: int = option_from(run_bench, "rounds", help="Interleaved rounds: each times every variant in turn; the "
+                              "speedup interval is over rounds."),
     threads: int = option_from(run_bench, "threads", help="Intra-op threads, pinned for every runtime."),
     device: str = option_from(run_bench, "device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
     attacks: str = typer.Option("pgd20", "--attacks",
@@ -47,8 +49,9 @@ def bench_cmd(
     quiet: bool = Quiet,
     json_out: bool = Json,
 ) -> None:
-    """Latency p50/p90/p99 and throughput per batch size, peak memory, file size, clean accuracy, transferred
-    white-box and black-box Square robustness of each variant; one session at a time, threads pinned."""
+    """Latency p50/p90/p99, throughput and speedup over the first variant (with a 95 % interval over interleaved
+    rounds) per batch size, peak memory, file size, clean accuracy, transferred white-box and black-box Square
+    robustness of each variant; threads pinned."""
     eps_v = eps_value(eps)
     attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
     sizes = int_list(batch_sizes, "--batch-sizes")
@@ -57,19 +60,22 @@ def bench_cmd(
     outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out or quiet else (lambda msg: typer.echo(msg, err=True))
     with output_lock(*outputs.values()), no_bars(quiet or json_out):
-        report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, threads=threads, device=device,
+        report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, rounds=rounds, threads=threads,
+                           device=device,
                            attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
                            dataset=dataset, data_root=data_root, log=log, model_options=options)
         paths = write_outputs(report.to_dict(), out, force)
     warnings = [f"{v.model} (white-box): {w}" for v in report.variants for w in v.source.warnings]
     warnings += [f"{v.name}: {w}" for v in report.variants for w in v.warnings]
-    for w in dict.fromkeys(warnings):
+    for w in dict.fromkeys(warnings + report.speed_warnings):
         typer.echo(f"warning: {w}", err=True)
     if json_out:
         print(to_json(report))
         return
     console = stdout_console()
     console.print(rich_table(report.to_dict()))
+    for line in notes_lines(report.to_dict(), warnings=False):  # the warnings went to stderr
+        console.print(line, soft_wrap=True)
     for name, norm in dict.fromkeys((v.model, str(normalization_text(v.normalization))) for v in report.variants):
         console.print(f"{name}: input normalisation {norm}")
     env = report.environment

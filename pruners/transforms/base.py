@@ -17,9 +17,11 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Sequence
 
+import torch
 from torch import nn
 
 from compressor.errors import CompressorError
+from compressor.models import Normalized
 from compressor.registry import TRANSFORMS
 from compressor.training import Callback
 
@@ -153,18 +155,75 @@ def check_recorded(transforms: Sequence[Transform], recorded: Sequence[dict]) ->
 
 
 def apply_transforms(model: nn.Module, transforms: Sequence[Transform], context: TransformContext) -> list[dict]:
-    """Apply `transforms` in order to `model` in place; their checkpoint entries, in the same order."""
-    return [t.apply(model, context) for t in transforms]
+    """Apply `transforms` in order to `model` in place; their checkpoint entries, in the same order.
+
+    Each structural transform is checked where it happens: the model must still run an example batch of the
+    input shape and give the output shape it gave before (a one-line error otherwise, before any training)."""
+    entries = []
+    shape = output_shape(model, context.input_shape) if any(t.structural for t in transforms) else None
+    for t in transforms:
+        entries.append(t.apply(model, context))
+        if t.structural:
+            check_runs(model, context.input_shape, shape, f"`transforms` {t.name}")
+    return entries
+
+
+def example_batch(model: nn.Module, input_shape: Sequence[int], batch: int = 2) -> torch.Tensor:
+    """A fixed random batch of `input_shape` (uniform [0, 1) pixels) on the model's device."""
+    param = next(model.parameters(), None)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, *input_shape, generator=gen)
+    return x.to(param.device) if param is not None else x
+
+
+def output_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
+    """The output shape of `model` on an example batch (eval mode, no grad; the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return tuple(model(example_batch(model, input_shape)).shape)
+    finally:
+        model.train(was_training)
+
+
+def run_problem(model: nn.Module, input_shape: Sequence[int], expected: tuple[int, ...]) -> str | None:
+    """Why `model` does not run an example batch to the `expected` output shape (None when it does)."""
+    try:
+        got = output_shape(model, input_shape)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        return f"fails on an example batch ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    if got != expected:
+        return f"gives output shape {list(got)} instead of {list(expected)}"
+    return None
+
+
+def check_runs(model: nn.Module, input_shape: Sequence[int], expected: tuple[int, ...], what: str) -> None:
+    """One-line error when `model` no longer runs an example batch to the `expected` output shape."""
+    problem = run_problem(model, input_shape, expected)
+    if problem is not None:
+        raise CompressorError(f"{what} left a model that {problem}: the model has an operation the transform "
+                              "cannot follow; keep the layers around it (e.g. channels:...,ignore=GLOBS)")
+
+
+def wrapper_prefix(model: nn.Module) -> str:
+    """The prefix the loader's wrapper adds to the user's layer names ('model.' behind a `Normalized`), else ''."""
+    return "model." if isinstance(model, Normalized) else ""
+
+
+def user_name(model: nn.Module, name: str) -> str:
+    """A layer name as the user's own model spells it (without the loader's wrapper prefix)."""
+    return name.removeprefix(wrapper_prefix(model))
 
 
 def match_layers(model: nn.Module, globs: Sequence[str], kinds: tuple[type, ...], what: str) -> list[str]:
     """Names of `kinds` modules matching any glob; a glob that matches none is an error listing the candidates."""
     names = [n for n, m in model.named_modules() if isinstance(m, kinds)]
     chosen: list[str] = []
-    for glob in globs:
-        hits = [n for n in names if fnmatch.fnmatchcase(n, glob)]
+    for glob in globs:  # the user's own names match, and so do the loader's (with its wrapper prefix)
+        hits = [n for n in names if fnmatch.fnmatchcase(n, glob) or fnmatch.fnmatchcase(user_name(model, n), glob)]
         if not hits:
-            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            shown = ", ".join(user_name(model, n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
             raise CompressorError(f"{what} glob '{glob}' matches no {'/'.join(k.__name__ for k in kinds)} layer: "
                                   f"the candidates are {shown or 'none'}")
         chosen += [n for n in hits if n not in chosen]

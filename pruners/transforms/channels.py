@@ -3,6 +3,7 @@ pruning history so that the smaller architecture is rebuilt from a checkpoint wi
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,8 @@ from compressor.training import DistContext
 from .. import register_transform
 from ..masking import MaskedLayers, finalize
 from ..scores import split_source, taylor_scores
-from .base import GLOBS, SpecOptions, Transform, TransformContext, match_layers, parse_globs
+from .base import (GLOBS, SpecOptions, Transform, TransformContext, match_layers, output_shape, parse_globs,
+                   run_problem, user_name)
 
 IMPORTANCES = ("magnitude", "taylor", "pruner")
 
@@ -164,10 +166,68 @@ class Channels(Transform):
                                   "importance=magnitude or taylor")
         return {m: s.detach().float() for m, s in zip(layers.modules, scores)}
 
+    def _trial(self, model: nn.Module, input_shape: tuple[int, ...], ignored: list[str],
+               group_of: str | None = None) -> str | None:
+        """Remove channels from a copy of `model` (all groups, or only the group of layer `group_of`) and say why
+        the copy does not run to the same output shape (None when it does); `model` is left as it was."""
+        import torch_pruning as tp
+
+        expected = output_shape(model, input_shape)
+        trial = copy.deepcopy(model).eval()
+        example = example_input(trial, input_shape)
+        if group_of is None:
+            tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
+                                 pruning_ratio=self.ratio, ignored_layers=[trial.get_submodule(n) for n in ignored],
+                                 round_to=self.round_to).step()
+        else:
+            layer = trial.get_submodule(group_of)
+            graph = tp.DependencyGraph().build_dependency(trial, example, verbose=False)
+            fn = tp.prune_conv_out_channels if isinstance(layer, nn.modules.conv._ConvNd) else \
+                tp.prune_linear_out_channels
+            width = int(layer.weight.shape[0])
+            count = min(width - 1, max(1, int(width * self.ratio) // self.round_to * self.round_to or 1))
+            if count < 1:
+                return None
+            graph.get_pruning_group(layer, fn, idxs=list(range(count))).prune()
+        return run_problem(trial, input_shape, expected)
+
+    def coupled(self, model: nn.Module, input_shape: tuple[int, ...], ignored: list[str]) -> list[str]:
+        """Layers whose output channels feed an operation Torch-Pruning cannot follow (a parameter-free shortcut
+        that slices or pads channels, a custom op), found by trial removals on copies: kept at full width.
+
+        A one-line error when the model still does not run with them kept."""
+        problem = self._trial(model, input_shape, ignored)
+        if problem is None:
+            return []
+        import torch_pruning as tp
+
+        graph = tp.DependencyGraph().build_dependency(copy.deepcopy(model).eval(),
+                                                      example_input(model, input_shape), verbose=False)
+        names = {id(m): n for n, m in graph.model.named_modules()}
+        out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
+        kept: list[str] = []
+        for group in graph.get_all_groups(ignored_layers=[graph.model.get_submodule(n) for n in ignored],
+                                          root_module_types=[nn.modules.conv._ConvNd, nn.Linear]):
+            members = [names[id(dep.target.module)] for dep, _ in group
+                       if dep.handler in out_fns and id(dep.target.module) in names]
+            members = [n for n in dict.fromkeys(members) if n not in ignored]
+            if members and self._trial(model, input_shape, ignored, group_of=members[0]) is not None:
+                kept += members
+        problem = self._trial(model, input_shape, ignored + kept)
+        if problem is not None:
+            shown = "|".join(user_name(model, n) for n in kept) or "the layers around it"
+            raise CompressorError(f"`transforms` channels: removing channels leaves a model that {problem}, and "
+                                  f"keeping the coupled layers ({shown}) does not fix it: Torch-Pruning cannot follow "
+                                  "an operation of this model; choose the layers to keep with channels:...,ignore=GLOBS")
+        return kept
+
     def apply(self, model: nn.Module, context: TransformContext) -> dict[str, Any]:
         import torch_pruning as tp
 
-        ignored = [model.get_submodule(n) for n in self.ignored(model)]
+        names = self.ignored(model)
+        kept = self.coupled(model, context.input_shape, names)
+        before = channel_counts(model)
+        ignored = [model.get_submodule(n) for n in names + kept]
         if self.importance == "magnitude":
             importance = tp.importance.GroupMagnitudeImportance(p=2)
         else:
@@ -179,9 +239,12 @@ class Channels(Transform):
         pruner.step()
         model.train(was_training)
         history = [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.pruning_history()]
+        after = channel_counts(model)
         return {"name": self.name, "kind": "transform", "structural": True, "ratio": self.ratio,
                 "importance": self.importance, "round_to": self.round_to, "input_shape": list(context.input_shape),
-                "ignored": self.ignored_names(model, ignored), "history": history, "channels": channel_counts(model)}
+                "ignored": self.ignored_names(model, ignored), "history": history, "channels": after,
+                "kept_coupled": [user_name(model, n) for n in kept],
+                "channels_before": sum(before.values()), "channels_after": sum(after.values())}
 
     @staticmethod
     def ignored_names(model: nn.Module, modules: list[nn.Module]) -> list[str]:
