@@ -48,6 +48,7 @@ import copy
 import datetime as _dt
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -69,7 +70,7 @@ from compressor.data.core import stratified_indices
 from compressor.environment import load_average, machine_info
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
-from compressor.io import atomic_write_text
+from compressor.io import atomic_write_text, process_alive
 from compressor.models import create_model
 from compressor.reporting import fmt, to_json
 from compressor.training import TrainConfig, Trainer
@@ -522,6 +523,28 @@ class RowCache:
 
     def put(self, key: str, row: dict[str, Any]) -> None:
         atomic_write_text(self.folder / f"{key}.json", to_json(row) + "\n")
+        self.folder.joinpath(f"{key}.claim").unlink(missing_ok=True)
+
+    def claim(self, key: str) -> bool:
+        """Reserve row `key` for this process (False: another live process runs it), so that several processes
+        with the same command share one grid; a claim whose process has died is taken over."""
+        path = self.folder / f"{key}.claim"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and (pid == os.getpid() or process_alive(pid)):
+                    return pid == os.getpid()
+                path.unlink(missing_ok=True)  # a dead process's claim
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
 
 
 class MemoryCache(RowCache):
@@ -537,6 +560,9 @@ class MemoryCache(RowCache):
 
     def put(self, key, row):
         self.rows[key] = row
+
+    def claim(self, key):
+        return True
 
 
 # ---------------------------------------------------------------- overhead
@@ -899,7 +925,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
             continue
         saved = args.save_models / f"{spec.key}.pt" if args.save_models else None
         where = f"[{i + 1}/{len(grid)}] {spec.label} ({spec.group}) @ {spec.sparsity:g} seed {spec.seed}"
-        if row is None and not out_of_time:
+        if row is None and not out_of_time and cache.claim(spec.key):
             row, model = run_row(dense, data, spec, args)
             if saved is not None:
                 saved.parent.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,8 @@ TMP_MARK = ".tmp-"  # temporary files are .NAME.tmp-PID-N.SUFFIX: recognisable, 
 _counter = itertools.count()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,8 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         return removed
     for p in entries:
         pid = p.name[len(prefix):].split("-", 1)[0]
-        if p.name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)) and not p.is_symlink() and p.is_file():
+        if p.name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)) and not p.is_symlink() \
+                and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

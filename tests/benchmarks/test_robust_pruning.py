@@ -100,6 +100,24 @@ def test_grid_runs_sparsity_major_with_the_matched_schedule(bench):
     assert "schedule" not in dict(by[("hydra", "layer")].options)  # HYDRA's prune phase is its score search
 
 
+def test_processes_share_a_cache_through_claims(bench, tmp_path):
+    import os
+    import subprocess
+
+    cache = bench.RowCache(tmp_path / "rows", {"a": 1}, "now")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "rows" / "busy.claim").write_text(str(other.pid))  # a live process runs this row
+        assert not cache.claim("busy")
+    finally:
+        other.kill()
+        other.wait()
+    assert cache.claim("busy")  # its process died: taken over
+    assert cache.claim("busy") and (tmp_path / "rows" / "busy.claim").read_text() == str(os.getpid())
+    cache.put("busy", {"x": 1})
+    assert not (tmp_path / "rows" / "busy.claim").exists() and cache.get("busy") == {"x": 1}
+
+
 def test_max_minutes_leaves_rows_for_the_next_chunk(bench, tmp_path):
     argv = [*TINY, "--methods", "magnitude", "--sparsities", "0.9,0.95", "--seeds", "0", "--allocations", "global",
             "--cache", str(tmp_path / "rows"), "--max-minutes", "0", "--out", str(tmp_path)]
