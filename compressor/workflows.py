@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .attacks import build_attack, preserved_rng
+from .budget import MAX_CLASSES
 from .checkpoint import LoadedModel, library_versions, load_model, make_provenance, save_checkpoint
 from .data import DataBundle, DatasetInfo, load_dataset
 from .errors import CompressorError
@@ -98,6 +99,9 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     """
     if num_classes is not None and num_classes < 1:
         raise CompressorError(f"`num_classes` must be at least 1, got {num_classes}")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise CompressorError(f"`num_classes` {num_classes:,} is more than the {MAX_CLASSES:,} classes compressor "
+                              "builds a classifier for: give the dataset's class count")
     data = None
     if dataset is not None:
         data = load_dataset(dataset, data_root, download=download, seed=seed)
