@@ -165,8 +165,9 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
         res = evaluate(model, part, built, batch_size=batch_size, n=n, device=dev, progress=progress,
                        keep_adv=save_adv is not None)
     adversarial = res.pop("adversarial", None)
-    protocol = {"dataset": data.info.name, "split": split, "n": res["n"], "norm": norm, "eps": eps, "seed": seed,
-                "batch_size": batch_size, "device": str(dev), "model_mode": "eval", "dtype": "float32",
+    protocol = {"dataset": data.info.name, "split": split, "split_description": data.describe(split),
+                "n": res["n"], "norm": norm, "eps": eps, "seed": seed, "batch_size": batch_size, "device": str(dev),
+                "model_mode": "eval", "dtype": "float32",
                 "normalization": normalization or {"source": "not recorded by the caller"},
                 "attacks": {a.name: a.protocol() for a in built},
                 "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}

@@ -96,6 +96,10 @@ class DataBundle:
             raise CompressorError(f"unknown split '{name}': choose train, val, test or all (the whole dataset)")
         return getattr(self, name)
 
+    def describe(self, name: str) -> str:
+        """What split `name` holds, in words: its name, or e.g. that it is a part held out of a file without one."""
+        return self.extra.get("described", {}).get(name, name)
+
     def size(self) -> int:
         """Images in all splits together."""
         return len(self.extra["all"]) if "all" in self.extra else len(self.train) + len(self.val) + len(self.test)

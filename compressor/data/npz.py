@@ -120,6 +120,7 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
     with data:
         keys = set(data.files)
         full = None  # with only x, y: the whole file, in its order (--split all)
+        described = {}
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
             train = _split(data, "x_train", "y_train", path)
             test = _split(data, "x_test", "y_test", path)
@@ -135,6 +136,8 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
             trainval, test_idx = stratified_indices(full.y.numpy(), TEST_FRACTION, seed)
             train, val = carve_validation(full.subset(trainval), val_size or DEFAULT_VAL_FRACTION, seed)
             test = full.subset(test_idx)
+            described["test"] = (f"test split (a stratified {TEST_FRACTION:.0%} of x, y held out with seed {seed}: "
+                                 "the file has no test split of its own)")
             notes = (f"{path}: fixed stratified split of x, y with seed {seed}: {TEST_FRACTION:.0%} test, then "
                      f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest; --split all: every image")
         else:
@@ -154,7 +157,8 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
         classes=tuple(str(i) for i in range(num_classes)), augment="none",
         default_eps=8 / 255 if c == 3 else 0.1, notes=notes,
     )
-    return DataBundle(info, train, val, test, extra={"all": full} if full is not None else {})
+    extra = {"all": full, "described": described} if full is not None else {}
+    return DataBundle(info, train, val, test, extra=extra)
 
 
 def _resolve(name: str) -> Callable | None:
