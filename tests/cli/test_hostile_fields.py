@@ -182,3 +182,50 @@ def test_macs_on_meta_equal_the_real_count():
     meta = _count_macs(_meta_copy(model), torch.empty(1, 3, 32, 32, device="meta"), 1)
     assert meta == _count_macs(model, torch.zeros(1, 3, 32, 32), 1)
     assert next(model.parameters()).device.type == "cpu"  # the model itself is untouched
+
+
+def test_prune_without_finetuning_succeeds(ws, capsys):
+    out = ws / "no-ft.pt"
+    code, _, err = cli(capsys, "prune", str(ws / "dense.pt"), "-m", "magnitude", "--sparsity", "0.5",
+                       "--epochs-prune", "1", "--epochs-finetune", "0", "--adv", "none", "-o", str(out), "--quiet")
+    try:
+        assert code == 0, err
+        saved = torch.load(out, weights_only=True)
+        weights = [v for k, v in saved["state_dict"].items() if k.endswith("weight") and v.dim() > 1]
+        assert sum(int((w == 0).sum()) for w in weights) >= 0.45 * sum(w.numel() for w in weights)
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def test_bench_without_square_succeeds(ws, capsys):
+    out = ws / "bench0"
+    code, stdout, err = cli(capsys, "bench", str(ws / "dense.pt"), "--square-queries", "0", "--batch-sizes", "1",
+                            "--runs", "2", "--warmup", "0", "--n", "8", "--attacks", "fgsm", "--out", str(out),
+                            "--json")
+    try:
+        assert code == 0, err
+        report = json.loads(stdout)
+        assert report["settings"]["square_queries"] == 0
+        assert all(v["square"] is None for v in report["variants"])
+        assert "no Square attack" in (out / "bench.md").read_text()
+        from exporters.schema import load_schema, validate
+
+        assert validate(json.loads((out / "bench.json").read_text()), load_schema("bench")) == []
+    finally:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_eval_names_the_held_out_test_part(ws, capsys):
+    path = ws / "xy.npz"
+    np.savez(path, x=(np.random.default_rng(0).random((60, 1, 8, 8)) * 255).astype(np.uint8), y=np.arange(60) % 10)
+    try:
+        code, out, err = cli(capsys, "eval", str(ws / "dense.pt"), "--attacks", "fgsm", "--dataset", f"npz:{path}")
+        assert code == 0, err
+        assert "stratified 20% of x, y held out" in out.replace("\n", " ") or "stratified 20%" in out
+        code, out, err = cli(capsys, "eval", str(ws / "dense.pt"), "--attacks", "fgsm", "--dataset", f"npz:{path}",
+                             "--json")
+        assert json.loads(out)["protocol"]["split_description"].startswith("test split (a stratified 20%")
+    finally:
+        path.unlink()
