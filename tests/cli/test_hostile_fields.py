@@ -219,11 +219,12 @@ def test_bench_without_square_succeeds(ws, capsys):
 
 def test_eval_names_the_held_out_test_part(ws, capsys):
     path = ws / "xy.npz"
-    np.savez(path, x=(np.random.default_rng(0).random((60, 1, 8, 8)) * 255).astype(np.uint8), y=np.arange(60) % 10)
+    x = (np.random.default_rng(0).random((200, 1, 8, 8)) * 255).astype(np.uint8)
+    np.savez(path, x=x, y=np.arange(200) % 10)
     try:
         code, out, err = cli(capsys, "eval", str(ws / "dense.pt"), "--attacks", "fgsm", "--dataset", f"npz:{path}")
         assert code == 0, err
-        assert "stratified 20% of x, y held out" in out.replace("\n", " ") or "stratified 20%" in out
+        assert "stratified 20%" in out
         code, out, err = cli(capsys, "eval", str(ws / "dense.pt"), "--attacks", "fgsm", "--dataset", f"npz:{path}",
                              "--json")
         assert json.loads(out)["protocol"]["split_description"].startswith("test split (a stratified 20%")
