@@ -58,6 +58,7 @@ SPOILED = {
     "classes-int": lambda d: d.__setitem__("classes", 3),
     "unknown-nested": lambda d: d.__setitem__("extra", json.loads("[" * 40 + "]" * 40)),
 }
+WIDE = {"width": 20000, "hidden": 20000}  # each in range; together 10+ GB of weights in a 13 KB file
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,9 @@ def ws(tmp_path_factory):
         d = copy.deepcopy(base)
         spoil(d)
         torch.save(d, root / f"{name}.pt")
+    wide = copy.deepcopy(base)
+    wide["arch_kwargs"].update(WIDE)
+    torch.save(wide, root / "wide.pt")
     labels = _labels_npy(10)
     with zipfile.ZipFile(root / "tib.npz", "w") as z:  # a 630-byte file declaring 58 TiB of images
         z.writestr("x.npy", _npy((2**20, 3, 2**12, 2**12), "uint8", b"\0" * 100))
@@ -102,6 +106,8 @@ CASES = [
      r"'arch_kwargs.width' holds float 4.5"),
     ("inspect-input-shape-huge-says-side", ["inspect", f"{R}/input-shape-huge.pt"],
      r"'dataset.input_shape\[1\] \(height\)' holds int 60000"),
+    ("inspect-widths-in-range-beyond-the-file", ["inspect", f"{R}/wide.pt"],
+     "declares an architecture of .* GB of weights but holds .* MB.*nothing was allocated"),
     ("eval-arch-none", ["eval", f"{R}/arch-none.pt", "--attacks", "fgsm", "--n", "4"], "'arch' holds NoneType"),
     ("prune-compression-int", ["prune", f"{R}/compression-int.pt", "-m", "magnitude", "--sparsity", "0.5", "-o",
                                f"{R}/out.pt"], "'compression' holds int 7"),
