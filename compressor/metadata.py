@@ -100,7 +100,7 @@ def check_arch_kwargs(kwargs: Any, what: str = "`arch_kwargs`") -> dict:
     try:
         _arch_kwargs(kwargs, "")
     except FieldError as exc:
-        raise CompressorError(f"{what}: {exc}: pass sizes as positive whole numbers") from None
+        raise CompressorError(f"{what}: {exc}: correct that argument") from None
     return dict(kwargs)
 
 

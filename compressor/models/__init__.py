@@ -39,8 +39,7 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     if len(mean) != in_chans or len(std) != in_chans:
         raise CompressorError(f"normalisation has {len(mean)} channels but the model takes {in_chans}: "
                               "pass one mean and std per input channel")
-    check_arch_kwargs({"num_classes": num_classes, "in_chans": in_chans, "mean": mean, "std": std, **kwargs},
-                      f"model '{name}'")
+    check_arch_kwargs({"num_classes": num_classes, "in_chans": in_chans, **kwargs}, f"model '{name}'")
 
     def build() -> nn.Module:
         try:
