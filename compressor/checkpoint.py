@@ -20,6 +20,7 @@ from .errors import CompressorError
 from .filekind import DESCRIPTIONS, check_regular_file, describe, file_kind
 from .folding import unwrap_model
 from .io import atomic_write, check_output
+from .metadata import check_checkpoint
 from .models import Normalized, build_imported, create_model, is_import_path, normalization_of
 from .models.exported import ExportedModel
 from .pt2_trust import check_program_trusted
@@ -108,9 +109,7 @@ class Checkpoint:
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CompressorError(f"{source} has checkpoint format version {version!r}, this compressor reads "
                                   f"up to {FORMAT_VERSION}: upgrade compressor")
-        missing = [k for k in ("arch", "arch_kwargs", "state_dict") if k not in d]
-        if missing:
-            raise CompressorError(f"{source} is missing {', '.join(missing)}: it is not a complete compressor checkpoint")
+        check_checkpoint(d, source)  # every field's type and range, before anything reads one
         return cls(arch=d["arch"], arch_kwargs=dict(d["arch_kwargs"]), state_dict=d["state_dict"],
                    dataset=dict(d.get("dataset") or {}), compression=list(d.get("compression") or []),
                    provenance=dict(d.get("provenance") or {}),

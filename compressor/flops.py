@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from typing import Any, Sequence
 
 import torch
@@ -9,13 +11,34 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .analysis import is_prunable
+from .budget import check_allocation
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters and buffers live on the meta device (no weight is copied)."""
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        meta = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
 
 
 def _module_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    """MACs of one forward of a batch of 1, per module name ('' = the whole model)."""
-    param = next(model.parameters(), None)
+    """MACs of one forward of a batch of 1, per module name ('' = the whole model): counted on the meta device
+    (shapes only: a recorded input shape allocates nothing), or for real where the model cannot run there."""
     batch = getattr(model, "static_batch", None) or 1  # an exported program traced for a fixed batch size
+    try:
+        return _count_macs(_meta_copy(model), torch.empty(batch, *input_shape, device="meta"), batch)
+    except Exception:  # data-dependent code, an exported program, ops without meta kernels
+        pass
+    check_allocation(4 * batch * math.prod(input_shape), f"an input of shape {tuple(input_shape)}",
+                     "check the model's recorded input shape")
+    param = next(model.parameters(), None)
     x = torch.zeros(batch, *input_shape, device=param.device if param is not None else "cpu")
+    return _count_macs(model, x, batch)
+
+
+def _count_macs(model: nn.Module, x: torch.Tensor, batch: int) -> dict[str, int]:
     was_training = model.training
     model.eval()
     try:

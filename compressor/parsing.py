@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from typing import Any
 
 from .errors import CompressorError
 
@@ -64,3 +66,34 @@ def check_seed(seed: int) -> int:
     if not 0 <= seed <= SEED_MAX:
         raise CompressorError(f"`seed` must be in 0..{SEED_MAX}, got {seed}")
     return seed
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of objects and lists in JSON `text` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json(text: str, what: str, max_depth: int, example: str) -> Any:
+    """Parse JSON `text` whose nesting is at most `max_depth` (measured before parsing: deeper input is refused
+    without recursing); `what` names it and `example` shows a good value in the one-line error."""
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise CompressorError(f"{what} nests {depth} levels deep, more than {max_depth}: write a flat JSON object, "
+                              f"e.g. {example}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CompressorError(f"{what} is not valid JSON ({exc.msg} at character {exc.pos}): write a JSON object, "
+                              f"e.g. {example}") from None

@@ -78,19 +78,32 @@ MIN_DECLARED_SLACK = 256 * 1024**2  # bytes an architecture may need beyond what
 DECLARED_FACTOR = 64  # structural pruning stores a model up to this much smaller than its unpruned architecture
 
 
-def check_declared_size(build: Callable[[], nn.Module], state_dict: Any, what: str) -> None:
-    """Refuse an architecture whose declared size (e.g. widths or classes in a file's arch_kwargs) is far beyond the
-    weights the file holds, before anything is allocated: it is built on the meta device to measure it."""
+def declared_bytes(build: Callable[[], nn.Module]) -> int | None:
+    """Bytes of the weights and buffers the model `build` makes, measured on the meta device (nothing allocated);
+    None when it cannot be built there (it is then built for real and checked there)."""
     try:
         with torch.device("meta"):
             probe = build()
     except CompressorError:
         raise
-    except Exception:  # an architecture that cannot be built on meta is built for real and checked there
+    except Exception:
+        return None
+    return sum(t.numel() * t.element_size() for t in [*probe.parameters(), *probe.buffers()])
+
+
+def building_on_meta() -> bool:
+    """Whether models are being built on the meta device now (a size probe: nothing to check inside it)."""
+    return torch.empty(()).device.type == "meta"
+
+
+def check_declared_size(build: Callable[[], nn.Module], state_dict: Any, what: str) -> None:
+    """Refuse an architecture whose declared size (e.g. widths or classes in a file's arch_kwargs) is far beyond the
+    weights the file holds, before anything is allocated: it is built on the meta device to measure it."""
+    need = declared_bytes(build)
+    if need is None:
         return
     held = sum(t.numel() * t.element_size() for t in getattr(state_dict, "values", lambda: [])()
                if isinstance(t, torch.Tensor))
-    need = sum(t.numel() * t.element_size() for t in [*probe.parameters(), *probe.buffers()])
     if need > DECLARED_FACTOR * held + MIN_DECLARED_SLACK:
         raise CompressorError(f"{what} declares an architecture of {need / 1e9:.3g} GB of weights but holds "
                               f"{held / 1e6:.3g} MB: its recorded arch_kwargs are corrupt (or hostile); nothing was "

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .attacks import build_attack, preserved_rng
+from .budget import MAX_CLASSES
 from .checkpoint import (LoadedModel, check_recorded_options, library_versions, load_model, make_provenance,
                          save_checkpoint)
 from .data import DataBundle, DatasetInfo, dataset_files, load_dataset
@@ -100,6 +101,9 @@ def open_model(path: str | Path, *, dataset: str | None = None, data_root: str |
     """
     if num_classes is not None and num_classes < 1:
         raise CompressorError(f"`num_classes` must be at least 1, got {num_classes}")
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise CompressorError(f"`num_classes` {num_classes:,} is more than the {MAX_CLASSES:,} classes compressor "
+                              "builds a classifier for: give the dataset's class count")
     data = None
     if dataset is not None:
         data = load_dataset(dataset, data_root, download=download, seed=seed)
@@ -162,8 +166,9 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
         res = evaluate(model, part, built, batch_size=batch_size, n=n, device=dev, progress=progress,
                        keep_adv=save_adv is not None)
     adversarial = res.pop("adversarial", None)
-    protocol = {"dataset": data.info.name, "split": split, "n": res["n"], "norm": norm, "eps": eps, "seed": seed,
-                "batch_size": batch_size, "device": str(dev), "model_mode": "eval", "dtype": "float32",
+    protocol = {"dataset": data.info.name, "split": split, "split_description": data.describe(split),
+                "n": res["n"], "norm": norm, "eps": eps, "seed": seed, "batch_size": batch_size, "device": str(dev),
+                "model_mode": "eval", "dtype": "float32",
                 "normalization": normalization or {"source": "not recorded by the caller"},
                 "attacks": {a.name: a.protocol() for a in built},
                 "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}

@@ -10,6 +10,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 import torch
 from torch import nn
 
+from compressor.budget import MAX_BATCH_SIZE
 from compressor.errors import CompressorError, error_line  # noqa: F401  (error_line: the exporters' shared helper)
 from compressor.folding import fold_parametrizations, prepare_model  # noqa: F401  (re-exported for the exporters)
 
@@ -96,6 +97,9 @@ def parse_batch_sizes(batch_sizes: Sequence[int] | None) -> list[int]:
     sizes = sorted(set(int(b) for b in (batch_sizes or [1])))
     if sizes[0] < 1:
         raise CompressorError(f"batch sizes must be >= 1, got {sizes[0]}")
+    if sizes[-1] > MAX_BATCH_SIZE:
+        raise CompressorError(f"batch size {sizes[-1]:,} is more than {MAX_BATCH_SIZE:,}, beyond what one device "
+                              "holds for any image model: pass `batch_sizes` like 1,64")
     return sizes
 
 

@@ -93,8 +93,8 @@ class BenchRecord:
     agreement_clean: float  # fraction of clean predictions equal to the source model's
     transfer: dict[str, dict[str, float]]  # attack -> source_accuracy, accuracy, agreement
     transfer_worst_case: float | None
-    square: SquareResult
-    robust_accuracy: float  # per-sample worst case of the transferred attacks and Square
+    square: SquareResult | None  # None with `square_queries` 0
+    robust_accuracy: float  # per-sample worst case of the transferred attacks and Square (when run)
     warnings: list[str]
     memory: dict[str, Any]
     normalization: dict[str, Any] | None
@@ -307,14 +307,16 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
             ok_all &= p_eng == y
         row["transfer"] = transfer
         row["transfer_worst_case"] = float(ok_all.float().mean()) if transfer else None
-        with preserved_rng("cpu"):
-            torch.manual_seed(seed)
-            res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
-        robust_square = res["adversarial"]["robust"][square.name]
-        row["square"] = SquareResult(square.name, res["attacks"][square.name]["accuracy"],
-                                     res["attacks"][square.name]["seconds"], square.protocol())
-        row["robust_accuracy"] = float((ok_all & robust_square).float().mean())
-        row["warnings"] = list(res["warnings"])
+        row["square"], row["warnings"] = None, []
+        if square is not None:  # `square_queries` 0: no black-box attack on the engine
+            with preserved_rng("cpu"):
+                torch.manual_seed(seed)
+                res = evaluate(predict, split, [square], batch_size=256, device="cpu", keep_adv=True)
+            ok_all = ok_all & res["adversarial"]["robust"][square.name]
+            row["square"] = SquareResult(square.name, res["attacks"][square.name]["accuracy"],
+                                         res["attacks"][square.name]["seconds"], square.protocol())
+            row["warnings"] = list(res["warnings"])
+        row["robust_accuracy"] = float(ok_all.float().mean())
         if variant.engine and row["agreement_clean"] < AGREEMENT_WARN:
             row["warnings"].append(
                 f"the engine agrees with its source model {variant.model} on only {row['agreement_clean']:.0%} "
@@ -428,8 +430,9 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
     model files; their ``trust_program`` also lets AOTInductor engines load (their shared library runs)."""
 
     sizes = parse_batch_sizes(batch_sizes)
-    if runs < 1 or warmup < 0 or n < 1 or square_queries < 1 or rounds < 1:
-        raise CompressorError("`runs`, `rounds`, `n` and `square_queries` must be >= 1 and `warmup` >= 0")
+    if runs < 1 or warmup < 0 or n < 1 or square_queries < 0 or rounds < 1:
+        raise CompressorError("`runs`, `rounds` and `n` must be >= 1, `warmup` >= 0 and `square_queries` >= 0 (0: no "
+                              "Square attack)")
     log = log or (lambda msg: None)
     trust_program = bool((model_options or {}).get("trust_program", False))
     check_batch_sizes(variants, sizes, device=device, threads=threads, trust_program=trust_program)
@@ -471,8 +474,9 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             if white is None:
                 log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
                 white = sources[v.model][2] = _source_attacks(loaded.model, split, built, seed, device)
-            square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed)
-            log(f"{v.name}: memory, accuracy, transfer, {square.name}")
+            square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed) if square_queries \
+                else None
+            log(f"{v.name}: memory, accuracy, transfer" + (f", {square.name}" if square is not None else ""))
             runtime = f"{runtimes[i]} ({', '.join(providers[i])})"
             rows.append(bench_variant(v, loaded, split, white, latency=latency[i], memory_batch=fixed[i] or max(sizes),
                                       warmup=warmup, threads=threads, device=device, square=square, seed=seed,

@@ -51,7 +51,8 @@ def rows(report: dict[str, Any]) -> list[list[Any]]:
                 f"{lat['batch_size']} (for {lat['requested_batch_size']})"
             out.append([v["name"], v["format"], ",".join(v["providers"]), batch, lat["p50"] * 1e3,
                         lat["p90"] * 1e3, lat["p99"] * 1e3, lat["throughput"], mem / 1e6, v["file_bytes"] / 1e6,
-                        v["clean_accuracy"], v["agreement_clean"], v["transfer_worst_case"], v["square"]["accuracy"],
+                        v["clean_accuracy"], v["agreement_clean"], v["transfer_worst_case"],
+                        (v["square"] or {}).get("accuracy"),
                         v["robust_accuracy"], interval_text(sp), _decision(sp, v)])
     return out
 
@@ -74,11 +75,15 @@ def notes_lines(report: dict[str, Any], warnings: bool = True) -> list[str]:
     return lines + [f"warning: {w}" for w in report.get("speed_warnings", []) if warnings]
 
 
+def _square(settings: dict[str, Any]) -> str:
+    return f"{settings['square_queries']}-query Square" if settings["square_queries"] else "no Square attack"
+
+
 def rich_table(report: dict[str, Any]) -> Any:
     """The report as a rich renderable."""
     s = report["settings"]
     title = (f"bench on {s['dataset']} {s['split']} (n={s['n']}, {s['norm']} eps={s['eps']:.4g}; white-box "
-             f"{','.join(s['attacks']) or 'none'} on the source, {s['square_queries']}-query Square on the engine; "
+             f"{','.join(s['attacks']) or 'none'} on the source, {_square(s)} on the engine; "
              f"{s['threads']} thread(s), {s['device']})")
     return table(title, COLUMNS, [_cells(r) for r in rows(report)])
 
@@ -98,7 +103,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# compressor bench ({report['created']})", "",
              f"- data: {s['dataset']} {s['split']}, n={s['n']}, {s['norm']} eps={s['eps']:.4g}",
              f"- white-box on the source: {', '.join(s['attacks']) or 'none'}; black-box on the engine: "
-             f"Square, {s['square_queries']} queries",
+             f"{_square(s)}",
              f"- {s['threads']} thread(s), device {s['device']}, warm-up {s['warmup']}, {s['runs']} timed runs",
              f"- machine: {env['cpu']} ({env['cpu_count']} cores), GPU {env['gpu'] or 'none'}; "
              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import logging
 import sys
 from difflib import get_close_matches
@@ -152,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="compressor", standalone_mode=True)
     except CompressorError as exc:
-        print(f"error: {exc.render(flag_for)}", file=sys.stderr)
+        message = exc.render(flag_for)
+        print(f"error: {message}", file=sys.stderr)
+        options = INVOCATION[:INVOCATION.index("--")] if "--" in INVOCATION else INVOCATION
+        if "--json" in options:
+            # a script reading --json output gets the error as JSON where the report would have been
+            print(json.dumps({"error": message, "option": flag_for(exc.field) if exc.field else None}))
         sys.exit(2)
     except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into a silent exit 130
         if isinstance(exc, SystemExit) and exc.code != 130:

@@ -80,7 +80,7 @@ def eval_cmd(
     rows += [(name, r.accuracy, r.seconds, r.images_per_s, _settings(r.protocol)) for name, r in res.attacks.items()]
     if res.worst_case_accuracy is not None:
         rows.append(("worst case", res.worst_case_accuracy, None, None, "robust only if every attack fails"))
-    console.print(table(f"{model_path} on {res.dataset} {split} (n={res.n}, {norm} eps={res.eps:.4g}, "
+    console.print(table(f"{model_path} on {res.dataset} {data.describe(split)} (n={res.n}, {norm} eps={res.eps:.4g}, "
                         f"seed {seed})", ["attack", "accuracy", "seconds", "images/s", "settings"], rows))
     versions = res.protocol["versions"]
     console.print(f"input normalisation: {normalization_text(res.normalization)}")

@@ -110,6 +110,10 @@ class DataBundle:
                 h.update(s.x[idx].contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def describe(self, name: str) -> str:
+        """What split `name` holds, in words: its name, or e.g. that it is a part held out of a file without one."""
+        return self.extra.get("described", {}).get(name, name)
+
     def size(self) -> int:
         """Images in all splits together."""
         return len(self.extra["all"]) if "all" in self.extra else len(self.train) + len(self.val) + len(self.test)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import numpy.lib.format as npformat
 import torch
 
+from ..budget import MAX_CLASSES, check_allocation
 from ..errors import CompressorError, error_line
 from ..registry import DATASETS
 from .core import ArraySplit, DataBundle, DatasetInfo, carve_validation, stratified_indices
@@ -18,6 +21,8 @@ PREFIX = "npz:"
 TEST_FRACTION = 0.2  # with only x, y: the fixed stratified test split
 DEFAULT_VAL_FRACTION = 0.1  # validation, carved from the training part
 PAIR_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y'"
+MAX_COMPRESSION_RATIO = 100  # image data deflates far less; beyond this a member is a compression bomb
+BOMB_MIN_BYTES = 64 * 1024**2  # small members may compress to nothing (a test set of blank images)
 KEYS_HELP = "uint8 'x' (N,C,H,W), (N,H,W,C) or (N,H,W) and integer 'y', or x_train/y_train/x_test/y_test"
 
 
@@ -52,7 +57,44 @@ def _labels(arr: np.ndarray, n: int, where: str) -> torch.Tensor:
         raise CompressorError(f"{where} has {len(arr)} labels for {n} images: they must match")
     if len(arr) and arr.min() < 0:
         raise CompressorError(f"{where} contains the negative label {arr.min()}: labels must be 0..num_classes-1")
+    if len(arr) and arr.max() >= MAX_CLASSES:
+        raise CompressorError(f"{where} contains the label {arr.max()}: labels must be 0..num_classes-1, with at most "
+                              f"{MAX_CLASSES:,} classes")
     return torch.from_numpy(arr.astype(np.int64))
+
+
+def _check_members(path: Path) -> None:
+    """Read every member's .npy header (shape, dtype) and zip sizes before numpy reads any data: refuse declared
+    sizes beyond the memory budget, members that are not what their header declares, and compression bombs."""
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                where = f"{path}: '{info.filename[:-4]}'"
+                if info.compress_size and info.file_size > BOMB_MIN_BYTES \
+                        and info.file_size > MAX_COMPRESSION_RATIO * info.compress_size:
+                    raise CompressorError(f"{where} inflates {info.compress_size:,} bytes to {info.file_size:,} (over "
+                                          f"{MAX_COMPRESSION_RATIO}x): a compression bomb, not image data; nothing "
+                                          "was read")
+                with archive.open(info) as member:
+                    version = npformat.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f".npy format version {version}")
+                    read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    check_allocation(total + nbytes, f"{where} declares shape {shape} of {dtype}, which",
+                                     "use a smaller dataset file")
+                    if not dtype.hasobject and member.tell() + nbytes != info.file_size:
+                        raise CompressorError(f"{where} declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds "
+                                              f"{info.file_size - member.tell():,} bytes: the file is truncated or "
+                                              "corrupt; save it again with numpy.savez")
+                    total += nbytes
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CompressorError(f"{path} is not a readable .npz file ({error_line(exc, 160)}); save it with "
+                              "numpy.savez") from None
 
 
 def _array(data, key: str, path: Path) -> np.ndarray:
@@ -83,6 +125,7 @@ def _open(path: Path, name: str, holding: str = KEYS_HELP):
     """The opened .npz archive at `path` (a one-line error when it is missing or unreadable)."""
     if not path.is_file():
         raise CompressorError(f"{name}: no file {path}; give the path of an .npz holding {holding}")
+    _check_members(path)
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
@@ -94,6 +137,7 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
     with _open(path, name) as data:
         keys = set(data.files)
         full = None  # with only x, y: the whole file, in its order (--split all)
+        described = {}
         if {"x_train", "y_train", "x_test", "y_test"} <= keys:
             train = _split(data, "x_train", "y_train", path)
             test = _split(data, "x_test", "y_test", path)
@@ -109,11 +153,14 @@ def load_npz(path: Path, name: str, val_size: float | int | None = None, seed: i
             trainval, test_idx = stratified_indices(full.y.numpy(), TEST_FRACTION, seed)
             train, val = carve_validation(full.subset(trainval), val_size or DEFAULT_VAL_FRACTION, seed)
             test = full.subset(test_idx)
+            described["test"] = (f"test split (a stratified {TEST_FRACTION:.0%} of x, y held out with seed {seed}: "
+                                 "the file has no test split of its own)")
             notes = (f"{path}: fixed stratified split of x, y with seed {seed}: {TEST_FRACTION:.0%} test, then "
                      f"validation ({val_size or DEFAULT_VAL_FRACTION}) from the rest; --split all: every image")
         else:
             raise CompressorError(f"{path} has keys {sorted(keys) or 'none'}: expected {KEYS_HELP}")
-    return _bundle(name, train, val, test, notes, path, extra={"all": full} if full is not None else {})
+    return _bundle(name, train, val, test, notes, path,
+                   extra={"all": full, "described": described} if full is not None else {})
 
 
 def _whole(path: Path, name: str, role: str) -> ArraySplit:

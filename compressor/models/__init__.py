@@ -6,8 +6,11 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
+from ..budget import check_allocation
 from ..errors import CompressorError
+from ..metadata import check_arch_kwargs
 from ..registry import MODELS
+from ..sanity import building_on_meta, declared_bytes
 from .external import Normalized, build_imported, is_import_path, parse_arch_kwargs
 from .normalize import Normalize, normalization_of
 
@@ -36,10 +39,18 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     if len(mean) != in_chans or len(std) != in_chans:
         raise CompressorError(f"normalisation has {len(mean)} channels but the model takes {in_chans}: "
                               "pass one mean and std per input channel")
-    try:
-        return factory(num_classes=num_classes, in_chans=in_chans, mean=mean, std=std, **kwargs)
-    except TypeError as exc:
-        raise CompressorError(f"bad arguments for model '{name}': {exc}") from None
+    check_arch_kwargs({"num_classes": num_classes, "in_chans": in_chans, **kwargs}, f"model '{name}'")
+
+    def build() -> nn.Module:
+        try:
+            return factory(num_classes=num_classes, in_chans=in_chans, mean=mean, std=std, **kwargs)
+        except TypeError as exc:
+            raise CompressorError(f"bad arguments for model '{name}': {exc}") from None
+
+    if not building_on_meta():  # measured first on the meta device: declared widths never allocate beyond the budget
+        check_allocation(declared_bytes(build) or 0, f"model '{name}' with these arguments",
+                         "pass smaller widths or fewer classes")
+    return build()
 
 
 # Built-in models register themselves on import.

@@ -17,7 +17,10 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..budget import MAX_JSON_DEPTH
 from ..errors import CompressorError
+from ..metadata import check_arch_kwargs
+from ..parsing import load_json
 from .normalize import Normalize
 
 # PACKAGE.MODULE:CALLABLE (the callable may be dotted, e.g. module:Class.build); registry prefixes are not imports
@@ -34,15 +37,11 @@ def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
     """``--arch-kwargs`` JSON -> a dict (it must be a JSON object)."""
     if text is None or not text.strip():
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CompressorError(f"`arch_kwargs` is not valid JSON ({exc.msg} at character {exc.pos}): write a JSON "
-                              "object, e.g. '{\"num_classes\": 10}'") from None
+    value = load_json(text, "`arch_kwargs`", MAX_JSON_DEPTH, example='\'{"num_classes": 10}\'')
     if not isinstance(value, dict):
         raise CompressorError(f"`arch_kwargs` must be a JSON object of keyword arguments, not {type(value).__name__}"
                               ": write e.g. '{\"num_classes\": 10}'")
-    return value
+    return check_arch_kwargs(value)
 
 
 def import_callable(path: str) -> Callable[..., Any]:

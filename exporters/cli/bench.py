@@ -37,7 +37,7 @@ def bench_cmd(
                                 help="White-box attacks on the source model, whose examples transfer to the engine "
                                      "(e.g. pgd20, aa); use '' for none."),
     square_queries: int = option_from(run_bench, "square_queries", help="Queries of the black-box Square attack run "
-                                                                      "directly against each engine."),
+                                                                      "directly against each engine (0: none)."),
     eps: Optional[str] = Eps,
     norm: str = option_from(run_bench, "norm", help="linf or l2."),
     n: int = option_from(run_bench, "n", help="Test images for accuracy and attacks."),

@@ -19,13 +19,14 @@ from compressor.sanity import check_finite_weights
 from compressor.workflows import open_model
 
 from .. import get_exporter
+from ..base import parse_batch_sizes
 
 FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `compressor list exporters`)."
 
 
 def int_list(text: str, name: str) -> list[int]:
-    """Parse ``1,64`` (positive integers, no empty items)."""
-    return parse_int_list(text, name=name, minimum=1)
+    """Parse batch sizes ``1,64`` (positive integers up to MAX_BATCH_SIZE, no empty items), before any work."""
+    return parse_batch_sizes(parse_int_list(text, name=name, minimum=1))
 
 
 def pick_device(device: str, devices: tuple[str, ...]) -> str:
