@@ -60,6 +60,8 @@ def curve_spec(args: argparse.Namespace, budget: int) -> rp.RowSpec:
 
 def render_markdown(res: dict[str, Any]) -> str:
     lines = markdown_header("Learning curve: weight-epoch budget of the robust-pruning grid", res)
+    if res.get("note"):
+        lines[1:1] = ["", f"> Note: {res['note']}"]
     lines += ["", f"- data: {res['data_notes']}; splits: " + ", ".join(f"{k} {v}" for k, v in res["splits"].items()),
               f"- rows: {res['method']} at sparsity {res['sparsity']:g}, allocation {res['allocation']}, one-shot, "
               f"seed {res['seed']}; validation PGD-20 on {res['val_n']} validation images (the held-out split is "
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")}, "eps": args.eps_value,
         "settings": settings, "method": args.method, "sparsity": args.sparsity, "allocation": args.allocation,
         "seed": args.curve_seed, "val_n": dense_row["val_n"], "flat": args.flat, "dense": dense_row, "rows": rows,
-        "curve": curve, "choice": {"budget": budget, "flattened": flattened},
+        "curve": curve, "choice": {"budget": budget, "flattened": flattened}, "note": args.note,
         "missing": [b for b in budgets if b not in curve], "seconds": time.perf_counter() - t_start,
     }
     write_results(res, json_path, md_path, render_markdown, log)

@@ -111,7 +111,8 @@ CASES = [
                                           '{"width": 16}'],
      "records --arch-kwargs .*drop --arch-kwargs"),
     ("eval-num-classes-over-checkpoint", [*EVAL, "--num-classes", "7"], "records 10 classes: drop --num-classes"),
-    ("eval-num-classes-over-program", ["eval", f"{R}/program.pt2", "--dataset", "digits", "--num-classes", "7"],
+    ("eval-num-classes-over-program", ["eval", f"{R}/program.pt2", "--trust-program", "--dataset", "digits",
+                                       "--num-classes", "7"],
      "whole model.*drop --arch-kwargs and --num-classes"),
     # resumed runs whose inputs changed, or whose state is incomplete
     ("train-resume-relabelled-data", [*LAB_TRAIN, "--resume"], "the data changed since the saved run"),
