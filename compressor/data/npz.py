@@ -114,8 +114,8 @@ def _array(data, key: str, path: Path) -> np.ndarray:
 def _split(data, xkey: str, ykey: str, path: Path) -> ArraySplit:
     x = _images(_array(data, xkey, path), f"{path}: '{xkey}'")
     split = ArraySplit(x, _labels(_array(data, ykey, path), len(x), f"{path}: '{ykey}'"))
-    if x.dtype == torch.uint8 and x.numel() and int(x.max()) <= 1:  # checked once the arrays are otherwise valid
-        raise CompressorError(f"{path}: '{xkey}' is uint8 with no pixel above 1: it looks like 0/1 (binarised) data, "
+    if x.dtype == torch.uint8 and x.numel() and int(x.max()) == 1:  # checked once the arrays are otherwise valid
+        raise CompressorError(f"{path}: '{xkey}' is uint8 with 1 as its largest pixel: it looks like 0/1 (binarised) data, "
                               "which would be read as near-black images; save it as floats in [0, 1], or multiply it "
                               "by 255")
     return split
