@@ -22,9 +22,10 @@ from typer.core import TyperGroup
 from typer.main import get_command_from_info
 
 try:  # typer >= 0.29 carries its own click
-    from typer._click.exceptions import UsageError
+    from typer._click.exceptions import ClickException, UsageError
+    from typer.exceptions import Abort
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click.exceptions import UsageError
+    from click.exceptions import Abort, ClickException, UsageError
 
 from ..errors import CompressorError
 from ..registry import installed_entry_points
@@ -147,24 +148,39 @@ def _root() -> None:
     """Make neural networks compact and adversarially robust, and turn them into deployable engines."""
 
 
+def _fail(message: str, option: str | None = None, code: int = 2) -> None:
+    """Print one `error:` line (and, under --json, the error as JSON on stdout) and exit with `code`."""
+    print(f"error: {message}", file=sys.stderr)
+    options = INVOCATION[:INVOCATION.index("--")] if "--" in INVOCATION else INVOCATION
+    if "--json" in options:  # a script reading --json output gets the error as JSON where the report would have been
+        print(json.dumps({"error": message, "option": option}))
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     INVOCATION[:] = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in INVOCATION if not a.startswith("-")), "")
     try:
-        app(args=argv, prog_name="compressor", standalone_mode=True)
+        code = app(args=argv, prog_name="compressor", standalone_mode=False)
     except CompressorError as exc:
-        message = exc.render(flag_for)
-        print(f"error: {message}", file=sys.stderr)
-        options = INVOCATION[:INVOCATION.index("--")] if "--" in INVOCATION else INVOCATION
-        if "--json" in options:
-            # a script reading --json output gets the error as JSON where the report would have been
-            print(json.dumps({"error": message, "option": flag_for(exc.field) if exc.field else None}))
-        sys.exit(2)
-    except (KeyboardInterrupt, SystemExit) as exc:  # typer turns Ctrl-C into a silent exit 130
-        if isinstance(exc, SystemExit) and exc.code != 130:
-            raise
-        command = next((a for a in INVOCATION if not a.startswith("-")), "")
+        _fail(exc.render(flag_for), flag_for(exc.field) if exc.field else None)
+    except ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `compressor` or a group alone: its help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        # a bad flag or value (click's usage error is four lines): one line naming it, and where to read more
+        param = getattr(exc, "param", None)
+        where = getattr(getattr(exc, "ctx", None), "command_path", None) or "compressor"
+        message = exc.format_message()
+        _fail(f"{message[:-1] if message.endswith('.') else message}; see `{where} --help`",
+              param.opts[0] if getattr(param, "opts", None) else None, exc.exit_code)
+    except Abort:
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit code 130
         print("interrupted: " + ("the run continues from its last finished epoch when rerun with --resume"
                                  if command in RESUMABLE else "outputs are only written when complete, so none is "
                                  "half-written"), file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -131,6 +131,12 @@ CASES = [
     ("eval-arch-kwargs-negative", [*SD, "--arch-kwargs", '{"hidden": -1}'], "'hidden' holds int -1"),
     ("eval-arch-kwargs-deep", [*SD, "--arch-kwargs", DEEP], "--arch-kwargs nests 5001 levels deep, more than 32"),
     ("eval-num-classes-1e11", [*SD, "--num-classes", str(10**11)], "--num-classes 100,000,000,000 is more than"),
+    # what the command line itself refuses: click's four-line usage error becomes one line naming the flag
+    ("eval-num-classes-float-text", [*SD, "--num-classes", "1e11"],
+     "Invalid value for '--num-classes'.*; see `compressor eval --help`"),
+    ("eval-unknown-flag", [*SD, "--bogus"], "No such option: --bogus; see `compressor eval --help`"),
+    ("unknown-command", ["evl"], "No such command 'evl'.*; see `compressor --help`"),
+    ("eval-missing-model", ["eval"], "Missing argument 'MODEL'; see `compressor eval --help`"),
     ("inspect-num-classes-huge", ["inspect", f"{R}/sd.pt", "--arch", "cnn-small", "--dataset", "digits",
                                   "--num-classes", str(10**9)], "--num-classes .* is more than"),
     ("bench-batch-sizes-1e9", ["bench", GOOD, "--batch-sizes", "1,1000000000", "--out", f"{R}/b"],
