@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import logging
 import pickle
 import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from .filekind import DESCRIPTIONS, check_regular_file, describe, file_kind
 from .folding import unwrap_model
 from .io import atomic_write, check_output
 from .metadata import check_checkpoint
-from .models import Normalized, build_imported, create_model, is_import_path, normalization_of
+from .models import build_imported, create_model, is_import_path, normalization_of, user_name
 from .models.exported import ExportedModel
 from .pt2_trust import check_program_trusted
 from .registry import TRANSFORMS
@@ -319,11 +320,6 @@ def _filled_by_torch(model: nn.Module) -> set[str]:
             for name, m in model.named_modules() if isinstance(m, _BatchNorm) and m.track_running_stats}
 
 
-def _user_names(model: nn.Module) -> Callable[[str], str]:
-    """Key names as the user's own model spells them: without the ``model.`` of our `Normalized` wrapper."""
-    return (lambda k: k.removeprefix("model.")) if isinstance(model, Normalized) else (lambda k: k)
-
-
 def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> list[str]:
     """Load `state_dict` strictly, accepting wrapper prefixes (``module.``, ...), missing normalisation buffers and
     the buffers PyTorch itself fills (`_filled_by_torch`); mismatches are named as the user's model spells them;
@@ -341,7 +337,7 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], wha
     filled = _filled_by_torch(model)
     missing = [k for k in own if k not in sd and k not in norm_keys and k not in filled]
     unexpected = [k for k in sd if k not in own]
-    name = _user_names(model)
+    name = functools.partial(user_name, model)
     shapes = [f"{name(k)}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in sd and sd[k].shape != own[k].shape]
     missing, unexpected = [name(k) for k in missing], [name(k) for k in unexpected]

@@ -118,7 +118,7 @@ class Pruner:
     def check(self, model: nn.Module) -> Allocator:
         """Validate the config against `model` without changing it (no prunable layers, unmatched globs)."""
         layers = MaskedLayers(model)
-        return Allocator(layers.names, layers.shapes, self.config.allocation, self.config.layer_sparsity,
+        return Allocator(layers.labels, layers.shapes, self.config.allocation, self.config.layer_sparsity,
                          self.config.nm)
 
     def attach(self, model: nn.Module) -> None:
@@ -333,7 +333,7 @@ class Pruner:
         counts = self.layers.counts()
         layers = [{"layer": n, "shape": list(s), "params": total, "kept": kept, "sparsity": 1 - kept / total,
                    "sparsity_target": t, "pattern": f"{p.nm[0]}:{p.nm[1]}" if p.nm else "unstructured"}
-                  for n, s, (kept, total), t, p in zip(self.layers.names, self.layers.shapes, counts, targets,
+                  for n, s, (kept, total), t, p in zip(self.layers.labels, self.layers.shapes, counts, targets,
                                                         self.allocator.plans)]
         kept, total = sum(k for k, _ in counts), sum(t for _, t in counts)
         summary = self.summary()

@@ -17,6 +17,7 @@ from torch.nn.utils import parametrize
 from compressor.analysis import prunable_layers
 from compressor.errors import CompressorError
 from compressor.folding import forget_ddp_ignores, put_first
+from compressor.models import user_name
 
 
 class _ScoredMask(torch.autograd.Function):
@@ -66,6 +67,7 @@ class MaskedLayers:
             raise CompressorError(f"the model ({type(model).__name__}) has no prunable layers (Conv1d/2d/3d or "
                                   "Linear): nothing to prune")
         self.names = list(names) if names is not None else list(layers)
+        self.labels = [user_name(model, n) for n in self.names]  # as the user's model spells them: reports, globs
         self.modules = [layers[n] for n in self.names]
         self.shapes = [tuple(m.weight.shape) for m in self.modules]
         self.model = model

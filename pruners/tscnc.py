@@ -202,8 +202,8 @@ class TSCNCPruner(Pruner):
 
     def lcc_shrink(self) -> dict[str, float]:
         """Per layer, the cumulative relative shrink L_CC caused so far (0 when it never took a step)."""
-        values = self.shrink.tolist() if self.shrink is not None else [0.0] * len(self.layers.names)
-        return dict(zip(self.layers.names, values))
+        values = self.shrink.tolist() if self.shrink is not None else [0.0] * len(self.layers.labels)
+        return dict(zip(self.layers.labels, values))
 
     def epoch_metrics(self):
         return {**super().epoch_metrics(), "lcc_shrink": self.lcc_shrink()}

@@ -11,7 +11,7 @@ from ..errors import CompressorError
 from ..metadata import check_arch_kwargs
 from ..registry import MODELS
 from ..sanity import building_on_meta, declared_bytes
-from .external import Normalized, build_imported, is_import_path, parse_arch_kwargs
+from .external import Normalized, build_imported, is_import_path, parse_arch_kwargs, user_name
 from .normalize import Normalize, normalization_of
 
 register_model = MODELS.register
@@ -56,5 +56,5 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
 # Built-in models register themselves on import.
 from . import cnn, resnet, vgg, vit, wide_resnet, torchvision_models, timm_models  # noqa: E402,F401
 
-__all__ = ["Normalize", "Normalized", "create_model", "is_import_path", "list_models", "normalization_of",
+__all__ = ["Normalize", "Normalized", "create_model", "is_import_path", "list_models", "normalization_of", "user_name",
            "parse_arch_kwargs", "register_model"]

@@ -90,6 +90,11 @@ class Normalized(nn.Module):
         return self.model(self.normalize(x))
 
 
+def user_name(model: nn.Module, name: str) -> str:
+    """A layer or key name as the user's own model spells it: without the ``model.`` of our `Normalized` wrapper."""
+    return name.removeprefix("model.") if isinstance(model, Normalized) else name
+
+
 def build_imported(path: str, kwargs: dict[str, Any] | None = None, mean: Sequence[float] | None = None,
                    std: Sequence[float] | None = None) -> nn.Module:
     """Call the class or factory at `path` with `kwargs`; with `mean`/`std`, put a `Normalize` in front."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.models import Normalized
+from compressor.models import Normalized, user_name
 from compressor.registry import TRANSFORMS
 from compressor.training import Callback
 
@@ -209,11 +209,6 @@ def check_runs(model: nn.Module, input_shape: Sequence[int], expected: tuple[int
 def wrapper_prefix(model: nn.Module) -> str:
     """The prefix the loader's wrapper adds to the user's layer names ('model.' behind a `Normalized`), else ''."""
     return "model." if isinstance(model, Normalized) else ""
-
-
-def user_name(model: nn.Module, name: str) -> str:
-    """A layer name as the user's own model spells it (without the loader's wrapper prefix)."""
-    return name.removeprefix(wrapper_prefix(model))
 
 
 def match_layers(model: nn.Module, globs: Sequence[str], kinds: tuple[type, ...], what: str) -> list[str]:

@@ -9,7 +9,7 @@ import copy
 import io
 import json
 import zipfile
-from pathlib import Path
+
 
 import numpy as np
 import numpy.lib.format as npformat

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+
 
 import numpy as np
 import pytest

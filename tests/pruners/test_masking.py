@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.models import create_model
+from compressor.models import Normalized, create_model
 from compressor.training import Trainer
 from pruners import MaskedLayers, PrunerCallback, finalize, is_masked, make_pruner, prune_model
 from pruners.base import Phase
@@ -83,3 +83,17 @@ def test_folding_gives_identical_outputs():
 def test_a_model_without_prunable_layers_is_an_error():
     with pytest.raises(CompressorError, match="no prunable layers"):
         make_pruner("magnitude", sparsity=0.5).check(nn.Sequential(nn.Flatten(), nn.ReLU()))
+
+
+def test_layers_are_named_as_the_users_model_spells_them():
+    """Behind the loader's normalisation wrapper, reports and `layer_sparsity` globs use the user's own names."""
+    inner = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    model = Normalized(inner, [0.5], [0.25])
+    layers = MaskedLayers(model)
+    assert layers.names == ["model.0", "model.2"] and layers.labels == ["0", "2"]
+    pruner = make_pruner("magnitude", sparsity=0.5, layer_sparsity="2=0")
+    pruner.prepare(model)
+    pruner.update_masks()
+    report = pruner.squash_mask()
+    assert [r["layer"] for r in report["layers"]] == ["0", "2"]
+    assert report["layers"][1]["kept"] == report["layers"][1]["params"]  # the glob in the user's name matched
