@@ -75,6 +75,20 @@ class Bar:
 
 
 @contextmanager
+def paused() -> Iterator[None]:
+    """No live redraws inside this block (latency timing: the display's refresh thread would share the cores)."""
+    progress = _live.get()
+    if progress is None:
+        yield
+        return
+    progress.stop()
+    try:
+        yield
+    finally:
+        progress.start()
+
+
+@contextmanager
 def bar(description: str, total: int | None = None) -> Iterator[Bar]:
     """A bar for `total` items (a pulsing bar with elapsed time when None), removed when the block ends.
 

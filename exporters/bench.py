@@ -31,7 +31,7 @@ from compressor.checkpoint import library_versions
 from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
-from compressor.progress import bar
+from compressor.progress import bar, paused
 from compressor.pt2_trust import check_native_trusted, check_program_trusted
 from compressor.workflows import open_model
 
@@ -462,7 +462,9 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
             for v in variants:
                 runners.append(_open(v, sources[v.model][0], device, threads, trust_program))
             x = sources[variants[0].model][1].float_images()
-            latency = time_variants(runners, x, sizes, fixed, warmup=warmup, runs=runs, rounds=rounds, device=device)
+            with paused():
+                latency = time_variants(runners, x, sizes, fixed, warmup=warmup, runs=runs, rounds=rounds,
+                                        device=device)
             runtimes = [r.kind for r in runners]
             providers = [list(r.providers) for r in runners]
         finally:

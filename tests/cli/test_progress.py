@@ -125,3 +125,19 @@ def test_inspect_of_a_state_dict_reports_classes_and_macs_and_counts_layers_once
     stats = {r["layer"]: r["params"] for r in rep["layers"]}
     assert stats == {r["layer"]: r["params"] for r in rep["cost_layers"]}  # the final Linear's bias in neither
     assert stats["classifier.3"] == 10 * 128
+
+
+def test_paused_stops_the_live_display_and_restarts_it(monkeypatch):
+    """Latency timing runs with no refresh thread redrawing the bars."""
+    from compressor import progress
+
+    monkeypatch.setenv(progress.FORCE_ENV, "1")
+    with progress.bar("outer", 2) as b:
+        live = progress._live.get()
+        assert live.live.is_started
+        with progress.paused():
+            assert not live.live.is_started
+        assert live.live.is_started
+        b.advance()
+    with progress.paused():  # no display: nothing to pause
+        pass
