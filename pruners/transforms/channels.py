@@ -22,6 +22,7 @@ from .channel_scores import channel_importance, finite, hydra_scores, kappa_scor
 from .base import (GLOBS, SpecOptions, Transform, TransformContext, match_layers, output_shape, parse_globs,
                    run_problem, user_name)
 
+TRIAL_RATIO = 0.5  # the trial removals that find coupled layers, before a target search has chosen the ratio
 IMPORTANCES = ("magnitude", "taylor", "hydra", "kappa", "pruner")
 NEEDS_RATIO = "`transforms` channels needs the ratio of channels to remove: e.g. channels:0.5 (or give `target_macs` or `target_speedup`)"
 
@@ -154,11 +155,12 @@ class Channels(Transform):
         import torch_pruning as tp
 
         expected = output_shape(model, input_shape)
+        ratio = self.ratio or TRIAL_RATIO
         trial = copy.deepcopy(model).eval()
         example = example_input(trial, input_shape)
         if group_of is None:
             tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                 pruning_ratio=self.ratio, ignored_layers=[trial.get_submodule(n) for n in ignored],
+                                 pruning_ratio=ratio, ignored_layers=[trial.get_submodule(n) for n in ignored],
                                  round_to=self.round_to).step()
         else:
             layer = trial.get_submodule(group_of)
@@ -166,7 +168,7 @@ class Channels(Transform):
             fn = tp.prune_conv_out_channels if isinstance(layer, nn.modules.conv._ConvNd) else \
                 tp.prune_linear_out_channels
             width = int(layer.weight.shape[0])
-            count = min(width - 1, max(1, int(width * self.ratio) // self.round_to * self.round_to or 1))
+            count = min(width - 1, max(1, int(width * ratio) // self.round_to * self.round_to or 1))
             if count < 1:
                 return None
             graph.get_pruning_group(layer, fn, idxs=list(range(count))).prune()
