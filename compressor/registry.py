@@ -91,8 +91,10 @@ def _first_line(text: str | None) -> str:
 class Registry:
     """Maps names to objects; built-ins are imported lazily, third-party plugins via entry points."""
 
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), group: str | None = None):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), group: str | None = None,
+                 plugin_kinds: tuple[str, ...] | None = None):
         self.kind = kind
+        self._plugin_kinds = plugin_kinds or (kind,)  # the compressor.plugins entry names whose modules fill it
         self.group = group or f"compressor.{kind}"
         self._builtin_modules = builtin_modules
         self._entries: dict[str, Entry] = {}
@@ -131,7 +133,8 @@ class Registry:
         self._loaded = True
         for mod in self._builtin_modules:
             importlib.import_module(mod)
-        load_plugin_modules(self.kind)
+        for kind in self._plugin_kinds:
+            load_plugin_modules(kind)
         for ep in installed_entry_points(self.group):
             try:
                 obj = ep.load()
@@ -189,6 +192,9 @@ ATTACKS = Registry("attacks", ("compressor.attacks",))
 PRUNERS = Registry("pruners")  # built-ins: the `pruners` package, through the compressor.plugins entry points
 TRANSFORMS = Registry("transforms")
 EXPORTERS = Registry("exporters")
+# latency probes (`prune --target-speedup`): name -> probe(reference, candidate, input_shape=, batch_sizes=) giving,
+# per batch size, the candidate's measured speedup interval; the built-ins come with the exporters package
+RUNTIMES = Registry("runtimes", plugin_kinds=("runtimes", "exporters"))
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS)}
 

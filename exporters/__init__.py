@@ -12,6 +12,7 @@ register_exporter = EXPORTERS.register
 from .base import Exporter, ExportResult  # noqa: E402
 from .latency import measure_latency  # noqa: E402
 from . import aoti, onnx, onnxruntime, storage, tensorrt  # noqa: E402,F401  (register on import; tensorrt imports lazily)
+from . import latency_probe  # noqa: E402,F401  (registers the latency probes in RUNTIMES)
 from .aoti import export_aoti  # noqa: E402
 from .engines import open_runner  # noqa: E402
 from .onnx import export_onnx  # noqa: E402

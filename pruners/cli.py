@@ -20,6 +20,7 @@ from compressor.cli.options import (MODEL_OPTIONS, Amp, CraftMode, DataRoot, Dat
 
 from .config import config_fields
 from .report import PruneReport
+from .targets import target_text
 from .workflow import prune
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,18 @@ def prune_cmd(
     val_n: int = option_from(TrainConfig, "val_n", help="Validation images used per epoch."),
     eval_attack: str = option_from(prune, "eval_attack", help="Attack for the before/after test accuracy."),
     eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
+    target_macs: Optional[float] = typer.Option(
+        None, "--target-macs", help="Remove channels until the model has at most this fraction of the dense MACs "
+                                    "(e.g. 0.5): the channels transform's ratio is searched (channels is added when "
+                                    "not given)."),
+    target_speedup: Optional[float] = typer.Option(
+        None, "--target-speedup", help="Remove channels until the model measures this many times faster than the "
+                                       "dense one on --runtime at every --target-batch-sizes (e.g. 2), timed here in "
+                                       "interleaved rounds."),
+    runtime: str = option_from(prune, "runtime", help="Runtime that times --target-speedup: onnxruntime (ONNX "
+                                                       "export, ONNX Runtime CPU) or pytorch (eager)."),
+    target_batch_sizes: str = typer.Option("1,64", "--target-batch-sizes",
+                                           help="Batch sizes at which --target-speedup must hold, comma-separated."),
     plots: bool = typer.Option(False, "--plots", help="Write kappa plots (PNG) next to the output."),
     seed: int = Seed,
     device: str = Device,
@@ -156,13 +169,27 @@ def prune_cmd(
                    lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
                    resume=resume, keep_state=keep_state, quiet=quiet or json_out,
                    trust_pickle=ctx.meta[MODEL_OPTIONS]["trust_pickle"], console=Console(stderr=True),
-                   transforms=transform or (), model_options=ctx.meta[MODEL_OPTIONS], command=command_line())
+                   transforms=transform or (), model_options=ctx.meta[MODEL_OPTIONS], command=command_line(),
+                   target_macs=target_macs, target_speedup=target_speedup, runtime=runtime,
+                   target_batch_sizes=_batch_sizes(target_batch_sizes))
     if not isinstance(report, PruneReport):  # a non-zero DDP rank
         return
     if json_out:
         print(to_json(report))
         return
     _print(report)
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """'1,64' -> [1, 64] (a bad list is a one-line error)."""
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(b < 1 for b in sizes):
+        raise CompressorError(f"`target_batch_sizes` {text!r} must be positive batch sizes, comma-separated, e.g. "
+                              "1,64")
+    return sizes
 
 
 def _print(report: PruneReport) -> None:
@@ -191,6 +218,8 @@ def _print(report: PruneReport) -> None:
             console.print(f"transform {t['name']}: kept at full width (their channels feed an operation Torch-Pruning "
                           f"cannot follow, e.g. a parameter-free shortcut): {', '.join(t['kept_coupled'])}",
                           soft_wrap=True)
+    if report.target is not None:
+        console.print(target_text(report.target), soft_wrap=True)
     if report.pattern_skipped:
         console.print(f"N:M pattern skipped (input size not divisible by M): {', '.join(report.pattern_skipped)}")
     for p in report.plots or []:

@@ -43,6 +43,7 @@ class PruneReport:
     lcc_shrink: dict[str, float] | None = None  # TSCNC: per layer, the cumulative relative shrink L_CC caused
     seconds: float = 0.0
     structural: dict[str, Any] | None = None  # channels removed, parameters and MACs before -> after (`channels`)
+    target: dict[str, Any] | None = None  # `target_macs` / `target_speedup`: the ratio chosen, MACs or speedups there
 
     def headline(self) -> str:
         """The title line: structural compression for a transform-only job (channels), else the sparsity."""

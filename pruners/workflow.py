@@ -21,7 +21,7 @@ from compressor.evaluation import Evaluation
 from compressor.io import check_output, file_digest, main_process_lock
 from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
-from compressor.registry import PRUNERS
+from compressor.registry import PRUNERS, RUNTIMES
 from compressor.training import Callback, TrainConfig, Trainer, init_distributed, shutdown
 from compressor.training.engine import check_fingerprints, read_state
 from compressor.workflows import evaluate_model, open_model
@@ -31,7 +31,10 @@ from .report import PruneReport, structural_summary
 from .callback import PrunerCallback
 from .monitor import ConditionTracker, condition_summary
 from .plots import plot_kappa_epochs, plot_kappa_layers
+from .targets import DEFAULT_BATCH_SIZES, check_target, ratio_for_macs, ratio_for_speedup
 from .transforms import TransformContext, apply_transforms, check_recorded, parse_transforms
+from .transforms.base import split_spec
+from .transforms.channels import NEEDS_RATIO, Channels
 
 PHASES = ("prune", "finetune")
 DEFAULT_SPARSITY = 0.9  # `compressor prune MODEL --method M` without --sparsity or an N:M --pattern
@@ -140,7 +143,9 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
           plots: bool = False, force: bool = False, resume: bool = False, keep_state: bool = False,
           quiet: bool = False, trust_pickle: bool = False, console=None, transforms: Sequence[str] = (),
           warn: Callable[[str], None] = _stderr, model_options: dict[str, Any] | None = None,
-          command: str | None = None) -> PruneReport | dict[str, Any]:
+          command: str | None = None, target_macs: float | None = None, target_speedup: float | None = None,
+          runtime: str = "onnxruntime",
+          target_batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> PruneReport | dict[str, Any]:
     """Prune a model file with `method` and save it (masks folded, metadata appended) with a full report.
 
     The file is a compressor checkpoint, or any outside model `compressor.open_model` opens with
@@ -150,7 +155,9 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
     ``MODEL.<method><percent>.pt`` beside the input (e.g. ``model.tscnc90.pt``), never an existing file.
 
     `transforms` (specs such as ``channels:0.5``) apply first, in the order documented in
-    `pruners.transforms.base`; `method` "none" runs them alone. The report holds the achieved global and
+    `pruners.transforms.base`; `method` "none" runs them alone. With `target_macs` (a fraction of the dense MACs)
+    or `target_speedup` (measured on `runtime` at `target_batch_sizes`, `pruners.targets`), the `channels`
+    transform's ratio is searched instead of given (``channels`` with magnitude importance is added when absent). The report holds the achieved global and
     per-layer sparsity, clean and `eval_attack` accuracy on the test split before and after, parameters,
     nonzeros and MACs before and after, condition-number statistics before, every epoch and after, and
     the time taken, as a `PruneReport` (a non-zero DDP rank gets its training job's dict instead). Bad input
@@ -162,7 +169,21 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
                               "exported from (its state dict with `arch`, or a pickled module with `trust_pickle`), "
                               "then `compressor export` the result")
     transforms = PRUNERS.get(method).transform_specs(transforms)  # a preset's transforms (arlst: separable-linear)
+    check_target(target_macs, target_speedup)
+    targeted = target_macs is not None or target_speedup is not None
+    if targeted and not any(split_spec(s)[0] == "channels" for s in transforms):
+        transforms = ["channels", *transforms]  # the target chooses its ratio
     chosen = parse_transforms(transforms)
+    for t in chosen:
+        if isinstance(t, Channels) and targeted and t.ratio is not None:
+            raise CompressorError(f"`transforms` channels:{t.ratio:g} and a `target_macs` or `target_speedup` both "
+                                  "set the ratio: drop the ratio (channels,importance=...) or the target")
+        if isinstance(t, Channels) and not targeted and t.ratio is None:
+            raise CompressorError(NEEDS_RATIO)
+    target = {"macs": target_macs, "speedup": target_speedup, "runtime": runtime,
+              "batch_sizes": list(target_batch_sizes)} if targeted else None
+    if target_speedup is not None:
+        RUNTIMES.get(runtime)  # an unknown runtime fails before anything runs
     options = dict(options or {})
     for t in chosen:
         options = t.pruner_options(method, options)
@@ -200,13 +221,14 @@ def prune(model_path: str | Path, method: str, output: str | Path | None = None,
                       eval_n=eval_n, plots=plots, force=force, resume=resume, keep_state=keep_state, quiet=quiet,
                       trust_pickle=trust_pickle, console=console, transforms=transforms, warn=warn, t_start=t_start,
                       model_options=model_options, defaulted=defaulted, chosen_output=chosen_output,
-                      command=command)
+                      command=command, target=target)
 
 
 def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states, *, config: TrainConfig, dataset, data_root, download, epochs_prune, epochs_finetune, lr, lr_finetune, eval_attack, eval_n, plots,
            force, resume, keep_state, quiet, trust_pickle, console, transforms, warn, t_start,
            model_options: dict[str, Any] | None = None, defaulted: bool = False,
-           chosen_output: bool = False, command: str | None = None) -> PruneReport | dict[str, Any]:
+           chosen_output: bool = False, command: str | None = None,
+           target: dict[str, Any] | None = None) -> PruneReport | dict[str, Any]:
     """`prune` once its arguments are checked and its output is locked."""
     opened = {**(model_options or {}), "trust_pickle": trust_pickle or (model_options or {}).get("trust_pickle", False)}
     loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=config.seed,
@@ -237,6 +259,7 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
                     "size": size_report(model, input_shape)}
 
         before = measure() if ctx.is_main else {}
+        reached = _reach(model, chosen, target, input_shape) if target is not None else None
         context = TransformContext(input_shape, data=data, config=replace(config, eps=eps), pruner=pruner, ctx=ctx)
         transform_entries = apply_transforms(model, chosen, context)
         if any(t.structural for t in chosen):
@@ -245,7 +268,7 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
                           lr=lr, lr_finetune=lr_finetune, state_prefix=output, resume=resume, ctx=ctx, quiet=quiet,
                           console=console, callbacks=[cb for t in chosen for cb in t.callbacks(model)],
                           settings={"source": str(Path(model_path).resolve()), **fingerprints,
-                                    "transforms": list(transforms),
+                                    "transforms": list(transforms), "target": target,
                                     "epochs_prune": epochs_prune, "epochs_finetune": epochs_finetune,
                                     "lr_prune": lr, "lr_finetune": lr_finetune})
         if not ctx.is_main:
@@ -254,6 +277,7 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         report = _report(pruner, job, before, after, loaded_path=model_path, output=output, data=data, eps=eps,
                          eval_attack=eval_attack, config=config, epochs=(epochs_prune, epochs_finetune))
         report.transforms = [_entry_summary(e) for e in transform_entries]
+        report.target = reached
         report.structural = structural_summary(transform_entries, report.size["change"])
         report.normalization, report.sparsity_default = loaded.normalization, defaulted
         report.output_default, report.reload_flags = chosen_output, _reload_flags(ck, loaded)
@@ -283,6 +307,18 @@ def _prune(model_path, pruner: Pruner, chosen, output: Path, plot_paths, states,
         return report
     finally:
         shutdown(ctx)
+
+
+def _reach(model: nn.Module, chosen: Sequence[Any], target: dict[str, Any], input_shape: tuple[int, ...]) -> dict:
+    """Search the `channels` transform's ratio for `target` on copies of `model` and set it; what was found."""
+    channels = next(t for t in chosen if isinstance(t, Channels))
+    if target["macs"] is not None:
+        reached = ratio_for_macs(model, channels, target["macs"], input_shape)
+    else:
+        reached = ratio_for_speedup(model, channels, target["speedup"], input_shape, runtime=target["runtime"],
+                                    batch_sizes=target["batch_sizes"])
+    channels.ratio = reached["ratio"]
+    return reached
 
 
 def _reload_flags(ck: Checkpoint, loaded: LoadedModel) -> list[str]:

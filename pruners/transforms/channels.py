@@ -18,10 +18,13 @@ from compressor.training import DistContext
 from .. import register_transform
 from ..masking import MaskedLayers, finalize
 from ..scores import split_source, taylor_scores
+from .channel_scores import channel_importance, finite, hydra_scores, kappa_scores, weight_channel_sums
 from .base import (GLOBS, SpecOptions, Transform, TransformContext, match_layers, output_shape, parse_globs,
                    run_problem, user_name)
 
-IMPORTANCES = ("magnitude", "taylor", "pruner")
+TRIAL_RATIO = 0.5  # the trial removals that find coupled layers, before a target search has chosen the ratio
+IMPORTANCES = ("magnitude", "taylor", "hydra", "kappa", "pruner")
+NEEDS_RATIO = "`transforms` channels needs the ratio of channels to remove: e.g. channels:0.5 (or give `target_macs` or `target_speedup`)"
 
 
 def _ratio(text: str) -> float:
@@ -54,67 +57,41 @@ def example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tenso
     return torch.zeros(1, *input_shape, device=next(model.parameters()).device)
 
 
-def _weight_scores_importance():
-    """A Torch-Pruning importance that sums given per-weight scores over each channel of every layer in a group."""
-    import torch_pruning as tp
-    from torch_pruning.pruner import function
-
-    class WeightScoreImportance(tp.importance.GroupMagnitudeImportance):
-        def __init__(self, scores: dict[nn.Module, torch.Tensor]):
-            super().__init__(group_reduction="mean", normalizer="mean")
-            self.scores = scores
-
-        @torch.no_grad()
-        def __call__(self, group):
-            imps, idxs_all = [], []
-            for i, (dep, idxs) in enumerate(group):
-                layer, fn = dep.target.module, dep.handler
-                s = self.scores.get(layer)
-                if s is None:
-                    continue
-                if fn in (function.prune_conv_out_channels, function.prune_linear_out_channels):
-                    imps.append(s[sorted(idxs)].flatten(1).sum(1))
-                elif fn in (function.prune_conv_in_channels, function.prune_linear_in_channels):
-                    imps.append(s.transpose(0, 1)[sorted(idxs)].flatten(1).sum(1))
-                else:
-                    continue
-                idxs_all.append(group[i].root_idxs)
-            if not imps:
-                return None
-            return self._normalize(self._reduce(imps, idxs_all), self.normalizer)
-
-    return WeightScoreImportance
-
-
 @register_transform()
 class Channels(Transform):
-    """Remove a ratio of channels/filters through Torch-Pruning's graph (magnitude, Taylor or pruner importance).
+    """Remove a ratio of channels/filters through Torch-Pruning's graph (magnitude, Taylor, HYDRA, kappa, pruner).
 
-    Importance: L2 magnitude, adversarial Taylor |w * dCE(x_adv)/dw| or the paired pruner's scores, summed per
-    channel over the coupled layers; counts are rounded to multiples of round_to; the output layer is kept.
+    Importance (`pruners.transforms.channel_scores`): L2 magnitude; adversarial Taylor |w * dCE(x_adv)/dw| summed
+    over the channel's weights; HYDRA scores learned per channel for score_epochs through a top-k gate with the
+    weights frozen; the leave-one-out change of log kappa of the layers a channel touches; or the paired pruner's
+    scores; summed over the coupled layers. Counts are rounded to multiples of round_to; the output layer is kept.
     """
 
     name = "channels"
     stage = 1
     structural = True
-    OPTIONS = ("ratio", "importance", "round_to", "ignore", "samples")
+    OPTIONS = ("ratio", "importance", "round_to", "ignore", "samples", "score_epochs")
 
-    def __init__(self, ratio: float, importance: str = "magnitude", round_to: int = 8,
-                 ignore: list[str] | None = None, samples: int = 256):
+    def __init__(self, ratio: float | None, importance: str = "magnitude", round_to: int = 8,
+                 ignore: list[str] | None = None, samples: int = 256, score_epochs: int = 1):
         self.ratio, self.importance, self.round_to = ratio, importance, round_to
-        self.ignore, self.samples = ignore, samples
+        self.ignore, self.samples, self.score_epochs = ignore, samples, score_epochs
+        self._coupled: tuple[int, tuple[str, ...], list[str]] | None = None  # (model id, ignored, kept): searched once
 
     @classmethod
     def from_spec(cls, arg: str | None, options: SpecOptions) -> "Channels":
         ratio = options.take("ratio", _ratio, None) if arg is None else _ratio(arg)
+        epochs_given = "score_epochs" in options.options
         rest = (options.take("importance", _importance, "magnitude"),
                 options.take("round_to", _round_to, 8, "positive integer"),
                 options.take("ignore", parse_globs, None, GLOBS),
-                options.take("samples", _round_to, 256, "positive integer"))
+                options.take("samples", _round_to, 256, "positive integer"),
+                options.take("score_epochs", _round_to, 1, "positive integer"))
         options.finish(cls.OPTIONS)
-        if ratio is None:
-            raise CompressorError("`transforms` channels needs the ratio of channels to remove: e.g. channels:0.5")
-        return cls(ratio, *rest)
+        if epochs_given and rest[0] != "hydra":
+            raise CompressorError("`transforms` channels: score_epochs is an option of importance=hydra: drop it or "
+                                  "choose importance=hydra")
+        return cls(ratio, *rest)  # no ratio: a speed or MACs target chooses it (`prune` checks that one is given)
 
     def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
         if self.importance == "pruner" and method == "none":
@@ -135,15 +112,20 @@ class Channels(Transform):
                                   "remove channels first, then apply separable-linear")
         self.ignored(model)
 
-    def _weight_scores(self, model: nn.Module, context: TransformContext) -> dict[nn.Module, torch.Tensor]:
-        """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
+    def _train_config(self, context: TransformContext) -> Any:
+        """The training settings of a data-driven importance (the dataset's default eps when none is given)."""
         if context.data is None or context.config is None:
             raise CompressorError(f"`transforms` channels importance={self.importance} needs data: pass `dataset`")
-        cfg = context.config if context.config.eps is not None else replace(context.config,
-                                                                                eps=context.data.info.default_eps)
-        pruner = context.pruner
+        return context.config if context.config.eps is not None else replace(context.config,
+                                                                              eps=context.data.info.default_eps)
+
+    def _weight_scores(self, model: nn.Module, context: TransformContext,
+                       kind: str = "taylor") -> dict[nn.Module, torch.Tensor]:
+        """Per-weight importance from adversarial Taylor or from the paired pruner (masks put on, then removed)."""
+        cfg = self._train_config(context)
+        pruner = context.pruner if kind == "pruner" else None
         try:
-            if self.importance == "taylor":
+            if kind == "taylor":
                 layers = MaskedLayers(model)
                 layers.install()
                 scores = taylor_scores(model, layers, context.data.train, eps=cfg.eps, alpha=cfg.step_size,
@@ -173,11 +155,12 @@ class Channels(Transform):
         import torch_pruning as tp
 
         expected = output_shape(model, input_shape)
+        ratio = self.ratio or TRIAL_RATIO
         trial = copy.deepcopy(model).eval()
         example = example_input(trial, input_shape)
         if group_of is None:
             tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                 pruning_ratio=self.ratio, ignored_layers=[trial.get_submodule(n) for n in ignored],
+                                 pruning_ratio=ratio, ignored_layers=[trial.get_submodule(n) for n in ignored],
                                  round_to=self.round_to).step()
         else:
             layer = trial.get_submodule(group_of)
@@ -185,7 +168,7 @@ class Channels(Transform):
             fn = tp.prune_conv_out_channels if isinstance(layer, nn.modules.conv._ConvNd) else \
                 tp.prune_linear_out_channels
             width = int(layer.weight.shape[0])
-            count = min(width - 1, max(1, int(width * self.ratio) // self.round_to * self.round_to or 1))
+            count = min(width - 1, max(1, int(width * ratio) // self.round_to * self.round_to or 1))
             if count < 1:
                 return None
             graph.get_pruning_group(layer, fn, idxs=list(range(count))).prune()
@@ -221,27 +204,66 @@ class Channels(Transform):
                                   "an operation of this model; choose the layers to keep with channels:...,ignore=GLOBS")
         return kept
 
-    def apply(self, model: nn.Module, context: TransformContext) -> dict[str, Any]:
+    def kept_layers(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
+        """The ignored layers and those `coupled` finds, searched once per model (a ratio search reuses them)."""
+        names = self.ignored(model)
+        if self._coupled is None or self._coupled[:2] != (id(model), tuple(names)):
+            self._coupled = (id(model), tuple(names), self.coupled(model, input_shape, names))
+        return names + self._coupled[2]
+
+    def _hydra_scores(self, model: nn.Module, context: TransformContext, ignored: list[nn.Module]) -> dict:
+        cfg = self._train_config(context)
+        ctx = context.ctx or DistContext(device=next(model.parameters()).device)
+        model.to(ctx.device)
+        source = split_source(context.data.train, eps=cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm,
+                              batch_size=cfg.batch_size, ctx=ctx)
+        start = channel_importance(weight_channel_sums(self._weight_scores(model, context, "taylor")))
+        return hydra_scores(model, example_input(model, context.input_shape), ignored, source, ratio=self.ratio,
+                            round_to=self.round_to, epochs=self.score_epochs, init=start, seed=cfg.seed)
+
+    def _importance(self, model: nn.Module, context: TransformContext, ignored: list[nn.Module]) -> Any:
+        """The Torch-Pruning importance object of `importance`."""
         import torch_pruning as tp
 
-        names = self.ignored(model)
-        kept = self.coupled(model, context.input_shape, names)
-        before = channel_counts(model)
-        ignored = [model.get_submodule(n) for n in names + kept]
         if self.importance == "magnitude":
-            importance = tp.importance.GroupMagnitudeImportance(p=2)
-        else:
-            importance = _weight_scores_importance()(self._weight_scores(model, context))
+            return tp.importance.GroupMagnitudeImportance(p=2)
+        if self.importance == "kappa":
+            layers = [m for m in model.modules() if isinstance(m, PRUNABLE)]
+            return channel_importance(finite(kappa_scores(layers), "kappa"))
+        if self.importance == "hydra":
+            return channel_importance(finite(self._hydra_scores(model, context, ignored), "hydra"))
+        return channel_importance(weight_channel_sums(self._weight_scores(model, context, self.importance)),
+                                  normalizer="mean")
+
+    def remove(self, model: nn.Module, ratio: float, input_shape: tuple[int, ...], ignored: list[nn.Module],
+               importance: Any = None) -> Any:
+        """Remove `ratio` of the channels of `model` in place (magnitude importance unless given); the pruner."""
+        import torch_pruning as tp
+
         was_training = model.training
         model.eval()
-        pruner = tp.pruner.BasePruner(model, example_input(model, context.input_shape), importance=importance,
-                                      pruning_ratio=self.ratio, ignored_layers=ignored, round_to=self.round_to)
+        pruner = tp.pruner.BasePruner(model, example_input(model, input_shape),
+                                      importance=importance or tp.importance.GroupMagnitudeImportance(p=2),
+                                      pruning_ratio=ratio, ignored_layers=ignored, round_to=self.round_to)
         pruner.step()
         model.train(was_training)
+        return pruner
+
+    def apply(self, model: nn.Module, context: TransformContext) -> dict[str, Any]:
+        if self.ratio is None:
+            raise CompressorError(NEEDS_RATIO)
+        names = self.ignored(model)
+        all_kept = self.kept_layers(model, context.input_shape)
+        kept = all_kept[len(names):]
+        before = channel_counts(model)
+        ignored = [model.get_submodule(n) for n in all_kept]
+        pruner = self.remove(model, self.ratio, context.input_shape, ignored,
+                             self._importance(model, context, ignored))
         history = [[str(name), bool(out), [int(i) for i in idxs]] for name, out, idxs in pruner.pruning_history()]
         after = channel_counts(model)
         return {"name": self.name, "kind": "transform", "structural": True, "ratio": self.ratio,
-                "importance": self.importance, "round_to": self.round_to, "input_shape": list(context.input_shape),
+                "importance": self.importance, **({"score_epochs": self.score_epochs} if self.importance == "hydra" else {}),
+                "round_to": self.round_to, "input_shape": list(context.input_shape),
                 "ignored": self.ignored_names(model, ignored), "history": history, "channels": after,
                 "kept_coupled": [user_name(model, n) for n in kept],
                 "channels_before": sum(before.values()), "channels_after": sum(after.values())}
