@@ -219,6 +219,7 @@ class AotiExporter(Exporter):
         check_native_trusted(path, trust_program)
 
     @classmethod
-    def open_runner(cls, path, *, device="cpu", threads=None, trust_program=False) -> AotiRunner:
+    def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,
+                    trust_program: bool = False) -> AotiRunner:
         """The package at `path`, loaded only with `trust_program` (its native code runs on load)."""
         return AotiRunner(path, device=device, threads=threads, trust_program=trust_program)

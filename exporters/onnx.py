@@ -199,6 +199,7 @@ class OnnxExporter(Exporter):
                            batch_range=options.get("batch_range") or (1, None))
 
     @classmethod
-    def open_runner(cls, path, *, device="cpu", threads=None, trust_program=False) -> OnnxRunner:
+    def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,
+                    trust_program: bool = False) -> OnnxRunner:
         """An ONNX Runtime session on `path` (any ONNX file, ORT-optimised ones too)."""
         return OnnxRunner(path, device=device, threads=threads)

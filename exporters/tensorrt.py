@@ -194,7 +194,8 @@ class TensorRTExporter(Exporter):
         super().check(precision, device)
 
     @classmethod
-    def open_runner(cls, path, *, device="cuda", threads=None, trust_program=False) -> TensorRTRunner:
+    def open_runner(cls, path: Path, *, device: str = "cuda", threads: int | None = None,
+                    trust_program: bool = False) -> TensorRTRunner:
         """The serialized engine at `path` on CUDA (a TensorRT engine runs nowhere else)."""
         return TensorRTRunner(path, device=device if device.startswith("cuda") else "cuda", threads=threads)
 
