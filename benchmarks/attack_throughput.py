@@ -110,7 +110,8 @@ def _digits(device: torch.device, epochs: int, seed: int, log: Callable[[str], N
                          "clean_accuracy": clean}
 
 
-def _resnet18(device: torch.device, n: int, seed: int):
+def random_resnet18(device: torch.device, n: int, seed: int):
+    """A randomly initialised CIFAR ResNet-18 and `n` random images and labels (model, x, y, about), seeded."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = create_model("resnet18", 10, 3, CIFAR_MEAN, CIFAR_STD).to(device).eval()
@@ -145,7 +146,7 @@ def _model_floor(model, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.T
     return delta
 
 
-def _interleaved(calls: dict[str, Callable[[], Any]], warmup: int, reps: int, device: torch.device,
+def interleaved_times(calls: dict[str, Callable[[], Any]], warmup: int, reps: int, device: torch.device,
                  log: Callable[[str], None], label: str) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Time each call `reps` times after `warmup` rounds, round-robin with a rotating order; keep the last outputs."""
     times: dict[str, list[float]] = {k: [] for k in calls}
@@ -166,18 +167,20 @@ def _interleaved(calls: dict[str, Callable[[], Any]], warmup: int, reps: int, de
     return times, last
 
 
-def _stats(t: Sequence[float], images: int) -> dict[str, Any]:
+def time_stats(t: Sequence[float], images: int) -> dict[str, Any]:
+    """Median, p90 and min seconds per call of the timings `t`, and images per second at the median."""
     median = float(np.median(t))
     return {"median_s": median, "p90_s": float(np.percentile(t, 90)), "min_s": float(np.min(t)),
             "images_per_s": images / median, "times_s": list(t)}
 
 
-def _paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
     """The median over rounds of num[i] / den[i]: each round ran both back to back, so load drifts cancel."""
     return float(np.median(np.asarray(num) / np.asarray(den)))
 
 
-def _accuracy(model, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+def accuracy_on(model, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of `model` on the (adversarial) images `x_adv`."""
     with torch.no_grad():
         return (model(x_adv).argmax(1) == y).float().mean().item()
 
@@ -195,24 +198,24 @@ def measure_pgd(name: str, model, x, y, eps: float, device: torch.device, warmup
     calls["model floor"] = lambda: _model_floor(model, x, y, eps)
     log(f"[{name}] PGD-{STEPS}: batch {len(y)}, eps {eps:.4g}, step size {alpha:.4g}, {warmup} warm-up + {reps} "
         f"timed rounds, device {device}")
-    times, last = _interleaved(calls, warmup, reps, device, log, name)
-    rows = {impl: _stats(t, len(y)) for impl, t in times.items()}
+    times, last = interleaved_times(calls, warmup, reps, device, log, name)
+    rows = {impl: time_stats(t, len(y)) for impl, t in times.items()}
     for impl in ("ours", "torchattacks"):
         if impl in rows:
             x_adv = last[impl]
             d = (x_adv - x).flatten(1).abs().amax(1)
-            rows[impl]["accuracy_under_attack"] = _accuracy(model, x_adv, y)
+            rows[impl]["accuracy_under_attack"] = accuracy_on(model, x_adv, y)
             rows[impl]["max_linf"] = d.max().item()
     res: dict[str, Any] = {"batch_size": len(y), "eps": eps, "alpha": alpha, "steps": STEPS, "random_start": True,
                            "loss": "ce", "warmup_rounds": warmup, "timed_rounds": reps, "implementations": rows,
-                           "clean_accuracy": _accuracy(model, x, y),
-                           "model_share_of_ours": _paired_ratio(times["model floor"], times["ours"])}
+                           "clean_accuracy": accuracy_on(model, x, y),
+                           "model_share_of_ours": paired_ratio(times["model floor"], times["ours"])}
     if "torchattacks" in rows:
-        res["speedup_vs_torchattacks"] = _paired_ratio(times["torchattacks"], times["ours"])
+        res["speedup_vs_torchattacks"] = paired_ratio(times["torchattacks"], times["ours"])
         res["goal_speedup"] = GOAL_SPEEDUP
         res["goal_met"] = res["speedup_vs_torchattacks"] >= GOAL_SPEEDUP
         # the most any PGD-10 could gain over torchattacks: remove everything but the model's passes
-        res["best_possible_speedup"] = _paired_ratio(times["torchattacks"], times["model floor"])
+        res["best_possible_speedup"] = paired_ratio(times["torchattacks"], times["model floor"])
         log(f"  [{name}] ours {rows['ours']['images_per_s']:.1f} img/s, torchattacks "
             f"{rows['torchattacks']['images_per_s']:.1f} img/s: speedup {res['speedup_vs_torchattacks']:.2f}x "
             f"(model floor allows at most {res['best_possible_speedup']:.2f}x)")
@@ -235,17 +238,17 @@ def measure_autoattack(name: str, model, x, y, eps: float, device: torch.device,
         "rounds")
     rng = torch.get_rng_state()
     with contextlib.redirect_stdout(sys.stderr):
-        times, last = _interleaved(calls, warmup, reps, device, log, f"{name} aa")
+        times, last = interleaved_times(calls, warmup, reps, device, log, f"{name} aa")
     torch.set_rng_state(rng)  # the direct calls reseed the global RNG
-    rows = {impl: _stats(t, len(y)) for impl, t in times.items()}
+    rows = {impl: time_stats(t, len(y)) for impl, t in times.items()}
     for impl in rows:
-        rows[impl]["accuracy_under_attack"] = _accuracy(model, last[impl], y)
-    overhead = _paired_ratio(times["ours"], times["pyautoattack direct"]) - 1
+        rows[impl]["accuracy_under_attack"] = accuracy_on(model, last[impl], y)
+    overhead = paired_ratio(times["ours"], times["pyautoattack direct"]) - 1
     log(f"  [{name}] AutoAttack {rows['ours']['images_per_s']:.2f} img/s through ours; wrapper overhead "
         f"{100 * overhead:+.1f} %")
     return {"n": len(y), "eps": eps, "seed": seed, "warmup_rounds": warmup, "timed_rounds": reps,
             "protocol": ours.protocol(), "implementations": rows, "identical_outputs": bool(torch.equal(
-                last["ours"], last["pyautoattack direct"])), "clean_accuracy": _accuracy(model, x, y),
+                last["ours"], last["pyautoattack direct"])), "clean_accuracy": accuracy_on(model, x, y),
             "wrapper_overhead": overhead, "goal_overhead_max": GOAL_OVERHEAD, "goal_met": overhead <= GOAL_OVERHEAD}
 
 
@@ -396,7 +399,7 @@ def _measure(args: argparse.Namespace, command: str, device: torch.device, kind:
         if name == "digits":
             model, x_all, y_all, about = _digits(device, args.train_epochs, args.seed, log)
         else:
-            model, x_all, y_all, about = _resnet18(device, max(batch, args.aa_n), args.seed)
+            model, x_all, y_all, about = random_resnet18(device, max(batch, args.aa_n), args.seed)
         w = {"name": name, "description": spec["description"], "notes": spec["notes"], "model": about,
              "pgd": measure_pgd(name, model, x_all[:batch], y_all[:batch], eps, device, warmup, reps, ta, log)}
         if name in aa_names:

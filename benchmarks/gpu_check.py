@@ -314,7 +314,7 @@ def part_attack(ctx: PartContext) -> None:
                           "reference": "reference_pgd in benchmarks/gpu_check.py (plain loop)"})
 
     def pgd_throughput() -> dict[str, Any]:
-        model, x, y, about = at._resnet18(ctx.device, batch, 0)
+        model, x, y, about = at.random_resnet18(ctx.device, batch, 0)
         if ctx.dry:  # the same synthetic CIFAR-shaped images, a small model (seconds, not minutes, on a CPU)
             from compressor.models import create_model
             from train_throughput import CIFAR_MEAN, CIFAR_STD
@@ -322,13 +322,13 @@ def part_attack(ctx: PartContext) -> None:
             model = create_model("cnn-small", 10, 3, CIFAR_MEAN, CIFAR_STD).to(ctx.device).eval()
         calls = {"ours": lambda: ours(model, x, y), "reference loop": lambda: reference_pgd(model, x, y, EPS, alpha,
                                                                                              steps)}
-        times, last = at._interleaved(calls, warmup, reps, ctx.device, ctx.log, "pgd20")
-        rows = {k: at._stats(t, batch) for k, t in times.items()}
+        times, last = at.interleaved_times(calls, warmup, reps, ctx.device, ctx.log, "pgd20")
+        rows = {k: at.time_stats(t, batch) for k, t in times.items()}
         for k in rows:
             rows[k]["max_linf"] = float((last[k] - x).abs().max())
         return {"model": f"{'cnn-small' if ctx.dry else 'resnet18'} (random weights), synthetic CIFAR-shaped images",
                 "implementations": rows,
-                "speedup_ours_vs_reference": at._paired_ratio(times["reference loop"], times["ours"])}
+                "speedup_ours_vs_reference": at.paired_ratio(times["reference loop"], times["ours"])}
 
     ctx.guarded("pgd20_throughput", pgd_throughput, need_s=10 if not ctx.dry else 1)
     data = _load_slice(ctx)
@@ -344,9 +344,9 @@ def part_attack(ctx: PartContext) -> None:
 
     def strength() -> dict[str, Any]:
         torch.manual_seed(0)
-        out = {"n": len(y), "clean": at._accuracy(model, x, y),
-               "ours": at._accuracy(model, ours(model, x, y), y),
-               "reference loop": at._accuracy(model, reference_pgd(model, x, y, EPS, alpha, steps), y)}
+        out = {"n": len(y), "clean": at.accuracy_on(model, x, y),
+               "ours": at.accuracy_on(model, ours(model, x, y), y),
+               "reference loop": at.accuracy_on(model, reference_pgd(model, x, y, EPS, alpha, steps), y)}
         ctx.log(f"PGD-20 accuracy on the robust model: ours {out['ours']:.3f}, reference {out['reference loop']:.3f}")
         return out
 
@@ -365,9 +365,10 @@ def part_attack(ctx: PartContext) -> None:
         x_adv = aa(model, xa, ya)
         ctx.sync()
         dt = time.perf_counter() - t0
-        acc = at._accuracy(model, x_adv, ya)
+        acc = at.accuracy_on(model, x_adv, ya)
         ctx.log(f"AutoAttack standard on {len(ya)} images: {dt:.1f} s, {len(ya) / dt:.1f} images/s, robust {acc:.3f}")
-        return {"n": len(ya), "seconds_attack": dt, "images_per_s": len(ya) / dt, "clean": at._accuracy(model, xa, ya),
+        return {"n": len(ya), "seconds_attack": dt, "images_per_s": len(ya) / dt,
+                "clean": at.accuracy_on(model, xa, ya),
                 "robust_accuracy": acc, "protocol": aa.protocol()}
 
     ctx.guarded("autoattack", autoattack, need_s=25 if not ctx.dry else 1)

@@ -11,7 +11,7 @@ register_exporter = EXPORTERS.register
 
 from .base import Exporter, ExportResult  # noqa: E402
 from .latency import measure_latency  # noqa: E402
-from . import aoti, onnx, onnxruntime, storage, tensorrt  # noqa: E402,F401  (register on import; tensorrt imports lazily)
+from . import aoti, onnx, onnxruntime, sparse_safetensors, tensorrt  # noqa: E402,F401  (register on import; tensorrt imports lazily)
 from . import latency_probe  # noqa: E402,F401  (registers the latency probes in RUNTIMES)
 from .aoti import export_aoti  # noqa: E402
 from .engines import open_runner  # noqa: E402

@@ -202,3 +202,24 @@ class AotiExporter(Exporter):
                sample_inputs=None, parity_inputs=None, force=False, **options: Any) -> ExportResult:
         return export_aoti(model, path, input_shape=input_shape, precision=precision, batch_sizes=batch_sizes,
                            device=device, sample_inputs=sample_inputs, parity_inputs=parity_inputs, force=force)
+
+    @classmethod
+    def opens(cls, path: Path) -> bool:
+        """A .pt2 file that is an AOTInductor package; a torch.export program (also .pt2) is refused in one line."""
+        if path.suffix not in cls.suffixes:
+            return False
+        if not is_aoti_package(path):
+            raise CompressorError(f"{path} is a torch.export program, not an AOTInductor package: pass it as a "
+                                  "MODEL, or compile it with compressor export `format` aoti")
+        return True
+
+    @classmethod
+    def check_trusted(cls, path: Path, trust_program: bool) -> None:
+        """Loading a package runs its shared library: refuse it unless `trust_program`."""
+        check_native_trusted(path, trust_program)
+
+    @classmethod
+    def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,
+                    trust_program: bool = False) -> AotiRunner:
+        """The package at `path`, loaded only with `trust_program` (its native code runs on load)."""
+        return AotiRunner(path, device=device, threads=threads, trust_program=trust_program)

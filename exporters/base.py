@@ -14,6 +14,8 @@ from compressor.budget import MAX_BATCH_SIZE
 from compressor.errors import CompressorError, error_line  # noqa: F401  (error_line: the exporters' shared helper)
 from compressor.folding import fold_parametrizations, prepare_model  # noqa: F401  (re-exported for the exporters)
 
+from .runners import Runner
+
 T = TypeVar("T")
 
 FP32_TOLERANCE = 1e-4  # max |delta logit| allowed between an fp32 export and PyTorch
@@ -104,7 +106,8 @@ def parse_batch_sizes(batch_sizes: Sequence[int] | None) -> list[int]:
 
 
 class Exporter:
-    """A deployment back-end: what it writes, what it needs, and ``export(model, path, ...)``."""
+    """A deployment back-end: what it writes, what it needs, ``export(model, path, ...)`` and, for a file that `bench`
+    runs, ``open_runner(path, ...)``."""
 
     name: ClassVar[str] = "exporter"
     suffixes: ClassVar[tuple[str, ...]] = ()  # file name endings it writes (the first is the usual one)
@@ -132,6 +135,28 @@ class Exporter:
                parity_inputs: str | None = None, force: bool = False, **options: Any) -> ExportResult:
         """Write `model` to `path` in this format and check it against PyTorch."""
         raise NotImplementedError
+
+    @classmethod
+    def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,
+                    trust_program: bool = False) -> Runner:
+        """A runner ``x -> logits`` for the file at `path` (one session: close it before opening the next)."""
+        raise CompressorError(f"`format` {cls.name} writes files that bench does not run")
+
+    @classmethod
+    def runs_engines(cls) -> bool:
+        """Whether `bench` runs this exporter's files: it defines its own `open_runner`."""
+        return cls.open_runner.__func__ is not Exporter.open_runner.__func__  # type: ignore[attr-defined]
+
+    @classmethod
+    def opens(cls, path: Path) -> bool:
+        """Whether `path` is an engine this exporter runs: by default, a file named with one of its `suffixes` (an
+        exporter may refuse, in one line, a file of its suffix that it cannot run)."""
+        return cls.runs_engines() and path.suffix in cls.suffixes
+
+    @classmethod
+    def check_trusted(cls, path: Path, trust_program: bool) -> None:
+        """Refuse, in one line and before anything runs, an engine whose loading runs code from the file unless
+        `trust_program` (none does by default)."""
 
 
 def file_bytes(path: str | Path) -> int:

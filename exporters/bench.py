@@ -32,11 +32,11 @@ from compressor.environment import cpu_model, gpu_driver, pinned_threads
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
 from compressor.progress import bar, paused
-from compressor.pt2_trust import check_native_trusted, check_program_trusted
+from compressor.pt2_trust import check_program_trusted
 from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
-from .engines import TorchRunner, engine_format, open_runner, run_many
+from .engines import TorchRunner, engine_exporter, engine_format, open_runner, run_many
 from .latency import latency_stats
 from .speedup import decide, interleaved_rounds, interval_text, speedup_interval
 
@@ -148,8 +148,8 @@ def parse_variants(specs: Sequence[str], engines: Sequence[Path] = (), *,
                 raise CompressorError(f"{what} {p} does not exist: check the path")
         if v.model.suffix == ".pt2":
             check_program_trusted(v.model, trust_program)
-        if v.engine is not None and engine_format(v.engine) == "aoti":  # an unknown type fails here too
-            check_native_trusted(v.engine, trust_program)
+        if v.engine is not None:  # an unknown type fails here too
+            engine_exporter(v.engine).check_trusted(v.engine, trust_program)
     return list(dict.fromkeys(variants))
 
 

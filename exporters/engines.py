@@ -1,32 +1,52 @@
-"""Open any deployable file as a runner ``x -> logits``: ONNX (ONNX Runtime), TensorRT engines, AOTInductor
-packages, or a PyTorch model (eager)."""
+"""Open any deployable file as a runner ``x -> logits``: the registered exporter that claims its name opens it (ONNX
+in ONNX Runtime, TensorRT engines, AOTInductor packages, or a plugin's format); a PyTorch model runs eager."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from compressor.errors import CompressorError
+from compressor.registry import EXPORTERS
 
-from .aoti import AotiRunner, is_aoti_package
-from .ort_session import OnnxRunner
+from .base import Exporter
 from .runners import Runner, TorchRunner, run_many  # noqa: F401  (the runners' public home is here too)
-from .tensorrt import TensorRTExporter, TensorRTRunner
+
+
+def engine_exporters() -> list[type[Exporter]]:
+    """The registered exporters whose files `bench` runs (those with their own `open_runner`), by name."""
+    return [e.obj for e in EXPORTERS.entries()
+            if isinstance(e.obj, type) and issubclass(e.obj, Exporter) and e.obj.runs_engines()]
+
+
+def or_list(items: list[str]) -> str:
+    """``a, b or c``."""
+    return f"{', '.join(items[:-1])} or {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def engine_suffixes() -> list[str]:
+    """The usual file ending of each kind of engine `bench` runs (each exporter's first suffix), in registry order."""
+    return list(dict.fromkeys(e.suffixes[0] for e in engine_exporters() if e.suffixes))
+
+
+def written_suffixes() -> list[str]:
+    """The usual file ending of every registered exporter, in registry order."""
+    return list(dict.fromkeys(e.obj.suffixes[0] for e in EXPORTERS.entries() if getattr(e.obj, "suffixes", None)))
+
+
+def engine_exporter(path: str | Path) -> type[Exporter]:
+    """The exporter whose runner opens the engine file at `path`, from its name (and the exporter's own check)."""
+    path = Path(path)
+    exporters = engine_exporters()
+    for exporter in exporters:
+        if exporter.opens(path):
+            return exporter
+    kinds = [f"{'/'.join(e.suffixes)} ({e.name})" for e in exporters]
+    raise CompressorError(f"cannot tell the engine format of {path}: use {or_list(kinds)}")
 
 
 def engine_format(path: str | Path) -> str:
-    """The format of an engine file, from its name and contents: onnx, tensorrt or aoti."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        return "onnx"
-    if path.suffix in TensorRTExporter.suffixes:
-        return "tensorrt"
-    if path.suffix == ".pt2":
-        if is_aoti_package(path):
-            return "aoti"
-        raise CompressorError(f"{path} is a torch.export program, not an AOTInductor package: pass it as a MODEL, "
-                              "or compile it with compressor export `format` aoti")
-    raise CompressorError(f"cannot tell the engine format of {path}: use .onnx, .engine/.plan (TensorRT) or .pt2 "
-                          "(AOTInductor)")
+    """The format of an engine file (its exporter's name), from its name and contents: onnx, tensorrt, aoti, ..."""
+    return engine_exporter(path).name
 
 
 def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = None,
@@ -36,9 +56,4 @@ def open_runner(path: str | Path, *, device: str = "cpu", threads: int | None = 
     path = Path(path)
     if not path.is_file():
         raise CompressorError(f"engine {path} does not exist: check the path")
-    fmt = engine_format(path)
-    if fmt == "onnx":
-        return OnnxRunner(path, device=device, threads=threads)
-    if fmt == "tensorrt":
-        return TensorRTRunner(path, device=device if device.startswith("cuda") else "cuda", threads=threads)
-    return AotiRunner(path, device=device, threads=threads, trust_program=trust_program)
+    return engine_exporter(path).open_runner(path, device=device, threads=threads, trust_program=trust_program)

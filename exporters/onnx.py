@@ -197,3 +197,9 @@ class OnnxExporter(Exporter):
                            sample_inputs=sample_inputs, parity_inputs=parity_inputs, batch_sizes=batch_sizes,
                            dynamic_batch=options.get("dynamic_batch", True),
                            batch_range=options.get("batch_range") or (1, None))
+
+    @classmethod
+    def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,
+                    trust_program: bool = False) -> OnnxRunner:
+        """An ONNX Runtime session on `path` (any ONNX file, ORT-optimised ones too)."""
+        return OnnxRunner(path, device=device, threads=threads)

@@ -193,6 +193,12 @@ class TensorRTExporter(Exporter):
         import_tensorrt()  # the missing package is the first thing to fix
         super().check(precision, device)
 
+    @classmethod
+    def open_runner(cls, path: Path, *, device: str = "cuda", threads: int | None = None,
+                    trust_program: bool = False) -> TensorRTRunner:
+        """The serialized engine at `path` on CUDA (a TensorRT engine runs nowhere else)."""
+        return TensorRTRunner(path, device=device if device.startswith("cuda") else "cuda", threads=threads)
+
     def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1, 64), device="cuda",
                sample_inputs=None, parity_inputs=None, force=False, timing_cache: str | Path | None = None,
                **options: Any) -> ExportResult:

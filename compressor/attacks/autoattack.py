@@ -24,7 +24,7 @@ from pyautoattack.square import SquareAttack
 
 from ..errors import CompressorError
 from ..registry import ATTACKS
-from . import Attack
+from .base import Attack
 from .guards import LogitsFn, logits_fn, preserved_rng
 
 REFERENCE = f"pyautoattack {pyautoattack.__version__}"

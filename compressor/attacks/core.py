@@ -1,4 +1,5 @@
-"""Fast batched white-box attacks: FGSM and PGD (L-inf and L2) with restarts and several losses.
+"""Fast batched white-box attacks: FGSM and PGD (L-inf and L2) with restarts and several losses, and the
+registered `FGSM`, `PGD` and `CW` attacks that run them.
 
 No per-sample Python loops and no host synchronisation inside the iterations; the result always
 lies inside the eps-ball around ``x`` and inside [0, 1]. The model's train/eval mode is left as the
@@ -11,6 +12,8 @@ import torch
 from torch import nn
 
 from ..errors import CompressorError
+from ..registry import ATTACKS
+from .base import Attack
 from .losses import LOSSES
 
 NORMS = ("linf", "l2")
@@ -104,3 +107,48 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm
          loss: str = "ce") -> torch.Tensor:
     """Fast gradient (sign) method: one step of size eps from x."""
     return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm=norm, loss=loss, init="zero")
+
+
+@ATTACKS.register("fgsm")
+class FGSM(Attack):
+    """Fast gradient sign method (one step of size eps, no random start)."""
+
+    name = "fgsm"
+    suffix_option = None
+
+    def __init__(self, eps: float, norm: str = "linf", loss: str = "ce"):
+        super().__init__(eps, norm, loss=loss)
+
+    def __call__(self, model, x, y):
+        return fgsm(model, x, y, eps=self.eps, norm=self.norm, loss=self.options["loss"])
+
+
+@ATTACKS.register("pgd")
+class PGD(Attack):
+    """Projected gradient descent with random start; ``pgdN`` runs N steps, ``pgdNxR`` adds R restarts."""
+
+    name = "pgd"
+    default_loss = "ce"
+    default_steps = 20
+
+    def __init__(self, eps: float, norm: str = "linf", steps: int | None = None, restarts: int = 1,
+                 alpha: float | None = None, loss: str | None = None):
+        steps = self.default_steps if steps is None else steps
+        if steps < 1 or restarts < 1:
+            raise CompressorError(f"{self.name} needs steps >= 1 and restarts >= 1, got {steps} and {restarts}")
+        alpha = 2.5 * eps / steps if alpha is None else alpha
+        super().__init__(eps, norm, steps=steps, restarts=restarts, alpha=alpha, loss=loss or self.default_loss)
+
+    def __call__(self, model, x, y):
+        o = self.options
+        return pgd(model, x, y, eps=self.eps, alpha=o["alpha"], steps=o["steps"], norm=self.norm,
+                   loss=o["loss"], restarts=o["restarts"])
+
+
+@ATTACKS.register("cw")
+class CW(PGD):
+    """PGD on the Carlini-Wagner margin loss (L-inf, 30 steps by default; ``cwN`` for N steps)."""
+
+    name = "cw"
+    default_loss = "cw"
+    default_steps = 30

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from compressor.attacks import build_attack
-from compressor.cli.options import (DataRoot, Dataset, Eps, eps_value, Force, Json, MODEL_OPTIONS, ModelCommand,
+from compressor.cli.options import (DataRoot, Dataset, Eps, eps_value, Force, Json, MODEL_OPTIONS,
                                     names_list, option_from, Quiet, Seed)
 from compressor.io import output_lock
 from compressor.progress import quiet as no_bars
@@ -16,14 +16,20 @@ from compressor.reporting import normalization_text, stdout_console, to_json
 
 from ..bench import parse_variants, run_bench
 from ..bench_report import check_outputs, notes_lines, rich_table, write_outputs
-from .export import int_list
+from ..engines import engine_suffixes
+from .export import int_list, RegistryHelpCommand
+
+
+class BenchCommand(RegistryHelpCommand):
+    """`bench` with the engine files it runs from the registry."""
+
+    helps = {"variants": lambda: "Models to run eager, or MODEL=ENGINE to run MODEL's exported engine "
+                                 f"({', '.join(engine_suffixes())})."}
 
 
 def bench_cmd(
     ctx: typer.Context,
-    variants: List[str] = typer.Argument(..., metavar="MODEL[=ENGINE]...",
-                                         help="Models to run eager, or MODEL=ENGINE to run MODEL's exported engine "
-                                              "(.onnx, .engine, .pt2)."),
+    variants: List[str] = typer.Argument(..., metavar="MODEL[=ENGINE]..."),  # help: BenchCommand, from the registry
     engine: Optional[List[Path]] = typer.Option(None, "--engine",
                                                 help="Engine exported from the (single) MODEL; repeatable."),
     batch_sizes: str = typer.Option("1,64", "--batch-sizes", help="Batch-size sweep for latency, e.g. 1,16,64."),
@@ -84,4 +90,4 @@ def bench_cmd(
     console.print("outputs: " + ", ".join(str(p) for p in paths.values()))
 
 
-bench_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)
+bench_cmd.command_class = BenchCommand  # `compressor.cli` builds the command with it (when run)

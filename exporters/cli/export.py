@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 import typer
@@ -14,14 +14,34 @@ from compressor.errors import CompressorError
 from compressor.io import check_output, output_lock
 from compressor.parsing import parse_int_list
 from compressor.progress import bar, quiet as no_bars
+from compressor.registry import EXPORTERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
 from compressor.sanity import check_finite_weights
 from compressor.workflows import open_model
 
 from .. import get_exporter
 from ..base import parse_batch_sizes
+from ..engines import or_list, written_suffixes
 
-FORMATS_HELP = "onnx, onnxruntime, tensorrt, aoti or sparse-safetensors (see `compressor list exporters`)."
+
+class RegistryHelpCommand(ModelCommand):
+    """A model command whose option help names the registered exporters, read from the registry when the command is
+    built (so a plugin's exporter shows too); `helps` maps a parameter to the function that writes its help."""
+
+    helps: ClassVar[dict[str, Callable[[], str]]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.name in self.helps:
+                param.help = self.helps[param.name]()  # type: ignore[attr-defined]
+
+
+class ExportCommand(RegistryHelpCommand):
+    """`export` with its formats and file endings from the registry."""
+
+    helps = {"fmt": lambda: f"{or_list(EXPORTERS.names())} (see `compressor list exporters`).",
+             "output": lambda: f"File to write ({', '.join(written_suffixes())})."}
 
 
 def int_list(text: str, name: str) -> list[int]:
@@ -49,8 +69,8 @@ def sample_inputs(data, n: int):  # type: ignore[no-untyped-def]
 def export_cmd(
     ctx: typer.Context,
     model_path: Path = typer.Argument(..., metavar="MODEL", help="Checkpoint (.pt), state dict with --arch, or .pt2."),
-    fmt: str = typer.Option(..., "--format", "-f", help=FORMATS_HELP),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write (.onnx, .engine, .pt2, .safetensors)."),
+    fmt: str = typer.Option(..., "--format", "-f"),  # help: ExportCommand, from the registry
+    output: Path = typer.Option(..., "--output", "-o"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (tensorrt; aoti on CUDA)."),
     batch_sizes: str = typer.Option("1,64", "--batch-sizes",
                                     help="Batch sizes the artifact must serve: TensorRT's profile and AOTInductor's "
@@ -133,4 +153,4 @@ def export_cmd(
         console.print("parity: not checked")
 
 
-export_cmd.command_class = ModelCommand  # `compressor.cli` builds the command with it (when run)
+export_cmd.command_class = ExportCommand  # `compressor.cli` builds the command with it (when run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from . import FGSM, PGD
+from .core import FGSM, PGD
 from .autoattack import AutoAttackSuite
 
 SQUARE_MARGIN = 0.002  # Square more than this below the best white-box attack: suspicious (AutoAttack's own bound)
