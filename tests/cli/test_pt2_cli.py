@@ -82,7 +82,10 @@ def test_bench_a_program_and_prune_names_the_alternative(programs, tmp_path, cap
                          "--out", str(tmp_path / "bench"), "--json")
     assert code == 0, err
     row = json.loads(out)["variants"][0]
-    assert row["format"] == "pytorch" and [r["batch_size"] for r in row["latency"]] == [1, 8]
+    assert row["format"] == "pytorch"
+    # a program traced for batch 4 is timed at its own batch, never padded, and the row says so
+    assert [(r["batch_size"], r["requested_batch_size"]) for r in row["latency"]] == [(4, 1), (4, 8)]
+    assert any("traced for batch 4" in note for note in row["notes"])
     assert row["normalization"]["source"] == "inside the program"
     code, out, err = cli(capsys, "prune", str(folder / "static.pt2"), "-m", "magnitude", "--dataset", "digits",
                          "-o", str(tmp_path / "p.pt"))
