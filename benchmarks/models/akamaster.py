@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from compressor.models import resnet
+
 __all__ = ["LambdaLayer", "BasicBlock", "CifarResNet", "resnet20", "resnet32", "resnet44", "resnet56"]
 
 
@@ -34,26 +36,15 @@ class LambdaLayer(nn.Module):
         return self.lambd(x)
 
 
-class BasicBlock(nn.Module):
-    """conv3x3(stride)-BN-ReLU-conv3x3-BN plus the shortcut (identity, or option A: subsample and zero-pad), ReLU."""
-
-    expansion = 1
+class BasicBlock(resnet.BasicBlock):
+    """The zoo's conv3x3(stride)-BN-ReLU-conv3x3-BN block with option A where the shape changes: the shortcut
+    subsamples and zero-pads channels (no parameters) instead of a 1x1 convolution."""
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut: nn.Module = nn.Sequential()
+        super().__init__(in_planes, planes, stride)
         if stride != 1 or in_planes != planes:
             pad = planes // 4
             self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad), "constant", 0))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):
