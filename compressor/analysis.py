@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .errors import CompressorError
+from .models.external import user_name
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -64,7 +65,7 @@ def layer_stats(model: nn.Module, with_svd: bool = True) -> list[dict[str, Any]]
     for name, kind, w in named_weights(model):
         w = w.detach()
         nnz = int(torch.count_nonzero(w))
-        row: dict[str, Any] = {"layer": name, "type": kind, "shape": list(w.shape),
+        row: dict[str, Any] = {"layer": user_name(model, name), "type": kind, "shape": list(w.shape),
                                "params": w.numel(), "nonzeros": nnz, "sparsity": 1.0 - nnz / w.numel()}
         if with_svd:
             row.update(condition_number(w))

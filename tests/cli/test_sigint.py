@@ -44,8 +44,7 @@ def test_sigint_during_prune_exits_with_one_line_and_resume_continues(tmp_path):
     assert proc.returncode == 130, rest
     assert "Traceback" not in rest and stdout == ""
     lines = [s for s in rest.splitlines() if s.strip()]
-    assert lines == ["interrupted: a training or pruning run continues from its last finished epoch when rerun "
-                     "with --resume"], rest
+    assert lines == ["interrupted: the run continues from its last finished epoch when rerun with --resume"], rest
     assert not out.exists()  # nothing half-done was written
     states = sorted(p.name for p in tmp_path.glob("pruned.pt*.state"))
     assert states, "no training state kept for --resume"
