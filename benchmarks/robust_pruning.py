@@ -896,7 +896,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     grid = build_grid(args)
     cache = (RowCache(args.cache, _settings(args), started.isoformat(timespec="seconds")) if args.cache
              else MemoryCache(started.isoformat(timespec="seconds")))
-    slug = re.sub(r"[^a-z0-9]+", "-", Path(args.dataset.removeprefix("npz:")).stem.lower()).strip("-")
+    files = args.dataset.removeprefix("npz:").split(",")  # a TRAIN,TEST pair is named by its training file
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(files[0]).stem.lower()).strip("-")
     stem = f"robust_pruning-{slug}-{cache.started[:10]}" + (f"-{args.tag}" if args.tag else "")
     if args.cache and (Path(args.out) / f"{stem}.json").is_file():  # the report of this cache: rewritten
         json_path, md_path = Path(args.out) / f"{stem}.json", Path(args.out) / f"{stem}.md"
