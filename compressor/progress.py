@@ -53,9 +53,10 @@ class Bar:
         self._progress, self._task = progress, task
 
     def advance(self, k: int = 1) -> None:
-        """`k` more items done."""
+        """`k` more items done (drawn at once: a step faster than the refresh rate still shows)."""
         if self._progress is not None:
             self._progress.advance(self._task, k)
+            self._progress.refresh()
 
     def update(self, *, completed: int | None = None, total: int | None = None, description: str | None = None,
                info: str | None = None) -> None:
