@@ -94,7 +94,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     budgets = sorted({int(b) for b in rp.parse_floats(args.budgets, "--budgets")})
     if not budgets or budgets[0] < 1:
         raise CompressorError(f"--budgets '{args.budgets}' must be weight-epoch counts >= 1, e.g. 1,2,4,8")
-    settings = {**rp._settings(args), "method": args.method, "sparsity": args.sparsity, "allocation": args.allocation,
+    settings = {**rp.row_settings(args), "method": args.method, "sparsity": args.sparsity,
+                "allocation": args.allocation,
                 "curve_seed": args.curve_seed}
     stamp = started.isoformat(timespec="seconds")
     cache = rp.RowCache(args.cache, settings, stamp) if args.cache else rp.MemoryCache(stamp)

@@ -883,7 +883,8 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty_files": [d[3:] for d in dirty if d.strip()]}
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def row_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings that change what a cached row means (a cache made with others is refused)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k in ROW_SETTINGS for v in [getattr(args, k)]}
 
 
@@ -894,7 +895,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     started = _dt.datetime.now(_dt.timezone.utc)
     args.eps_value = parse_eps(args.eps)
     grid = build_grid(args)
-    cache = (RowCache(args.cache, _settings(args), started.isoformat(timespec="seconds")) if args.cache
+    cache = (RowCache(args.cache, row_settings(args), started.isoformat(timespec="seconds")) if args.cache
              else MemoryCache(started.isoformat(timespec="seconds")))
     files = args.dataset.removeprefix("npz:").split(",")  # a TRAIN,TEST pair is named by its training file
     slug = re.sub(r"[^a-z0-9]+", "-", Path(files[0]).stem.lower()).strip("-")
@@ -959,7 +960,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "dataset": data.info.name, "data_notes": notes,
         "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")},
         "eps": args.eps_value, "cache": str(args.cache) if args.cache else None,
-        "settings": {**_settings(args), "seeds": args.seeds, "allocations": args.allocations, "lambdas": args.lambdas,
+        "settings": {**row_settings(args), "seeds": args.seeds, "allocations": args.allocations, "lambdas": args.lambdas,
                      "methods": args.methods, "sparsities": args.sparsities, "variants": args.variants,
                      "admm_pgd": args.admm_pgd, "aa_rows": args.aa_rows, "lambdas_weight": args.lambdas_weight,
                      "protocol": args.protocol},

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
-from compressor.models import Normalized, user_name
+from compressor.models import user_name
 from compressor.registry import TRANSFORMS
 from compressor.training import Callback
 
@@ -204,11 +204,6 @@ def check_runs(model: nn.Module, input_shape: Sequence[int], expected: tuple[int
     if problem is not None:
         raise CompressorError(f"{what} left a model that {problem}: the model has an operation the transform "
                               "cannot follow; keep the layers around it (e.g. channels:...,ignore=GLOBS)")
-
-
-def wrapper_prefix(model: nn.Module) -> str:
-    """The prefix the loader's wrapper adds to the user's layer names ('model.' behind a `Normalized`), else ''."""
-    return "model." if isinstance(model, Normalized) else ""
 
 
 def match_layers(model: nn.Module, globs: Sequence[str], kinds: tuple[type, ...], what: str) -> list[str]:
