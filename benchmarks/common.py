@@ -68,6 +68,21 @@ def markdown_header(title: str, res: dict[str, Any]) -> list[str]:
     return lines + [load]
 
 
+def git_state() -> dict[str, Any]:
+    """The checkout's commit and whether the code the rows ran (compressor/, pruners/, benchmarks/) had local edits."""
+    import subprocess
+
+    root = HERE.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "compressor", "pruners", "benchmarks"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": commit, "dirty_files": [d[3:] for d in dirty if d.strip()]}
+
+
 def write_results(res: dict[str, Any], json_path: Path, md_path: Path, render: Callable[[dict[str, Any]], str],
                   log: Callable[[str], None]) -> None:
     """Stamp the end (load, time) on `res` and write it as JSON and as the Markdown `render` makes of it."""

@@ -30,13 +30,17 @@ import torch
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import markdown_header, result_paths, run_main, write_results  # noqa: E402
+from common import git_state, markdown_header, result_paths, run_main, write_results  # noqa: E402
 
-import robust_pruning as rp  # noqa: E402
+import pruning_rows as pr  # noqa: E402
+import robust_pruning  # noqa: E402
+from pruning_grid import RowSpec, recipe  # noqa: E402
+from row_cache import MemoryCache, RowCache, row_settings  # noqa: E402
 
 from compressor.checkpoint import library_versions  # noqa: E402
 from compressor.environment import load_average, machine_info  # noqa: E402
 from compressor.errors import CompressorError  # noqa: E402
+from compressor.parsing import parse_float_list  # noqa: E402
 
 FORMAT = "compressor.benchmark.learning_curve"
 FLAT = 0.01  # doubling the budget adds less than 1 point of validation PGD-20: the curve has flattened
@@ -50,11 +54,11 @@ def choose_budget(curve: dict[int, float], flat: float) -> tuple[int, bool]:
     return max(curve), False
 
 
-def curve_spec(args: argparse.Namespace, budget: int) -> rp.RowSpec:
+def curve_spec(args: argparse.Namespace, budget: int) -> RowSpec:
     """The row of one budget: `--method` at `--sparsity`, `--allocation`, one-shot, `budget` weight epochs."""
     args.epochs_weights = budget
-    opts, prune, finetune = rp.recipe(args.method, args.allocation, {}, args.sparsity, args)
-    return rp.RowSpec("curve", args.method, f"{args.method} {budget} epochs", tuple(sorted(opts.items())), "trades",
+    opts, prune, finetune = recipe(args.method, args.allocation, {}, args.sparsity, args)
+    return RowSpec("curve", args.method, f"{args.method} {budget} epochs", tuple(sorted(opts.items())), "trades",
                       prune, finetune, args.sparsity, args.curve_seed)
 
 
@@ -90,35 +94,35 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc)
-    args.eps_value = rp.parse_eps(args.eps)
-    budgets = sorted({int(b) for b in rp.parse_floats(args.budgets, "--budgets")})
+    args.eps_value = pr.eps_option(args.eps)
+    budgets = sorted({int(b) for b in parse_float_list(args.budgets, name="--budgets", allow_empty=True)})
     if not budgets or budgets[0] < 1:
         raise CompressorError(f"--budgets '{args.budgets}' must be weight-epoch counts >= 1, e.g. 1,2,4,8")
-    settings = {**rp.row_settings(args), "method": args.method, "sparsity": args.sparsity,
+    settings = {**row_settings(args), "method": args.method, "sparsity": args.sparsity,
                 "allocation": args.allocation,
                 "curve_seed": args.curve_seed}
     stamp = started.isoformat(timespec="seconds")
-    cache = rp.RowCache(args.cache, settings, stamp) if args.cache else rp.MemoryCache(stamp)
+    cache = RowCache(args.cache, settings, stamp) if args.cache else MemoryCache(stamp)
     slug = re.sub(r"[^a-z0-9]+", "-", Path(args.dataset.removeprefix("npz:").split(",")[0]).stem.lower()).strip("-")
     stem = f"learning_curve-{slug}-{cache.started[:10]}" + (f"-{args.tag}" if args.tag else "")
     rewrite = args.cache and (Path(args.out) / f"{stem}.json").is_file()
     json_path, md_path = ((Path(args.out) / f"{stem}.json", Path(args.out) / f"{stem}.md") if rewrite
                           else result_paths(args.out, stem, args.force))
     load_start = load_average()
-    data, notes = rp.load_data(args.dataset, args.train_n, args.data_seed, args.val_size)
+    data, notes = pr.load_data(args.dataset, args.train_n, args.data_seed, args.val_size)
     if args.eps_value is None:
         args.eps_value = data.info.default_eps
-    dense, _ = rp.dense_model(data, args, log)
+    dense, _ = pr.dense_model(data, args, log)
     dense_row = cache.get("dense")
     if dense_row is None:
-        dense_row = rp.validation_eval(dense, data, args)
+        dense_row = pr.validation_eval(dense, data, args)
         cache.put("dense", dense_row)
     rows = []
     for b in budgets:
         spec = curve_spec(args, b)
         row = cache.get(spec.key)
         if row is None and not args.only_cached:
-            row, _ = rp.run_row(dense, data, spec, args, evaluate_row=rp.validation_eval)
+            row, _ = pr.run_row(dense, data, spec, args, evaluate_row=pr.validation_eval)
             cache.put(spec.key, row)
             log(f"{b} weight epochs: val clean {row['val_clean']:.3f}, val pgd20 {row['val_pgd20']:.3f}, "
                 f"{row['train_seconds']:.0f}+{row['eval_seconds']:.0f}s")
@@ -128,7 +132,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     budget, flattened = choose_budget(curve, args.flat) if curve else (None, False)
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "date": cache.started[:10], "started_utc": cache.started,
-        "command": command, "machine": machine_info("cpu"), "versions": library_versions(), "git": rp.git_state(),
+        "command": command, "machine": machine_info("cpu"), "versions": library_versions(), "git": git_state(),
         "load_average_start": load_start, "dataset": data.info.name, "data_notes": notes,
         "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")}, "eps": args.eps_value,
         "settings": settings, "method": args.method, "sparsity": args.sparsity, "allocation": args.allocation,
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = rp.build_parser()
+    p = robust_pruning.build_parser()
     p.description = __doc__.split("\n\n")[0]
     p.add_argument("--budgets", default="1,2,4,8", help="weight-epoch budgets to measure")
     p.add_argument("--method", default="magnitude", help="the method of the curve's rows")

@@ -58,6 +58,22 @@ def parse_int_list(value: str, *, name: str, minimum: int | None = None) -> list
     return values
 
 
+def parse_float_list(value: str, *, name: str, allow_empty: bool = False) -> list[float]:
+    """Parse ``'0.9,0.95'`` into ``[0.9, 0.95]``; ``''`` gives ``[]`` only with `allow_empty`; an empty item or a
+    non-number is refused in one line naming `name`."""
+    items = [v.strip() for v in str(value).split(",")]
+    if not any(items):
+        if allow_empty:
+            return []
+        raise CompressorError(f"{name} is empty: give comma-separated numbers, like 0.9,0.95")
+    if "" in items:
+        raise CompressorError(f"{name} '{value}' has an empty item: give comma-separated numbers, like 0.9,0.95")
+    try:
+        return [float(v) for v in items]
+    except ValueError:
+        raise CompressorError(f"{name} '{value}' is not a comma-separated list of numbers, like 0.9,0.95") from None
+
+
 SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds (the data splits) stop here; torch's go further
 
 

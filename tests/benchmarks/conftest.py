@@ -21,3 +21,18 @@ def load_script(name: str) -> Iterator[ModuleType]:
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+
+
+def load_helper(name: str) -> Iterator[ModuleType]:
+    """Import the helper module ``benchmarks/<name>.py`` as the scripts do (by its own name, with benchmarks/ on the
+    path), for the duration of a fixture."""
+    import importlib
+
+    added = str(BENCHMARKS) not in sys.path
+    if added:
+        sys.path.insert(0, str(BENCHMARKS))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        if added and str(BENCHMARKS) in sys.path:
+            sys.path.remove(str(BENCHMARKS))

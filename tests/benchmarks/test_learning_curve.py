@@ -31,7 +31,7 @@ def test_budgets_share_a_cache_and_never_touch_the_test_split(curve, tmp_path, m
                     dataset=info.as_dict())
     base = ["--dataset", "digits", "--dense", str(tmp_path / "dense.pt"), "--val-n", "40", "--steps", "2",
             "--sparsity", "0.5", "--cache", str(tmp_path / "rows"), "--out", str(tmp_path)]
-    bench = curve.rp
+    bench = curve.pr  # where robust_eval lives: run_row looks it up there
     monkeypatch.setattr(bench, "robust_eval", lambda *a, **k: pytest.fail("the held-out split was evaluated"))
     assert curve.main([*base, "--budgets", "2"]) == 0  # one process runs 2 epochs, another 1, then the report
     assert curve.main([*base, "--budgets", "1"]) == 0

@@ -13,7 +13,7 @@ from compressor.checkpoint import save_checkpoint
 from compressor.data import load_dataset
 from compressor.models import create_model
 from compressor.workflows import model_kwargs
-from tests.benchmarks.conftest import load_script
+from tests.benchmarks.conftest import load_helper, load_script
 
 TINY = ["--dataset", "digits", "--train-n", "200", "--val-n", "48", "--eval-n", "40", "--epochs-dense", "2",
         "--epochs-weights", "2", "--epochs-search", "1", "--epochs-admm", "1", "--steps", "2", "--no-apgd-t",
@@ -24,6 +24,12 @@ TINY = ["--dataset", "digits", "--train-n", "200", "--val-n", "48", "--eval-n", 
 def bench():
     """The benchmark script as a module."""
     yield from load_script("robust_pruning")
+
+
+@pytest.fixture(scope="module")
+def stats(bench):
+    """Its statistics module."""
+    yield from load_helper("pruning_stats")
 
 
 def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, capsys):
@@ -139,13 +145,12 @@ def test_apgd_t_runs_on_the_survivors_of_the_same_images(bench):
     assert out["apgd"] == pytest.approx(out["robust_mask"].count("1") / 12)
 
 
-def test_statistics(bench):
+def test_statistics(stats):
     from scipy.stats import t
 
-    s = bench.summarise([0.5, 0.6, 0.7])
+    s = stats.summarise([0.5, 0.6, 0.7])
     assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1)
     assert s["ci95"] == pytest.approx(t.ppf(0.975, 2) * 0.1 / 3 ** 0.5)
-    assert bench.parse_eps("2/255") == pytest.approx(2 / 255)
 
 
 def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
@@ -186,3 +191,41 @@ def test_autoattack_is_added_later_to_cached_rows_on_the_same_images(bench, tmp_
     (row,) = res["rows"]
     assert res["cost"]["rows_run_now"] == 0 and row["n"] == 8
     assert 0 <= row["worst"] <= min(row["aa"], row["apgd"]) and "APGD-CE+T | AA |" in js.with_suffix(".md").read_text()
+
+
+# the Protocol v3 command of benchmarks/README.md (its long grid resumes from a cache named by these keys)
+V3 = ["--dataset", "npz:../shared/data/cifar10_train.npz,../shared/data/cifar10_test.npz", "--val-size", "5000",
+      "--dense", "../shared/checkpoints/abcrown_resnet4b_adv2px.pth", "--arch", "benchmarks.models.abcrown:resnet4b",
+      "--mean", "0.4914,0.4822,0.4465", "--std", "0.2471,0.2435,0.2616", "--eps", "2/255", "--steps", "5",
+      "--batch-size", "128", "--lr", "0.01", "--val-n", "1000", "--eval-n", "1000", "--epochs-weights", "8",
+      "--epochs-search", "10", "--epochs-admm", "4", "--allocations", "layer", "--no-admm-pgd",
+      "--methods", "magnitude,hydra,tscnc,admm", "--sparsities", "0.95,0.9,0.99", "--seeds", "0,1,2",
+      "--schedule-options", "schedule=cubic,update_every=50", "--epochs-schedule", "1", "--lambdas", "0,1e-2",
+      "--lambdas-weight", "1e-6,1e-5", "--lambda-sparsities", "0.95", "--variants", "tscnc:schedule=oneshot",
+      "--variant-sparsities", "0.95", "--aa-rows", "dense,layer@0.95"]
+
+
+def test_cache_keys_and_settings_are_pinned(bench):
+    """An edit that renamed a row or a cached setting would orphan every finished row of a running grid."""
+    args = bench.build_parser().parse_args(V3)
+    grid = bench.build_grid(args)
+    keys = [r.key for r in grid]
+    assert len(grid) == 51 and len(set(keys)) == 51
+    assert keys[:4] == ["layer-magnitude-allocation=layer,schedule=cubic,update_every=50-trades-1+7-s0.95-seed0",
+                        "layer-hydra-allocation=layer-trades-10+8-s0.95-seed0",
+                        "layer-tscnc-allocation=layer,schedule=cubic,update_every=50-trades-1+7-s0.95-seed0",
+                        "layer-admm-allocation=layer-trades-4+4-s0.95-seed0"]
+    assert keys[12] == "lambda-tscnc-allocation=layer,lam=0.0,schedule=cubic,update_every=50-trades-1+7-s0.95-seed0"
+    assert keys[18] == ("lambda-tscnc-allocation=layer,lam=1e-06,lcc=weight,schedule=cubic,update_every=50-trades-1+7"
+                        "-s0.95-seed0")
+    assert keys[24] == "variant-tscnc-allocation=layer,schedule=oneshot,update_every=50-trades-0+8-s0.95-seed0"
+    assert keys[-1] == "layer-admm-allocation=layer-trades-4+4-s0.99-seed2"
+    assert [r.key for r in grid if r.aa] == keys[:4]  # AutoAttack on the first seed at 95 %
+    assert bench.row_settings(args) == {
+        "dataset": "npz:../shared/data/cifar10_train.npz,../shared/data/cifar10_test.npz", "val_size": 5000,
+        "schedule_options": "schedule=cubic,update_every=50", "epochs_schedule": 1,
+        "dense": "../shared/checkpoints/abcrown_resnet4b_adv2px.pth", "arch": "benchmarks.models.abcrown:resnet4b",
+        "mean": "0.4914,0.4822,0.4465", "std": "0.2471,0.2435,0.2616", "no_normalize": False, "eps": "2/255",
+        "train_n": None, "val_n": 1000, "eval_n": 1000, "data_seed": 0, "epochs_dense": 15, "epochs_weights": 8,
+        "epochs_search": 10, "epochs_admm": 4, "lr": 0.01, "lr_search": 0.1, "weight_decay": 0.0001,
+        "batch_size": 128, "steps": 5, "width": 32, "hidden": 128, "seed": 0, "apgd_t": True}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compressor.errors import CompressorError
-from tests.benchmarks.conftest import load_script
+from tests.benchmarks.conftest import load_helper
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CKPT = SHARED / "checkpoints" / "abcrown_resnet4b_adv2px.pth"
@@ -19,7 +19,8 @@ NORM = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2471, 0.2435, 0.2616]}  # ..
 
 @pytest.fixture(scope="module")
 def bench():
-    yield from load_script("robust_pruning")
+    """Where robust_pruning.py loads its dense model."""
+    yield from load_helper("pruning_rows")
 
 
 def test_architecture_shapes_without_weights():
