@@ -46,13 +46,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, measuring, resolve_device, result_paths, run_main  # noqa: E402  (puts an uninstalled checkout on the path too)
+from common import (RESULTS, accuracy_on, interleaved_times, markdown_header, measuring, paired_ratio,  # noqa: E402
+                    resolve_device, result_paths, run_main, time_stats)  # (it puts an uninstalled checkout on the path)
 
 import pyautoattack  # noqa: E402
 from pyautoattack import AutoAttack  # noqa: E402
@@ -82,11 +82,6 @@ WORKLOADS: dict[str, dict[str, Any]] = {
                  "notes": "synthetic data: throughput only (uniform-random images, random labels)",
                  "eps": 8 / 255, "cpu": (16, 1, 3), "cuda": (256, 3, 20)},
 }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---------------------------------------------------------------- models and data
@@ -144,45 +139,6 @@ def _model_floor(model, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.T
         loss = F.cross_entropy(model(x + delta), y, reduction="sum")
         (delta,) = torch.autograd.grad(loss, delta)
     return delta
-
-
-def interleaved_times(calls: dict[str, Callable[[], Any]], warmup: int, reps: int, device: torch.device,
-                 log: Callable[[str], None], label: str) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """Time each call `reps` times after `warmup` rounds, round-robin with a rotating order; keep the last outputs."""
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    last: dict[str, Any] = {}
-    order = list(calls)
-    for i in range(warmup + reps):
-        k = i % len(order)
-        for name in order[k:] + order[:k]:
-            _sync(device)
-            t0 = time.perf_counter()
-            last[name] = calls[name]()
-            _sync(device)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - t0)
-        if i >= warmup:
-            log(f"  [{label}] round {i - warmup + 1}/{reps}: " + ", ".join(
-                f"{n} {times[n][-1]:.3f}s" for n in order))
-    return times, last
-
-
-def time_stats(t: Sequence[float], images: int) -> dict[str, Any]:
-    """Median, p90 and min seconds per call of the timings `t`, and images per second at the median."""
-    median = float(np.median(t))
-    return {"median_s": median, "p90_s": float(np.percentile(t, 90)), "min_s": float(np.min(t)),
-            "images_per_s": images / median, "times_s": list(t)}
-
-
-def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
-    """The median over rounds of num[i] / den[i]: each round ran both back to back, so load drifts cancel."""
-    return float(np.median(np.asarray(num) / np.asarray(den)))
-
-
-def accuracy_on(model, x_adv: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy of `model` on the (adversarial) images `x_adv`."""
-    with torch.no_grad():
-        return (model(x_adv).argmax(1) == y).float().mean().item()
 
 
 # ---------------------------------------------------------------- measurements

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -111,3 +114,52 @@ def measuring(device, threads: int | None) -> Iterator[None]:
 
     with pinned_threads(threads), torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         yield
+
+
+def sync(device) -> None:
+    """Wait for the work queued on a CUDA `device` (nothing to wait for on the CPU), so a host clock can time it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(calls: dict[str, Callable[[], Any]], warmup: int, reps: int, device,
+                      log: Callable[[str], None], label: str) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time each call `reps` times after `warmup` rounds, round-robin with a rotating order; keep the last outputs."""
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    last: dict[str, Any] = {}
+    order = list(calls)
+    for i in range(warmup + reps):
+        k = i % len(order)
+        for name in order[k:] + order[:k]:
+            sync(device)
+            t0 = time.perf_counter()
+            last[name] = calls[name]()
+            sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+        if i >= warmup:
+            log(f"  [{label}] round {i - warmup + 1}/{reps}: " + ", ".join(
+                f"{n} {times[n][-1]:.3f}s" for n in order))
+    return times, last
+
+
+def time_stats(t: Sequence[float], images: int) -> dict[str, Any]:
+    """Median, p90 and min seconds per call of the timings `t`, and images per second at the median."""
+    median = float(np.median(t))
+    return {"median_s": median, "p90_s": float(np.percentile(t, 90)), "min_s": float(np.min(t)),
+            "images_per_s": images / median, "times_s": list(t)}
+
+
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """The median over rounds of num[i] / den[i]: each round ran both back to back, so load drifts cancel."""
+    return float(np.median(np.asarray(num) / np.asarray(den)))
+
+
+def accuracy_on(model, x_adv, y) -> float:
+    """Accuracy of `model` on the (adversarial) images `x_adv`."""
+    import torch
+
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).float().mean().item()

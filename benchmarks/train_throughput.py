@@ -45,7 +45,7 @@ import torch
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, markdown_header, measuring, resolve_device, result_paths, run_main, write_results  # noqa: E402  (puts an uninstalled checkout on the path too)
+from common import RESULTS, markdown_header, measuring, resolve_device, result_paths, run_main, sync, write_results  # noqa: E402  (puts an uninstalled checkout on the path too)
 
 from compressor.checkpoint import library_versions
 from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
@@ -108,11 +108,6 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ---------------------------------------------------------------- measurement
 def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
@@ -163,10 +158,10 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
     def one_step(mode: str, i: int) -> float:
         x, y = batches[i % len(batches)]
         trainer = trainers[mode]
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = trainer.training_step(x, y)
-        _sync(device)
+        sync(device)
         dt = time.perf_counter() - t0
         last_loss[mode] = out["loss"]
         return dt

@@ -1,5 +1,6 @@
 """The benchmarks stand on public APIs: no file under benchmarks/ imports or reads a name starting with ``_`` from
-the library (compressor, pruners, exporters) or from another benchmark script."""
+the library (compressor, pruners, exporters) or from another benchmark script; and none grows past `MAX_LINES`
+(a script that mixes CLI, grid, statistics, cache and report is split into modules)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ BENCHMARKS = REPO / "benchmarks"
 LIBRARY = ("compressor", "pruners", "exporters")
 # benchmark file -> why it may still read another script's private names, and the follow-up that removes it
 ALLOWED: dict[str, str] = {}
+MAX_LINES = 400
 
 
 def _private(name: str) -> bool:
@@ -57,6 +59,12 @@ def test_benchmarks_use_only_public_names():
             continue
         offenders += [f"{path.relative_to(REPO)}:{use}" for use in private_uses(path.read_text(), siblings)]
     assert not offenders, "\n".join(offenders)
+
+
+def test_benchmark_files_stay_small():
+    long = {str(p.relative_to(REPO)): n for p in sorted(BENCHMARKS.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these into modules of at most {MAX_LINES} lines: {long}"
 
 
 def test_the_check_finds_private_names():

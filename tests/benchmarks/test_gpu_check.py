@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.benchmarks.conftest import BENCHMARKS, load_script
+from tests.benchmarks.conftest import BENCHMARKS, load_helper, load_script
 
 REPO = BENCHMARKS.parent
 
@@ -18,6 +18,12 @@ REPO = BENCHMARKS.parent
 @pytest.fixture(scope="module")
 def gc():
     yield from load_script("gpu_check")
+
+
+@pytest.fixture(scope="module")
+def parts(gc):
+    """Its measuring parts."""
+    yield from load_helper("gpu_check_parts")
 
 
 @pytest.mark.slow
@@ -95,13 +101,13 @@ def test_a_failing_part_keeps_the_others(gc, tmp_path):
     assert "| prune | failed |" in md and "| tests | ok |" in md
 
 
-def test_junit_parsing(gc, tmp_path):
+def test_junit_parsing(parts, tmp_path):
     xml = tmp_path / "j.xml"
     xml.write_text('<testsuites><testsuite><testcase classname="t.a" name="ok" time="0.5"/>'
                    '<testcase classname="t.a" name="bad" time="1"><failure message="assert 1 == 2">x</failure></testcase>'
                    '<testcase classname="t.b" name="skip" time="0"><skipped message="needs a CUDA GPU"/></testcase>'
                    '</testsuite></testsuites>')
-    res = gc.parse_junit(xml)
+    res = parts.parse_junit(xml)
     assert res["counts"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 1}
     assert res["tests"][1] == {"test": "t.a::bad", "outcome": "failed", "seconds": 1.0, "message": "assert 1 == 2"}
 
