@@ -38,9 +38,8 @@ def test_pruned_weights_are_zero_after_training_steps(digits, tiny_cfg):
     pruner = make_pruner("magnitude", sparsity=0.8)
     cb = PrunerCallback(pruner, Phase("finetune", 1, 0.05))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     masks = [m.clone().bool() for m in pruner.layers.masks]
     x, y = next(iter(trainer.loader))
     for _ in range(3):
