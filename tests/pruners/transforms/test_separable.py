@@ -104,3 +104,32 @@ def test_the_paired_pruners_cond_reg_weights_h_and_zero_turns_it_off():
     t = parse_transform("separable-linear")
     apply_transforms(make("cnn-small")[0], [t], TransformContext(SHAPE, pruner=make_pruner("magnitude", sparsity=0.5)))
     assert t.callbacks(model) == []  # cond_reg 0: no term
+
+
+def test_arlst_prune_gives_the_losses_it_gave_when_the_pruner_added_h(digits):
+    """Recorded when the pruner base class added h(A) (CPU, one thread); h at the preset's weight 1e-3 is ~5e-4 of
+    these losses (without it: 2.3021038, 2.3022156), so a lost or doubled term fails."""
+    from dataclasses import replace
+
+    from compressor.models import create_model
+    from compressor.training import TrainConfig
+    from pruners import make_pruner, prune_model
+    from pruners.transforms import TransformContext, apply_transforms, parse_transforms
+
+    small = replace(digits, train=digits.train.head(256), val=digits.val.head(64))
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 10, 1, digits.info.mean, digits.info.std)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.1, adv="trades", eps=0.1, steps=2, val_steps=2, val_n=64,
+                      device="cpu", log_every=100)
+    chosen = parse_transforms(["separable-linear"])
+    pruner = make_pruner("arlst", sparsity=0.8)
+    apply_transforms(model, chosen, TransformContext(tuple(digits.info.input_shape), pruner=pruner))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        job = prune_model(model, small, pruner, cfg, epochs_prune=1, epochs_finetune=1, quiet=True, track=False,
+                          callbacks=[cb for t in chosen for cb in t.callbacks(model)])
+    finally:
+        torch.set_num_threads(threads)
+    assert [h["loss"] for h in job["history"]] == pytest.approx([2.3025965690612793, 2.302708625793457], rel=1e-5)
+    assert job["sparsity"] == pytest.approx(0.8000069405885619, rel=1e-9)
