@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Training-step throughput of standard, PGD-10 and TRADES training (images/s and cost ratios).
 
-Times the library's real code path: a `compressor.training.Trainer` (after `build_optimizer()`) and
-its `training_step(x, y)`, one Trainer per mode, on
+Times the library's real code path: a `compressor.training.Trainer` (after `start()` and `begin_epoch()`, as
+`fit` runs them) and its `training_step(x, y)`, one Trainer per mode, on
 
 * ``digits``   -- the ``cnn-small`` model on the real scikit-learn digits data, batch 128;
 * ``resnet18`` -- the zoo ``resnet18`` on CIFAR-10-shaped synthetic data (3x32x32, 10 classes,
@@ -141,8 +141,8 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
         cfg = TrainConfig(epochs=1, batch_size=batch, adv=adv, steps=ATTACK_STEPS, device=str(device), seed=seed,
                           amp=amp, channels_last=channels_last)
         trainer = Trainer(model, bundle, cfg, quiet=True)
-        trainer.build_optimizer()
-        trainer.model.train()
+        trainer.start()
+        trainer.begin_epoch()
         trainers[mode] = trainer
 
     # the batches come from the Trainer's own loader (already on the device), drawn before any timing
@@ -211,7 +211,7 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
 def render_markdown(res: dict[str, Any]) -> str:
     lines = markdown_header(f"Training-step throughput ({res['device_kind']}, {res['date']})", res)
     lines += [
-        "- each step is `Trainer.training_step(x, y)` after `build_optimizer()`; modes interleaved round-robin "
+        "- each step is `Trainer.training_step(x, y)` after `start()`; modes interleaved round-robin "
         "in one process; ratio = median step time / standard's median step time",
         "- reference passes (forward+backward of one batch): PGD-10 = 10 attack + 1 training = 11; "
         "TRADES-10 = 10 attack + natural and adversarial forwards with one backward through both (2) = 12, "

@@ -9,7 +9,9 @@ pipeline as one method.
 - The scale-invariant condition regulariser h(A) (supplement Eq. 20) is on in every phase: per separable layer,
   1 / (4 T k log k) * sum over its T factors of (log[nu + det(A^T A) / k])^2, summed over the layers; nu = 1e-3
   (the supplement only asks 0 < nu << 1). The supplement gives no weight for h(A): 1e-3, the TSCNC paper's best
-  lambda for its own log-condition term, is the default; choose it on validation data (--cond-reg).
+  lambda for its own log-condition term, is the default; choose it on validation data (--cond-reg). The term
+  itself is the separable-linear transform's training callback (`transforms.separable.ConditionRegularizer`),
+  weighted by this preset's cond_reg.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
         for epoch in range(phase.epochs):
             pruner.epoch_begin(epoch)           # masks move when the schedule says
             for x, y in loader:
-                loss = my_loss(model, x, y) + pruner.regularizer()   # L_CC, ADMM's rho term, h(A)
+                loss = my_loss(model, x, y) + pruner.regularizer()   # TSCNC's L_CC, ADMM's rho term
                 opt.zero_grad(); loss.backward(); opt.step()
                 pruner.step()                   # pruned weights stay zero; ADMM / HYDRA per-step updates;
                                                 # masks move every `update_every` steps when set
@@ -40,7 +40,6 @@ from .masking import MaskedLayers, finalize
 from .schedules import Schedule
 from .scores import Batches, LossFn, ScoreSource
 from .transforms.base import split_spec
-from .transforms.kronecker import kronecker_layers, layer_condition_sum
 
 Ramp = Callable[[float], float]
 
@@ -95,6 +94,7 @@ class Pruner:
         self.schedule = Schedule(config.schedule, config.rounds)
         self.layers: MaskedLayers | None = None
         self.allocator: Allocator | None = None
+        self._allocation: tuple[tuple, Allocator] | None = None  # ((labels, shapes), its Allocator): see `_allocate`
         self.phase = Phase("finetune", 0, 0.0)
         self.at_target = False  # the masks have the final sparsity
         self.optimizer: torch.optim.Optimizer | None = None  # its momentum is zeroed where masks remove weights
@@ -103,7 +103,6 @@ class Pruner:
         self.seed = 0
         self.phase_step = 0  # optimiser steps taken in the current phase
         self.mask_log: list[dict[str, Any]] = []  # the prune phase's mask updates: step and sparsity target
-        self.separable: list[nn.Module] = []  # Kronecker layers h(A) acts on (found by `prepare`)
 
     # ----------------------------------------------------------------- set-up
     @classmethod
@@ -117,17 +116,24 @@ class Pruner:
 
     def check(self, model: nn.Module) -> Allocator:
         """Validate the config against `model` without changing it (no prunable layers, unmatched globs)."""
-        layers = MaskedLayers(model)
-        return Allocator(layers.labels, layers.shapes, self.config.allocation, self.config.layer_sparsity,
-                         self.config.nm)
+        return self._allocate(MaskedLayers(model))
+
+    def _allocate(self, layers: MaskedLayers) -> Allocator:
+        """The Allocator for `layers`, built once: `check` then `attach` on the same layers share it."""
+        key = (tuple(layers.labels), tuple(layers.shapes))
+        if self._allocation is None or self._allocation[0] != key:
+            self._allocation = (key, Allocator(layers.labels, layers.shapes, self.config.allocation,
+                                               self.config.layer_sparsity, self.config.nm))
+        return self._allocation[1]
 
     def attach(self, model: nn.Module) -> None:
         """Put masks (all ones) on `model`'s prunable layers; repeated calls for the same model do nothing."""
         if self.layers is not None and self.layers.model is model:
             return
-        self.allocator = self.check(model)
-        self.layers = MaskedLayers(model)
-        self.layers.install()
+        layers = MaskedLayers(model)
+        self.allocator = self._allocate(layers)
+        layers.install()
+        self.layers = layers
 
     def prepare(self, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
                 steps_per_epoch: int | None = None, score_data: Batches | ScoreSource | None = None,
@@ -142,7 +148,6 @@ class Pruner:
         scores (TSCNC's Taylor importance) differentiate. `seed`: score initialisation and sampling.
         """
         self.attach(model)
-        self.separable = [layer for _, layer in kronecker_layers(model)]
         if isinstance(score_data, ScoreSource):
             self.source = score_data
         elif score_data is not None or score_loss is not None:
@@ -245,13 +250,9 @@ class Pruner:
         return None
 
     def loss_term(self) -> torch.Tensor | None:
-        """Everything this pruner adds to the training loss this step (None: nothing): the method's penalty and,
-        with cond_reg > 0, ARLST's h(A) summed over the separable layers."""
-        term = self.penalty()
-        if self.config.cond_reg > 0 and self.separable:
-            h = self.config.cond_reg * layer_condition_sum(self.separable, self.config.cond_nu)
-            term = h if term is None else term + h
-        return term
+        """Everything this pruner adds to the training loss this step (None: nothing): the method's penalty.
+        ARLST's h(A) is not a pruner's: the separable-linear transform adds it (`ConditionRegularizer`)."""
+        return self.penalty()
 
     def regularizer(self) -> torch.Tensor:
         """The term to add to your loss this step (a zero tensor when the method adds none)."""

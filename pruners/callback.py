@@ -1,10 +1,12 @@
 """The thin adapter through which `compressor.training.Trainer` runs a pruner: every Trainer hook is one call
-of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step / epoch_metrics); no
-pruning logic lives here or in the Trainer."""
+of the pruner's loop-agnostic API (prepare / start_phase / epoch_begin / loss_term / step / epoch_metrics) or hands
+it the optimizer the Trainer built; no pruning logic lives here or in the Trainer."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import torch
 
 from compressor.training import Callback
 
@@ -33,8 +35,10 @@ class PrunerCallback(Callback):
     def param_groups(self, trainer) -> list[dict] | None:
         return self.pruner.param_groups()
 
+    def on_optimizer(self, trainer, optimizer: torch.optim.Optimizer) -> None:
+        self.pruner.optimizer = optimizer
+
     def on_epoch_begin(self, trainer, epoch: int) -> None:
-        self.pruner.optimizer = trainer.optimizer
         self.pruner.epoch_begin(epoch)
 
     def extra_loss(self, trainer, x, y):

@@ -20,6 +20,10 @@ class Callback:
         """Optimiser parameter groups to use instead of all model parameters (None: no opinion)."""
         return None
 
+    def on_optimizer(self, trainer: "Trainer", optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser was just built (by `Trainer.start`, before a saved state is loaded into it, or by a later
+        `build_optimizer`): keep it here rather than reading `trainer.optimizer` every epoch."""
+
     def on_epoch_begin(self, trainer: "Trainer", epoch: int) -> None:
         """Start of an epoch: switch phases, freeze or unfreeze parameters (``requires_grad``)."""
 

@@ -193,6 +193,9 @@ class Diverged(CompressorError):
 class Trainer:
     """Runs a training schedule on a model; pruners plug in through `Callback`s, never by copying this loop.
 
+    `fit` is `start`, then per epoch `begin_epoch`, the `training_step`s, validation and the saved state: code that
+    times or inspects single steps (benchmarks, tests) calls the same `start` / `begin_epoch` / `training_step`.
+
     A non-finite loss or weight stops the run with `Diverged` at the next logging point (every `log_every` steps
     and at the end of each epoch, where the host synchronises anyway): the per-epoch state on disk is the last
     good one, and nothing of the diverged epoch is validated, selected or saved.
@@ -235,6 +238,8 @@ class Trainer:
         self._best_state: dict[str, torch.Tensor] | None = None
         self.lr_option = lr_option  # the option that sets this run's learning rate, named in a divergence message
         self._first_bad = torch.full((), -1, dtype=torch.long, device=dev)  # first non-finite global step, on device
+        self.started = False
+        self.resumed = False  # whether `start` loaded a saved state
 
     # ----------------------------------------------------------------- setup
     def build_optimizer(self) -> None:
@@ -254,6 +259,36 @@ class Trainer:
 
             ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
             self.net = DDP(self.model, device_ids=ids)
+        for cb in self.callbacks:
+            cb.on_optimizer(self, self.optimizer)
+
+    def start(self, resume: bool = False) -> None:
+        """Set the run up as `fit` does: the callbacks' `on_train_begin`, the optimiser and schedule (the callbacks'
+        `on_optimizer`) and, with `resume`, the saved state; then `begin_epoch` and `training_step` drive it by hand.
+        A second call does nothing."""
+        if self.started:
+            if resume and not self.resumed:
+                raise CompressorError("`resume` after the trainer was started afresh: pass resume=True to the first "
+                                      "start() (or fit()) of this Trainer")
+            return
+        if resume and self.state_path is None:
+            raise CompressorError("`resume` needs the training state path")
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        self.build_optimizer()
+        if resume:
+            self.load_state(self.state_path)
+        self.started, self.resumed = True, resume
+
+    def begin_epoch(self) -> None:
+        """Enter epoch `self.epoch` (after `start`): the loader's shuffle for it, the callbacks' `on_epoch_begin`
+        and train mode."""
+        if not self.started:
+            raise CompressorError("Trainer.begin_epoch() before Trainer.start(): start the run first")
+        self.loader.set_epoch(self.epoch)
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self, self.epoch)
+        self.model.train()
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -324,6 +359,8 @@ class Trainer:
     def training_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimiser step; returns detached per-batch sums (no host synchronisation)."""
         cfg = self.config
+        if self.optimizer is None:
+            raise CompressorError("Trainer.training_step() before Trainer.start(): start the run first")
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x_adv = self._craft(x, y) if cfg.adv != "none" else None
@@ -408,13 +445,7 @@ class Trainer:
         """Train for the configured epochs (continuing a saved state with `resume`) and load the best weights."""
         cfg = self.config
         t_start = time.perf_counter()
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
-        self.build_optimizer()
-        if resume:
-            if self.state_path is None:
-                raise CompressorError("`resume` needs the training state path")
-            self.load_state(self.state_path)
+        self.start(resume)
         with TrainProgress(cfg.epochs, len(self.loader), disabled=self.quiet, console=self.console) as progress:
             progress.advance_epochs(self.epoch)
             try:
@@ -433,10 +464,7 @@ class Trainer:
     def _run_epoch(self, progress) -> None:
         cfg = self.config
         epoch = self.epoch
-        self.loader.set_epoch(epoch)
-        for cb in self.callbacks:
-            cb.on_epoch_begin(self, epoch)
-        self.model.train()
+        self.begin_epoch()
         dev = self.ctx.device
         sums = {k: torch.zeros((), device=dev) for k in ("loss", "clean_correct", "adv_correct")}
         seen = 0

@@ -1,5 +1,6 @@
 """`separable-linear`: Linear layers -> Kronecker-factored layers initialised with the nearest Kronecker product,
-with ARLST's condition-number regulariser h(A) as an optional loss term (reg=W: the paired pruner's cond_reg)."""
+with ARLST's condition-number regulariser h(A) as an optional loss term: `ConditionRegularizer`, the training
+callback this transform gives the phases after it (weighted by reg=W or the paired pruner's cond_reg)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import torch
 from torch import nn
 
 from compressor.errors import CompressorError
+from compressor.training import Callback
 
 from .. import register_transform
 from .base import GLOBS, SpecOptions, Transform, TransformContext, match_layers, parse_globs
-from .kronecker import KroneckerLinear, auto_factors, from_linear
+from .kronecker import KroneckerLinear, auto_factors, from_linear, kronecker_layers, layer_condition_sum
 
 
 def parse_factors(text: str) -> list[list[int]]:
@@ -37,6 +39,24 @@ def _positive(text: str) -> float:
     return value
 
 
+class ConditionRegularizer(Callback):
+    """`weight` x ARLST's h(A) summed over `model`'s separable layers, added to every training step's loss (in a
+    loop of your own: add `term()` to the loss)."""
+
+    def __init__(self, model: nn.Module, weight: float, nu: float = 1e-3):
+        self.layers = [layer for _, layer in kronecker_layers(model)]
+        self.weight, self.nu = weight, nu
+
+    def term(self) -> torch.Tensor | None:
+        """The weighted h(A) of this step (None: no separable layer, or weight 0)."""
+        if self.weight > 0 and self.layers:
+            return self.weight * layer_condition_sum(self.layers, self.nu)
+        return None
+
+    def extra_loss(self, trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        return self.term()
+
+
 @register_transform()
 class SeparableLinear(Transform):
     """Replace Linear layers (glob; default all but the output layer) by A1 ⊗ A2 Kronecker layers (ARLST)."""
@@ -51,6 +71,7 @@ class SeparableLinear(Transform):
         if not 0 < nu < 1:
             raise CompressorError(f"`transforms` separable-linear: nu must be in (0, 1) (ARLST's 0 < nu << 1), got {nu}")
         self.layers, self.factors, self.reg, self.nu = layers, factors, reg, nu
+        self.condition = (reg, nu)  # h(A)'s weight and nu in training: the paired pruner's once applied
 
     @classmethod
     def from_spec(cls, arg: str | None, options: SpecOptions) -> "SeparableLinear":
@@ -93,6 +114,9 @@ class SeparableLinear(Transform):
         self.plan(model)
 
     def apply(self, model: nn.Module, context: TransformContext | None = None) -> dict[str, Any]:
+        config = getattr(context.pruner, "config", None) if context is not None else None
+        if config is not None:  # reg/nu are already in it (`pruner_options`), or a preset's default (arlst)
+            self.condition = (config.cond_reg, config.cond_nu)
         layers = {}
         for name, factors in self.plan(model).items():
             linear = model.get_submodule(name)
@@ -119,8 +143,13 @@ class SeparableLinear(Transform):
                                       f"{name}: the file was written for another model or is corrupt")
             model.set_submodule(name, KroneckerLinear(factors, bias=bool(spec["bias"])).to(layer.weight.device))
 
+    def callbacks(self, model: nn.Module) -> list[Callback]:
+        """h(A) on the training loss of the phases after the transform, when its weight is > 0."""
+        weight, nu = self.condition
+        return [ConditionRegularizer(model, weight, nu)] if weight > 0 else []
+
     def pruner_options(self, method: str, options: dict[str, Any]) -> dict[str, Any]:
-        """reg=W,nu=V turn on the pruner's h(A) term (cond_reg, cond_nu): one implementation, in any loop."""
+        """reg=W,nu=V are the pruner's cond_reg and cond_nu (recorded with its options; one weight, given once)."""
         if self.reg == 0:
             return options
         given = {"cond_reg": self.reg, "cond_nu": self.nu}

@@ -14,9 +14,8 @@ def test_z_u_updates_and_rho_schedule(digits, tiny_cfg):
     pruner = make_pruner("admm", sparsity=0.8, admm_interval=0.5)  # two Z/U updates per epoch
     cb = PrunerCallback(pruner, Phase("prune", 2, 0.01))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     w = [x.detach().clone() for x in pruner.layers.effective()]
     for z, wi in zip(pruner.z, w):  # Z starts as the projection of W (U = 0)
         assert int((z != 0).sum()) == keep_count(z.numel(), 0.8)

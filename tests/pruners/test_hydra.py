@@ -17,9 +17,8 @@ def _prune_phase(digits, cfg, sparsity=0.9):
     pruner = make_pruner("hydra", sparsity=sparsity)
     cb = PrunerCallback(pruner, Phase("prune", 2, 0.1))
     trainer = Trainer(model, digits, cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     return model, pruner, trainer
 
 
@@ -56,8 +55,7 @@ def test_prune_phase_trains_scores_only_then_finetune_trains_weights(digits, tin
     assert any(not torch.equal(a, b) for a, b in zip(first, pruner.layers.masks))  # the scores moved the masks
     cb = PrunerCallback(pruner, Phase("finetune", 1, 0.01))
     ft = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(ft)
-    ft.build_optimizer()
+    ft.start()
     assert not pruner.layers.scores and all(p.requires_grad for p in model.parameters())
     masks = [m.clone().bool() for m in pruner.layers.masks]
     ft.training_step(x, y)
@@ -73,9 +71,8 @@ def test_batchnorm_trains_in_the_score_search_unless_freeze_bn(digits, tiny_cfg,
     pruner = make_pruner("hydra", sparsity=0.5, freeze_bn=freeze_bn)
     cb = PrunerCallback(pruner, Phase("prune", 1, 0.1))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     bn = [p.detach().clone() for p in model[1].parameters()]
     conv_bias = model[0].bias.detach().clone()
     x, y = next(iter(trainer.loader))
@@ -99,9 +96,8 @@ def test_scores_move_the_masks_at_the_reference_settings(digits, standard_model)
     model = copy.deepcopy(standard_model)
     cb = PrunerCallback(pruner, Phase("prune", 1, 0.1))
     trainer = Trainer(model, digits, cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     group = trainer.optimizer.param_groups[0]
     assert group["lr"] == 0.1 and group["weight_decay"] == 1e-4
     assert {id(s) for s in pruner.layers.scores} <= {id(p) for p in group["params"]}

@@ -38,9 +38,8 @@ def test_pruned_weights_are_zero_after_training_steps(digits, tiny_cfg):
     pruner = make_pruner("magnitude", sparsity=0.8)
     cb = PrunerCallback(pruner, Phase("finetune", 1, 0.05))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     masks = [m.clone().bool() for m in pruner.layers.masks]
     x, y = next(iter(trainer.loader))
     for _ in range(3):
@@ -49,6 +48,24 @@ def test_pruned_weights_are_zero_after_training_steps(digits, tiny_cfg):
         assert torch.count_nonzero(w.detach()[~m]) == 0 and torch.count_nonzero(s.detach()[~m]) == 0
         assert torch.count_nonzero(w.detach()[m]) == int(m.sum())  # the kept ones did train
 
+
+
+def test_the_callback_hands_the_pruner_the_optimizer_once_it_is_built(digits, tiny_cfg):
+    pruner = make_pruner("magnitude", sparsity=0.8)
+    trainer = Trainer(cnn(digits), digits, tiny_cfg, [PrunerCallback(pruner, Phase("finetune", 1, 0.05))], quiet=True)
+    trainer.start()
+    assert trainer.optimizer is not None and pruner.optimizer is trainer.optimizer  # before any epoch begins
+
+
+def test_check_then_attach_build_one_allocator_and_other_layers_a_new_one(digits):
+    model = cnn(digits)
+    pruner = make_pruner("magnitude", sparsity=0.8)
+    checked = pruner.check(model)
+    pruner.attach(model)
+    assert pruner.allocator is checked
+    other = cnn(digits)
+    other.classifier[3] = nn.Linear(other.classifier[3].in_features, 5)
+    assert pruner.check(other) is not checked
 
 @pytest.mark.slow
 def test_finalized_model_loads_strictly_into_the_plain_architecture(digits, tiny_cfg):

@@ -38,7 +38,7 @@ def test_tscnc_adds_the_term_to_the_training_loss(digits, tiny_cfg):
     model = cnn(digits)
     cb = PrunerCallback(pruner, Phase("finetune", 1, 0.01))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
+    trainer.start()
     x, y = next(iter(trainer.loader))
     assert cb.extra_loss(trainer, x, y).item() == pytest.approx(0.1 * log_frobenius(
         [m.weight for m in pruner.layers.modules], 1e-4).item())
@@ -114,9 +114,8 @@ def test_lcc_shrink_is_logged_per_layer(digits, tiny_cfg, lam):
     model = cnn(digits)
     cb = PrunerCallback(pruner, Phase("finetune", 1, 0.01))
     trainer = Trainer(model, digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     x, y = next(iter(trainer.loader))
     lr = trainer.optimizer.param_groups[0]["lr"]
     trainer.training_step(x, y)

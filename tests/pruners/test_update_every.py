@@ -125,9 +125,8 @@ def test_hydra_target_follows_the_steps(digits, tiny_cfg):
     pruner = make_pruner("hydra", sparsity=0.8, schedule="cubic", update_every=2)
     cb = PrunerCallback(pruner, Phase("prune", 1, 0.1))
     trainer = Trainer(cnn(digits), digits, tiny_cfg, [cb], quiet=True)
-    cb.on_train_begin(trainer)
-    trainer.build_optimizer()
-    cb.on_epoch_begin(trainer, 0)
+    trainer.start()
+    trainer.begin_epoch()
     x, y = next(iter(trainer.loader))
     seen = []
     for _ in range(len(trainer.loader)):

@@ -58,18 +58,27 @@ def test_factorisation_that_does_not_divide_and_unmatched_glob():
         transform(model, ["separable-linear,nu=2"], SHAPE)
 
 
-def test_regulariser_sums_h_over_layers_through_the_pruner():
-    model, _ = make("cnn-small")
-    (t,) = transform(model, ["separable-linear:classifier.*,reg=0.5"], SHAPE)
-    assert set(t["layers"]) == {"classifier.1", "classifier.3"} and t["reg"] == 0.5
-    from pruners import make_pruner
-    from pruners.transforms import parse_transform
-    from pruners.transforms.kronecker import condition_regularizer
+def test_regulariser_sums_h_over_layers_through_the_transforms_callback():
+    import inspect
 
-    options = parse_transform("separable-linear,reg=0.5").pruner_options("magnitude", {"sparsity": 0.5})
-    assert options == {"sparsity": 0.5, "cond_reg": 0.5, "cond_nu": 1e-3}
-    pruner = make_pruner("magnitude", **options).prepare(model)
-    loss = pruner.regularizer()
+    import pruners.base
+    from pruners import make_pruner
+    from pruners.transforms import TransformContext, apply_transforms, parse_transform
+    from pruners.transforms.kronecker import condition_regularizer
+    from pruners.transforms.separable import ConditionRegularizer
+
+    model, _ = make("cnn-small")
+    t = parse_transform("separable-linear:classifier.*,reg=0.5")
+    options = t.pruner_options("magnitude", {"sparsity": 0.5})
+    assert options == {"sparsity": 0.5, "cond_reg": 0.5, "cond_nu": 1e-3}  # recorded with the pruner's options
+    pruner = make_pruner("magnitude", **options)
+    (entry,) = apply_transforms(model, [t], TransformContext(SHAPE, pruner=pruner))
+    assert set(entry["layers"]) == {"classifier.1", "classifier.3"} and entry["reg"] == 0.5
+    (cb,) = t.callbacks(model)
+    assert isinstance(cb, ConditionRegularizer)
+    pruner.prepare(model)
+    assert pruner.loss_term() is None and "cond_reg" not in inspect.getsource(pruners.base)  # not the pruner's
+    loss = cb.extra_loss(None, torch.zeros(1), torch.zeros(1))
     layers = [model.classifier[1], model.classifier[3]]
     # ARLST's Eq. 20 per layer (its 1/T averages that layer's T = 2 factors), summed over the layers
     per_layer = [float(condition_regularizer([f.weight for f in m.factors], 1e-3).detach()) for m in layers]
@@ -80,3 +89,47 @@ def test_regulariser_sums_h_over_layers_through_the_pruner():
     assert all(f.parametrizations.weight.original.grad is not None for m in layers for f in m.factors)
     with pytest.raises(CompressorError, match="disagree"):
         parse_transform("separable-linear,reg=0.5").pruner_options("magnitude", {"cond_reg": 0.1})
+
+
+def test_the_paired_pruners_cond_reg_weights_h_and_zero_turns_it_off():
+    from pruners import make_pruner
+    from pruners.transforms import TransformContext, apply_transforms, parse_transform
+
+    arlst = make_pruner("arlst", sparsity=0.5)  # the preset's default weight, no reg= on the transform
+    model, _ = make("cnn-small")
+    t = parse_transform("separable-linear")
+    apply_transforms(model, [t], TransformContext(SHAPE, pruner=arlst))
+    (cb,) = t.callbacks(model)
+    assert (cb.weight, cb.nu) == (1e-3, 1e-3) and cb.term() is not None
+    t = parse_transform("separable-linear")
+    apply_transforms(make("cnn-small")[0], [t], TransformContext(SHAPE, pruner=make_pruner("magnitude", sparsity=0.5)))
+    assert t.callbacks(model) == []  # cond_reg 0: no term
+
+
+def test_arlst_prune_gives_the_losses_it_gave_when_the_pruner_added_h(digits):
+    """Recorded when the pruner base class added h(A) (CPU, one thread); h at the preset's weight 1e-3 is ~5e-4 of
+    these losses (without it: 2.3021038, 2.3022156), so a lost or doubled term fails."""
+    from dataclasses import replace
+
+    from compressor.models import create_model
+    from compressor.training import TrainConfig
+    from pruners import make_pruner, prune_model
+    from pruners.transforms import TransformContext, apply_transforms, parse_transforms
+
+    small = replace(digits, train=digits.train.head(256), val=digits.val.head(64))
+    torch.manual_seed(0)
+    model = create_model("cnn-small", 10, 1, digits.info.mean, digits.info.std)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.1, adv="trades", eps=0.1, steps=2, val_steps=2, val_n=64,
+                      device="cpu", log_every=100)
+    chosen = parse_transforms(["separable-linear"])
+    pruner = make_pruner("arlst", sparsity=0.8)
+    apply_transforms(model, chosen, TransformContext(tuple(digits.info.input_shape), pruner=pruner))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        job = prune_model(model, small, pruner, cfg, epochs_prune=1, epochs_finetune=1, quiet=True, track=False,
+                          callbacks=[cb for t in chosen for cb in t.callbacks(model)])
+    finally:
+        torch.set_num_threads(threads)
+    assert [h["loss"] for h in job["history"]] == pytest.approx([2.3025965690612793, 2.302708625793457], rel=1e-5)
+    assert job["sparsity"] == pytest.approx(0.8000069405885619, rel=1e-9)
