@@ -10,7 +10,7 @@ Workloads (random weights: the architectures, not the accuracy, set the cost; CI
   classifier kept).
 
 Each model is exported with ``exporters.onnx.export_onnx`` (dynamo, opset 18, dynamic batch, ONNX
-Runtime parity checked) and timed through ``exporters.onnxruntime.make_session`` on the CPU provider
+Runtime parity checked) and timed through ``exporters.ort_session.make_session`` on the CPU provider
 with an explicit thread count (so its threads do not spin: on a machine where another process holds a
 core, spinning threads stall each other and the timings become erratic), one session at a time, at batch 1 and 64 with ``exporters.latency.measure_latency``. The timed runs are
 grouped in rounds that alternate dense and transformed (a fresh session per round, after its own warm-up,
@@ -54,7 +54,7 @@ from compressor.models import create_model  # noqa: E402
 from compressor.reporting import fmt  # noqa: E402
 from exporters.latency import measure_latency  # noqa: E402
 from exporters.onnx import export_onnx  # noqa: E402
-from exporters.onnxruntime import make_session  # noqa: E402
+from exporters.ort_session import make_session  # noqa: E402
 from pruners.transforms import TransformContext, apply_transforms, parse_transforms  # noqa: E402
 
 FORMAT = "compressor.benchmark.structural"

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # module -> the public names it provides
 _API: dict[str, tuple[str, ...]] = {
     "analysis": ("condition_number", "layer_stats", "model_summary"),
-    "attacks": ("Attack", "build_attack", "fgsm", "pgd"),
+    "attacks": ("Attack", "AttackBudget", "build_attack", "fgsm", "pgd"),
     "checkpoint": ("Checkpoint", "LoadedModel", "load_model", "make_provenance", "save_checkpoint"),
     "data": ("ArraySplit", "BatchLoader", "DataBundle", "DatasetInfo", "list_datasets", "load_dataset"),
     "errors": ("CompressorError", "UnknownNameError"),

@@ -16,7 +16,7 @@ from . import latency_probe  # noqa: E402,F401  (registers the latency probes in
 from .aoti import export_aoti  # noqa: E402
 from .engines import open_runner  # noqa: E402
 from .onnx import export_onnx  # noqa: E402
-from .onnxruntime import make_session  # noqa: E402
+from .ort_session import make_session  # noqa: E402
 from compressor.checkpoint import load_compressed  # noqa: E402  (the format lives in the core: compressor.storage)
 from compressor.storage import save_compressed, storage_sizes  # noqa: E402
 

@@ -17,13 +17,14 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from compressor.errors import CompressorError
+from compressor.errors import CompressorError, error_line
+from compressor.folding import prepare_model
 from compressor.io import atomic_write, check_output
 from compressor.pt2_trust import check_native_trusted, is_aoti_package
 
 from . import register_exporter
-from .base import (Exporter, ExportResult, check_parity, error_line, file_bytes, follows_2to4,
-                   inputs_label, parse_batch_sizes, prepare_model, random_inputs)
+from .base import (Exporter, ExportResult, check_parity, file_bytes, follows_2to4, inputs_label, parse_batch_sizes,
+                   random_inputs)
 from .latency import measure_latency
 from .runners import run_many
 from .onnx import trace

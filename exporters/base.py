@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from compressor.budget import MAX_BATCH_SIZE
-from compressor.errors import CompressorError, error_line  # noqa: F401  (error_line: the exporters' shared helper)
-from compressor.folding import fold_parametrizations, prepare_model  # noqa: F401  (re-exported for the exporters)
+from compressor.errors import CompressorError
 
 from .runners import Runner
 

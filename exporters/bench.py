@@ -33,11 +33,13 @@ from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
 from compressor.progress import bar, paused
 from compressor.pt2_trust import check_program_trusted
+from compressor.settings import with_options
 from compressor.workflows import open_model
 
 from .base import file_bytes, parse_batch_sizes
-from .engines import TorchRunner, engine_exporter, engine_format, open_runner, run_many
+from .engines import engine_exporter, engine_format, open_runner
 from .latency import latency_stats
+from .runners import TorchRunner, run_many
 from .speedup import decide, interleaved_rounds, interval_text, speedup_interval
 
 FORMAT = "compressor.bench/1"
@@ -55,6 +57,43 @@ class Variant:
     @property
     def name(self) -> str:
         return f"{self.model.stem}:{engine_format(self.engine)}" if self.engine else f"{self.model.stem}:pytorch"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How latency is measured: the `batch_sizes` swept, `warmup` untimed and `runs` timed runs per variant and batch
+    size (split over `rounds` interleaved rounds), with `threads` pinned, on `device`."""
+
+    batch_sizes: Sequence[int] = (1, 64)
+    warmup: int = 10
+    runs: int = 50
+    rounds: int = 10
+    threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How accuracy and robustness are measured: white-box `attacks` (at `eps`, None: the dataset's, in `norm`) on `n`
+    test images, a black-box Square attack of `square_queries` queries (0: none), all seeded with `seed`."""
+
+    attacks: Sequence[str] = ("pgd20",)
+    eps: float | None = None
+    norm: str = "linf"
+    n: int = 200
+    square_queries: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class Source:
+    """A source model opened once for all its variants: the model, its test images, the white-box attacks and their
+    results (None until the first of its variants is scored)."""
+
+    loaded: Any
+    split: Any
+    attacks: list[Any]
+    white: dict[str, Any] | None = None
 
 
 @dataclass
@@ -272,17 +311,18 @@ def _batch(x: torch.Tensor, b: int) -> torch.Tensor:
     return x[torch.arange(b) % len(x)].contiguous()
 
 
-def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, Any], *, latency: list[dict[str, Any]],
-                  memory_batch: int, warmup: int, threads: int, device: str, square: Any, seed: int,
-                  notes: Sequence[str] = (), trust_program: bool = False) -> BenchRecord:
-    """Open one session for `variant`, measure its peak memory, score it, close it (`source`: the opened source model;
-    `latency`: its records from `time_variants`)."""
+def bench_variant(variant: Variant, source: Source, *, latency: list[dict[str, Any]], memory_batch: int,
+                  timing: Timing, square: Any, seed: int, notes: Sequence[str] = (),
+                  trust_program: bool = False) -> BenchRecord:
+    """Open one session for `variant`, measure its peak memory, score it, close it (`source`: its source model, with
+    the white-box results; `latency`: its records from `time_variants`)."""
+    split, white, warmup, device = source.split, source.white, timing.warmup, timing.device
     x, y = split.float_images(), split.y
     row: dict[str, Any] = {"latency": latency}
     runner = None
     try:
         with PeakMemory(cuda=device.startswith("cuda")) as mem:  # a fixed window: open, warm-up runs at one batch
-            runner = _open(variant, source, device, threads, trust_program)
+            runner = _open(variant, source.loaded, device, timing.threads, trust_program)
             xb = _batch(x, memory_batch)
             for _ in range(max(1, warmup)):
                 runner(xb)
@@ -292,7 +332,7 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
         predict = lambda inp: run_many(runner, inp)  # noqa: E731  (any batch size, within the engine's range)
         with torch.no_grad():
             pred = predict(x).argmax(1)
-            src_pred = source.model(x).argmax(1)
+            src_pred = source.loaded.model(x).argmax(1)
         row["clean_accuracy"] = _accuracy(pred, y)
         row["agreement_clean"] = float((pred == src_pred).float().mean())
         transfer: dict[str, Any] = {}
@@ -300,7 +340,7 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
         for name, x_adv in white["adversarial"]["x_adv"].items():
             with torch.no_grad():
                 p_eng = predict(x_adv).argmax(1)
-                p_src = source.model(x_adv).argmax(1)
+                p_src = source.loaded.model(x_adv).argmax(1)
             transfer[name] = {"source_accuracy": white["attacks"][name]["accuracy"],
                               "accuracy": _accuracy(p_eng, y),
                               "agreement": float((p_eng == p_src).float().mean())}
@@ -332,7 +372,7 @@ def bench_variant(variant: Variant, source: Any, split: Any, white: dict[str, An
                        engine=str(variant.engine) if variant.engine else None,
                        format=engine_format(variant.engine) if variant.engine else "pytorch",
                        file_bytes=file_bytes(variant.engine or variant.model), **row, memory=memory,
-                       normalization=source.normalization, source=scores, notes=list(notes))
+                       normalization=source.loaded.normalization, source=scores, notes=list(notes))
 
 
 def time_variants(runners: Sequence[Any], x: torch.Tensor, batch_sizes: Sequence[int],
@@ -417,20 +457,23 @@ def check_batch_sizes(variants: Sequence[Variant], batch_sizes: Sequence[int], *
             runner.close()
 
 
-def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 64), warmup: int = 10, runs: int = 50,
-              rounds: int = 10, threads: int = 1, device: str = "cpu", attacks: Sequence[str] = ("pgd20",),
-              eps: float | None = None, norm: str = "linf", n: int = 200, square_queries: int = 1000, seed: int = 0,
+def run_bench(variants: Sequence[Variant], timing: Timing | None = None, scoring: Scoring | None = None, *,
               dataset: str | None = None, data_root: str | Path | None = None, log: Log | None = None,
-              model_options: dict[str, Any] | None = None) -> BenchReport:
+              model_options: dict[str, Any] | None = None, **overrides: Any) -> BenchReport:
     """Benchmark every variant; white-box attacks run once per source model and transfer to its engines.
 
-    Latency: all sessions open, each batch size timed in `rounds` interleaved rounds (`runs` timed runs per variant in
-    all); the first variant is the reference of the speedup column. `model_options` (``arch``, ``arch_kwargs``,
+    Latency (`timing`): all sessions open, each batch size timed in `rounds` interleaved rounds (`runs` timed runs per
+    variant in all); the first variant is the reference of the speedup column. `overrides` are fields of `Timing` and
+    `Scoring` (``warmup=5``, ``n=64``, ...), set over those given. `model_options` (``arch``, ``arch_kwargs``,
     ``mean``, ``std``, ``no_normalize``, ``trust_pickle``, ...: see `compressor.open_model`) say how to open the
     model files; their ``trust_program`` also lets AOTInductor engines load (their shared library runs)."""
 
-    sizes = parse_batch_sizes(batch_sizes)
-    if runs < 1 or warmup < 0 or n < 1 or square_queries < 0 or rounds < 1:
+    timing, scoring = with_options("run_bench", overrides, Timing if timing is None else timing,
+                                   Scoring if scoring is None else scoring)
+    warmup, runs, rounds, threads, device = timing.warmup, timing.runs, timing.rounds, timing.threads, timing.device
+    eps, norm, seed, square_queries = scoring.eps, scoring.norm, scoring.seed, scoring.square_queries
+    sizes = parse_batch_sizes(timing.batch_sizes)
+    if runs < 1 or warmup < 0 or scoring.n < 1 or square_queries < 0 or rounds < 1:
         raise CompressorError("`runs`, `rounds` and `n` must be >= 1, `warmup` >= 0 and `square_queries` >= 0 (0: no "
                               "Square attack)")
     log = log or (lambda msg: None)
@@ -447,21 +490,21 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
                     raise CompressorError(f"{v.model} records no dataset: pass `dataset` NAME")
                 loaded.model.eval().float()
                 eps_v = data.info.default_eps if eps is None else eps
-                built = [build_attack(a, eps_v, norm, seed=seed) for a in attacks]
+                built = [build_attack(a, eps_v, norm, seed=seed) for a in scoring.attacks]
                 if any(not a.white_box for a in built):
                     raise CompressorError("`attacks` are white-box attacks on the source model; the black-box Square "
                                           "attack always runs against each engine (`square_queries`)")
-                split = data.split("test").head(n)
-                sources[v.model] = [loaded, split, None, built]
+                split = data.split("test").head(scoring.n)
+                sources[v.model] = Source(loaded, split, built)
                 settings = {"dataset": data.info.name, "split": "test", "n": len(split), "eps": eps_v, "norm": norm}
-        fixed = [fixed_batch(v, sources[v.model][0]) for v in variants]
+        fixed = [fixed_batch(v, sources[v.model].loaded) for v in variants]
         log(f"latency of {len(variants)} variants at batch sizes {','.join(map(str, sizes))}: {min(rounds, runs)} "
             "interleaved rounds")
         runners: list[Any] = []
         try:
             for v in variants:
-                runners.append(_open(v, sources[v.model][0], device, threads, trust_program))
-            x = sources[variants[0].model][1].float_images()
+                runners.append(_open(v, sources[v.model].loaded, device, threads, trust_program))
+            x = sources[variants[0].model].split.float_images()
             with paused():
                 latency = time_variants(runners, x, sizes, fixed, warmup=warmup, runs=runs, rounds=rounds,
                                         device=device)
@@ -472,23 +515,24 @@ def run_bench(variants: Sequence[Variant], *, batch_sizes: Sequence[int] = (1, 6
                 r.close()
             del runners
         for i, v in enumerate(variants):
-            loaded, split, white, built = sources[v.model]
-            if white is None:
-                log(f"{v.model}: white-box {', '.join(a.name for a in built)} on {len(split)} test images")
-                white = sources[v.model][2] = _source_attacks(loaded.model, split, built, seed, device)
+            source = sources[v.model]
+            if source.white is None:
+                log(f"{v.model}: white-box {', '.join(a.name for a in source.attacks)} on {len(source.split)} test "
+                    "images")
+                source.white = _source_attacks(source.loaded.model, source.split, source.attacks, seed, device)
             square = build_attack(f"square{square_queries}", settings["eps"], norm, seed=seed) if square_queries \
                 else None
             log(f"{v.name}: memory, accuracy, transfer" + (f", {square.name}" if square is not None else ""))
             runtime = f"{runtimes[i]} ({', '.join(providers[i])})"
-            rows.append(bench_variant(v, loaded, split, white, latency=latency[i], memory_batch=fixed[i] or max(sizes),
-                                      warmup=warmup, threads=threads, device=device, square=square, seed=seed,
-                                      notes=format_notes(v, loaded, runtime, fixed[i], sizes),
+            rows.append(bench_variant(v, source, latency=latency[i], memory_batch=fixed[i] or max(sizes),
+                                      timing=timing, square=square, seed=seed,
+                                      notes=format_notes(v, source.loaded, runtime, fixed[i], sizes),
                                       trust_program=trust_program))
             done.advance()
     return BenchReport(format=FORMAT, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                        environment=environment(),
                        settings={**settings, "batch_sizes": sizes, "warmup": warmup, "runs": runs,
                                  "rounds": min(rounds, runs), "threads": threads, "device": device,
-                                 "attacks": list(attacks), "square_queries": square_queries, "seed": seed,
+                                 "attacks": list(scoring.attacks), "square_queries": square_queries, "seed": seed,
                                  "reference": variants[0].name},
                        variants=rows, seconds=time.perf_counter() - t0, speed_warnings=speed_warnings(rows))

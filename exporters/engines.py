@@ -9,7 +9,7 @@ from compressor.errors import CompressorError
 from compressor.registry import EXPORTERS
 
 from .base import Exporter
-from .runners import Runner, TorchRunner, run_many  # noqa: F401  (the runners' public home is here too)
+from .runners import Runner
 
 
 def engine_exporters() -> list[type[Exporter]]:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,12 +14,14 @@ import onnx
 import torch
 from torch import nn
 
-from compressor.errors import CompressorError
+from compressor.errors import CompressorError, error_line
+from compressor.folding import prepare_model
 from compressor.io import atomic_write, check_output
+from compressor.settings import with_options
 
 from . import register_exporter
-from .base import (Exporter, ExportResult, check_parity, discard_on_error, error_line, file_bytes, inputs_label,
-                   parse_batch_sizes, prepare_model, random_inputs)
+from .base import (Exporter, ExportResult, check_parity, discard_on_error, file_bytes, inputs_label, parse_batch_sizes,
+                   random_inputs)
 from .ort_session import OnnxRunner
 
 MIN_OPSET = 17
@@ -98,19 +101,32 @@ def _save(program: Any, path: Path, external: bool) -> None:
         program.save(str(path), external_data=external)
 
 
-def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int], opset: int = 18,
-                dynamic_batch: bool = True, parity: bool = True, force: bool = False,
-                sample_inputs: torch.Tensor | None = None, parity_inputs: str | None = None,
-                batch_sizes: Sequence[int] = (1,), precision: str = "fp32",
-                batch_range: tuple[int, int | None] = (1, None)) -> ExportResult:
+@dataclass(frozen=True)
+class GraphSpec:
+    """What the written graph declares: its `opset`, the `batch_sizes` it records, and a symbolic batch dimension
+    (within `batch_range`; an upper end of None: unbounded) unless `dynamic_batch` is False (then fixed at the first
+    size)."""
+
+    opset: int = 18
+    batch_sizes: Sequence[int] = (1,)
+    dynamic_batch: bool = True
+    batch_range: tuple[int, int | None] = (1, None)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int], parity: bool = True,
+                force: bool = False, sample_inputs: torch.Tensor | None = None, parity_inputs: str | None = None,
+                precision: str = "fp32", graph: GraphSpec | None = None, **graph_options: Any) -> ExportResult:
     """Export `model` (masks folded, on a copy) to one self-contained ONNX file and check it.
 
-    The graph has a symbolic (dynamic) batch dimension unless `dynamic_batch` is False, input
-    ``input`` (N x C x H x W pixels in [0, 1]) and output ``logits``. Weights go to a separate file only
-    above 2 GB. ``onnx.checker`` runs with ``full_check``; with `parity`, ONNX Runtime (CPU) runs
-    `sample_inputs` (random pixels when None) and the export fails above 1e-4 max |delta logit|.
+    The `graph` (or its fields: ``opset=``, ``batch_sizes=``, ``dynamic_batch=``, ``batch_range=``) has a symbolic
+    (dynamic) batch dimension unless it says otherwise, input ``input`` (N x C x H x W pixels in [0, 1]) and output
+    ``logits``. Weights go to a separate file only above 2 GB. ``onnx.checker`` runs with ``full_check``; with
+    `parity`, ONNX Runtime (CPU) runs `sample_inputs` (random pixels when None) and the export fails above 1e-4 max
+    |delta logit|.
     """
     t0 = time.perf_counter()
+    (graph,) = with_options("export_onnx", graph_options, GraphSpec if graph is None else graph)
+    opset, dynamic_batch = graph.opset, graph.dynamic_batch
     if opset < MIN_OPSET:
         raise CompressorError(f"`opset` {opset} is too old: use {MIN_OPSET} or newer")
     newest = onnx.defs.onnx_opset_version()
@@ -121,11 +137,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, input_shape: Sequence[int
         raise CompressorError(f"ONNX export writes fp32 graphs, not {precision}: build fp16 engines from it with "
                               "`format` tensorrt `precision` fp16")
     path = check_output(path, force)
-    sizes = parse_batch_sizes(batch_sizes)
+    sizes = parse_batch_sizes(graph.batch_sizes)
     ready = prepare_model(model)
     # a dynamic batch needs an example batch > 1 (torch.export specialises sizes 0 and 1)
     example = random_inputs(input_shape, batch=max(2, min(sizes[-1], 4)) if dynamic_batch else sizes[0])
-    program = trace(ready, example, dynamic_batch, batch_range)
+    program = trace(ready, example, dynamic_batch, graph.batch_range)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             onnx_program = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset,
@@ -191,12 +207,13 @@ class OnnxExporter(Exporter):
     precisions = ("fp32",)
     devices = ("cpu", "cuda")
 
-    def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1,), device="cpu",
-               sample_inputs=None, parity_inputs=None, force=False, opset: int = 18, **options: Any) -> ExportResult:
-        return export_onnx(model, path, input_shape=input_shape, opset=opset, force=force, precision=precision,
-                           sample_inputs=sample_inputs, parity_inputs=parity_inputs, batch_sizes=batch_sizes,
-                           dynamic_batch=options.get("dynamic_batch", True),
-                           batch_range=options.get("batch_range") or (1, None))
+    def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1,), sample_inputs=None,
+               parity_inputs=None, force=False, opset: int = GraphSpec.opset, **options: Any) -> ExportResult:
+        # `device` (in `options`) does not matter: the graph is traced on the CPU and runs anywhere
+        graph = GraphSpec(opset, batch_sizes, options.get("dynamic_batch", True),
+                          options.get("batch_range") or (1, None))
+        return export_onnx(model, path, input_shape=input_shape, force=force, precision=precision,
+                           sample_inputs=sample_inputs, parity_inputs=parity_inputs, graph=graph)
 
     @classmethod
     def open_runner(cls, path: Path, *, device: str = "cpu", threads: int | None = None,

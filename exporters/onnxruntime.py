@@ -9,12 +9,13 @@ from typing import Any
 
 import torch
 
+from compressor.folding import prepare_model
 from compressor.io import atomic_path, check_output
 
 from . import register_exporter
-from .base import Exporter, ExportResult, check_parity, file_bytes, inputs_label, prepare_model, random_inputs
+from .base import Exporter, ExportResult, check_parity, file_bytes, inputs_label, random_inputs
 from .onnx import export_onnx
-from .ort_session import OnnxRunner, choose_providers, make_session  # noqa: F401  (make_session: public here too)
+from .ort_session import OnnxRunner, choose_providers
 from .runners import run_many
 
 

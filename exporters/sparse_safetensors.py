@@ -25,9 +25,9 @@ class SparseSafetensorsExporter(Exporter):
     precisions = ("fp32",)
     devices = ("cpu", "cuda")
 
-    def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1,), device="cpu",
-               sample_inputs=None, parity_inputs=None, force=False, checkpoint: Checkpoint | None = None,
+    def export(self, model, path, *, input_shape, precision="fp32", force=False, checkpoint: Checkpoint | None = None,
                **options: Any) -> ExportResult:
+        # the weights are checked exactly, so the batch, device and parity inputs (in `options`) play no part
         t0 = time.perf_counter()
         if checkpoint is None:
             raise CompressorError("`format` sparse-safetensors needs a compressor checkpoint (architecture and "

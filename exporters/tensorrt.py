@@ -20,11 +20,12 @@ from typing import Any, Sequence
 import torch
 
 from compressor.errors import CompressorError
+from compressor.folding import prepare_model
 from compressor.io import atomic_path, atomic_write, atomic_write_text, check_output
 
 from . import register_exporter
-from .base import (Exporter, ExportResult, check_parity, file_bytes, inputs_label, parse_batch_sizes,
-                   prepare_model, random_inputs, require, sparse_2to4_layers)
+from .base import (Exporter, ExportResult, check_parity, file_bytes, inputs_label, parse_batch_sizes, random_inputs,
+                   require, sparse_2to4_layers)
 from .runners import run_many
 from .onnx import export_onnx
 
@@ -200,8 +201,9 @@ class TensorRTExporter(Exporter):
         return TensorRTRunner(path, device=device if device.startswith("cuda") else "cuda", threads=threads)
 
     def export(self, model, path, *, input_shape, precision="fp32", batch_sizes=(1, 64), device="cuda",
-               sample_inputs=None, parity_inputs=None, force=False, timing_cache: str | Path | None = None,
-               **options: Any) -> ExportResult:
+               sample_inputs=None, parity_inputs=None, force=False, **options: Any) -> ExportResult:
+        """The engine, and its sidecar JSON; ``timing_cache=PATH`` (in `options`; default beside the engine) keeps
+        TensorRT's kernel timings, so a rebuild is fast."""
         t0 = time.perf_counter()
         self.check(precision, device)
         path = check_output(path, force)
@@ -215,7 +217,8 @@ class TensorRTExporter(Exporter):
             with atomic_path(path) as engine:  # parity runs on the new engine before it replaces anything
                 build = build_engine(onnx_path, engine, input_shape=input_shape, precision=precision,
                                      batch_sizes=batch_sizes, sparse_weights=bool(sparse_layers),
-                                     timing_cache=timing_cache or Path(path).with_suffix(".timing-cache"))
+                                     timing_cache=options.get("timing_cache") or Path(path).with_suffix(
+                                         ".timing-cache"))
                 runner = TensorRTRunner(engine, device=device)
                 x = sample_inputs if sample_inputs is not None else random_inputs(input_shape, batch=8, seed=1)
                 with torch.no_grad():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -43,8 +44,13 @@ class ConfigField:
 
 
 def _cli_type(annotation: Any) -> type:
-    """float, int, bool or str from a (string) annotation such as ``'float | None'``."""
-    first = str(annotation).split("|")[0].strip()
+    """float, int, bool or str from an annotation: a string such as ``'float | None'`` (a module with postponed
+    annotations), or the type itself (``float``, ``float | None``, ``Optional[float]``)."""
+    if isinstance(annotation, str):
+        first = annotation.split("|")[0].strip()
+    else:
+        args = typing.get_args(annotation)
+        first = getattr(args[0] if args else annotation, "__name__", "")
     return {"bool": bool, "float": float, "int": int}.get(first, str)
 
 

@@ -9,15 +9,16 @@ loss whose gradient defines the importance (e.g. `adversarial_ce`: CE on PGD exa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressor.attacks import pgd
+from compressor.attacks import AttackBudget, pgd
 from compressor.data import ArraySplit, BatchLoader
 from compressor.errors import CompressorError
+from compressor.settings import with_options
 from compressor.training.distributed import DistContext, all_reduce_sum
 
 from .masking import MaskedLayers
@@ -109,10 +110,19 @@ def split_source(split: ArraySplit, *, eps: float, alpha: float, steps: int, nor
                        ctx.world_size)
 
 
-def taylor_scores(model: nn.Module, layers: MaskedLayers, split: ArraySplit, *, eps: float, alpha: float,
-                  steps: int, norm: str = "linf", samples: int = 512, batch_size: int = 128, squared: bool = False,
-                  seed: int = 0, ctx: DistContext | None = None) -> list[torch.Tensor]:
-    """Adversarial Taylor importance |w * dCE(f(x_adv), y)/dw| over PGD examples of `split` (`taylor_importance`)."""
+def taylor_scores(model: nn.Module, layers: MaskedLayers, split: ArraySplit, budget: AttackBudget | None = None, *,
+                  samples: int = 512, batch_size: int = 128, squared: bool = False, seed: int = 0,
+                  ctx: DistContext | None = None, **budget_options: Any) -> list[torch.Tensor]:
+    """Adversarial Taylor importance |w * dCE(f(x_adv), y)/dw| over PGD examples of `split` (`taylor_importance`).
+
+    The PGD `budget` may also be given as its fields (``eps=``, ``alpha=``, ``steps=``, ``norm=``); one start per
+    batch, so its `restarts` stays 1.
+    """
+    (budget,) = with_options("taylor_scores", budget_options, AttackBudget if budget is None else budget)
+    if budget.restarts != 1:
+        raise CompressorError(f"taylor scores run one PGD start per batch, not {budget.restarts}: leave `restarts` "
+                              "at 1")
     ctx = ctx or DistContext(device=layers.masks[0].device)
-    source = split_source(split, eps=eps, alpha=alpha, steps=steps, norm=norm, batch_size=batch_size, ctx=ctx)
+    source = split_source(split, eps=budget.eps, alpha=budget.step_size, steps=budget.steps, norm=budget.norm,
+                          batch_size=batch_size, ctx=ctx)
     return taylor_importance(model, layers, source, samples=samples, squared=squared, seed=seed)

@@ -8,16 +8,36 @@ caller set it (evaluation puts it in eval mode; training may craft in either mod
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
 from ..errors import CompressorError
 from ..registry import ATTACKS
+from ..settings import with_options
 from .base import Attack
 from .losses import LOSSES
 
 NORMS = ("linf", "l2")
 INITS = ("uniform", "normal", "zero")
+
+
+@dataclass(frozen=True)
+class AttackBudget:
+    """Where and how hard PGD searches: the `norm` ball of radius `eps`, `steps` steps of size `alpha`, `restarts`."""
+
+    eps: float
+    alpha: float | None = None  # default 2.5 * eps / steps (2/255 at 8/255 and 10 steps)
+    steps: int = 10
+    norm: str = "linf"
+    restarts: int = 1
+
+    @property
+    def step_size(self) -> float:
+        """`alpha`, or its default 2.5 * eps / steps."""
+        return 2.5 * self.eps / self.steps if self.alpha is None else self.alpha
 
 
 def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
@@ -60,19 +80,22 @@ def _check(eps: float, norm: str, loss: str, init: str) -> None:
         raise CompressorError(f"unknown start '{init}': choose one of {', '.join(INITS)}")
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float | None = None,
-        steps: int = 10, norm: str = "linf", loss: str = "ce", init: str = "uniform", restarts: int = 1,
-        ref_logits: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: AttackBudget | None = None, *,
+        loss: str = "ce", init: str = "uniform", ref_logits: torch.Tensor | None = None,
+        generator: torch.Generator | None = None, **budget_options: Any) -> torch.Tensor:
     """Projected gradient ascent on `loss`; over restarts keeps, per sample, a misclassified or highest-loss point.
 
-    alpha defaults to 2.5 * eps / steps (2/255 for eps 8/255 and 10 steps). ``ref_logits`` are the clean
-    logits for the KL loss (computed here when omitted).
+    The `budget` may also be given as its fields (``eps=``, ``alpha=``, ``steps=``, ``norm=``, ``restarts=``),
+    which override those of a given `budget`. ``ref_logits`` are the clean logits for the KL loss (computed here
+    when omitted).
     """
+    (budget,) = with_options("pgd", budget_options, AttackBudget if budget is None else budget)
+    eps, steps, norm, restarts = budget.eps, budget.steps, budget.norm, budget.restarts
     _check(eps, norm, loss, init)
     x = x.detach()
     if eps == 0 or steps <= 0:
         return x.clone()
-    alpha = 2.5 * eps / steps if alpha is None else alpha
+    alpha = budget.step_size
     loss_fn = LOSSES[loss]
     if loss == "kl" and ref_logits is None:
         with torch.no_grad():
@@ -106,7 +129,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, norm: str = "linf",
          loss: str = "ce") -> torch.Tensor:
     """Fast gradient (sign) method: one step of size eps from x."""
-    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm=norm, loss=loss, init="zero")
+    return pgd(model, x, y, AttackBudget(eps, alpha=eps, steps=1, norm=norm), loss=loss, init="zero")
 
 
 @ATTACKS.register("fgsm")
@@ -141,8 +164,8 @@ class PGD(Attack):
 
     def __call__(self, model, x, y):
         o = self.options
-        return pgd(model, x, y, eps=self.eps, alpha=o["alpha"], steps=o["steps"], norm=self.norm,
-                   loss=o["loss"], restarts=o["restarts"])
+        budget = AttackBudget(self.eps, alpha=o["alpha"], steps=o["steps"], norm=self.norm, restarts=o["restarts"])
+        return pgd(model, x, y, budget, loss=o["loss"])
 
 
 @ATTACKS.register("cw")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,14 +73,29 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (b, num_patches, embed_dim)
 
 
+@dataclass(frozen=True)
+class ViTShape:
+    """The transformer's own dimensions: input side and patch size, width, depth, heads, MLP ratio, qkv bias."""
+
+    img_size: int = 32
+    patch_size: int = 4
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 2.0
+    qkv_bias: bool = True
+
+
 class VisionTransformer(nn.Module):
     """ViT: patch embedding, cls token, learned position embedding, `blocks`, final `norm`, `head`."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None, img_size: int = 32, patch_size: int = 4,
-                 embed_dim: int = 192, depth: int = 6, num_heads: int = 3, mlp_ratio: float = 2.0,
-                 qkv_bias: bool = True):
+                 std: Sequence[float] | None = None, shape: ViTShape | None = None, **shape_options: Any):
         super().__init__()
+        # the shape may come as its fields (depth=2, ...), the keywords checkpoints record in their arch_kwargs; an
+        # unknown one is a TypeError, as for any model's arguments (create_model reports it in one line)
+        shape = dataclasses.replace(shape or ViTShape(), **shape_options)
+        img_size, patch_size, embed_dim = shape.img_size, shape.patch_size, shape.embed_dim
         if img_size % patch_size != 0:
             raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
         self.normalize = Normalize(mean if mean is not None else [0.0] * in_chans,
@@ -89,7 +106,8 @@ class VisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
-        self.blocks = nn.Sequential(*[Block(embed_dim, num_heads, mlp_ratio, qkv_bias) for _ in range(depth)])
+        self.blocks = nn.Sequential(*[Block(embed_dim, shape.num_heads, shape.mlp_ratio, shape.qkv_bias)
+                                      for _ in range(shape.depth)])
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
         self._init_weights()

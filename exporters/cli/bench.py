@@ -14,7 +14,7 @@ from compressor.io import output_lock
 from compressor.progress import quiet as no_bars
 from compressor.reporting import normalization_text, stdout_console, to_json
 
-from ..bench import parse_variants, run_bench
+from ..bench import Scoring, Timing, parse_variants, run_bench
 from ..bench_report import check_outputs, notes_lines, rich_table, write_outputs
 from ..engines import engine_suffixes
 from .export import int_list, RegistryHelpCommand
@@ -33,20 +33,20 @@ def bench_cmd(
     engine: Optional[List[Path]] = typer.Option(None, "--engine",
                                                 help="Engine exported from the (single) MODEL; repeatable."),
     batch_sizes: str = typer.Option("1,64", "--batch-sizes", help="Batch-size sweep for latency, e.g. 1,16,64."),
-    warmup: int = option_from(run_bench, "warmup", help="Untimed runs before timing each batch size."),
-    runs: int = option_from(run_bench, "runs", help="Timed runs per variant and batch size, split over --rounds."),
-    rounds: int = option_from(run_bench, "rounds", help="Interleaved rounds: each times every variant in turn; the "
+    warmup: int = option_from(Timing, "warmup", help="Untimed runs before timing each batch size."),
+    runs: int = option_from(Timing, "runs", help="Timed runs per variant and batch size, split over --rounds."),
+    rounds: int = option_from(Timing, "rounds", help="Interleaved rounds: each times every variant in turn; the "
                               "speedup interval is over rounds."),
-    threads: int = option_from(run_bench, "threads", help="Intra-op threads, pinned for every runtime."),
-    device: str = option_from(run_bench, "device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
+    threads: int = option_from(Timing, "threads", help="Intra-op threads, pinned for every runtime."),
+    device: str = option_from(Timing, "device", help="cpu or cuda[:N] (TensorRT engines always run on CUDA)."),
     attacks: str = typer.Option("pgd20", "--attacks",
                                 help="White-box attacks on the source model, whose examples transfer to the engine "
                                      "(e.g. pgd20, aa); use '' for none."),
-    square_queries: int = option_from(run_bench, "square_queries", help="Queries of the black-box Square attack run "
-                                                                      "directly against each engine (0: none)."),
+    square_queries: int = option_from(Scoring, "square_queries", help="Queries of the black-box Square attack run "
+                                                                    "directly against each engine (0: none)."),
     eps: Optional[str] = Eps,
-    norm: str = option_from(run_bench, "norm", help="linf or l2."),
-    n: int = option_from(run_bench, "n", help="Test images for accuracy and attacks."),
+    norm: str = option_from(Scoring, "norm", help="linf or l2."),
+    n: int = option_from(Scoring, "n", help="Test images for accuracy and attacks."),
     dataset: Optional[str] = Dataset,
     data_root: Optional[Path] = DataRoot,
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, .csv, .md and .png."),
@@ -66,10 +66,10 @@ def bench_cmd(
     outputs = check_outputs(out, force)
     log = (lambda msg: None) if json_out or quiet else (lambda msg: typer.echo(msg, err=True))
     with output_lock(*outputs.values()), no_bars(quiet or json_out):
-        report = run_bench(chosen, batch_sizes=sizes, warmup=warmup, runs=runs, rounds=rounds, threads=threads,
-                           device=device,
-                           attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed,
-                           dataset=dataset, data_root=data_root, log=log, model_options=options)
+        timing = Timing(batch_sizes=sizes, warmup=warmup, runs=runs, rounds=rounds, threads=threads, device=device)
+        scoring = Scoring(attacks=attack_names, eps=eps_v, norm=norm, n=n, square_queries=square_queries, seed=seed)
+        report = run_bench(chosen, timing, scoring, dataset=dataset, data_root=data_root, log=log,
+                           model_options=options)
         paths = write_outputs(report.to_dict(), out, force)
     warnings = [f"{v.model} (white-box): {w}" for v in report.variants for w in v.source.warnings]
     warnings += [f"{v.name}: {w}" for v in report.variants for w in v.warnings]

@@ -17,7 +17,7 @@ from compressor.workflows import state_path_for
 from pruners import make_pruner, prune
 from pruners.workflow import PHASES, check_prunes, phase_state_path
 
-from ..bench import parse_variants, run_bench
+from ..bench import Scoring, Timing, parse_variants, run_bench
 from ..bench_report import output_paths, rich_table, write_outputs
 from .. import get_exporter
 from .export import sample_inputs
@@ -126,8 +126,8 @@ def deploy(out: Path, dense: Path, pruned: Path, data: DataBundle, *, force: boo
     variants = parse_variants([str(dense), f"{dense}={dense.with_suffix('.onnx')}", str(pruned),
                                f"{pruned}={pruned.with_suffix('.onnx')}"])
     log = (lambda msg: None) if quiet else (lambda msg: typer.echo(msg, err=True))
-    bench = run_bench(variants, batch_sizes=[1, 64], warmup=5, runs=20, threads=1, attacks=["pgd20"], eps=0.1,
-                      n=100, square_queries=100, log=log)
+    bench = run_bench(variants, Timing(batch_sizes=[1, 64], warmup=5, runs=20, threads=1),
+                      Scoring(attacks=["pgd20"], eps=0.1, n=100, square_queries=100), log=log)
     paths = write_outputs(bench.to_dict(), out / "bench", force=force)
     return {"onnx": results, "compressed": compressed, "bench": bench,
             "bench_outputs": [str(p) for p in paths.values()]}

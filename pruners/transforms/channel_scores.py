@@ -13,6 +13,7 @@ sums over each group of coupled layers (Torch-Pruning keeps the dependency graph
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import torch
@@ -199,22 +200,32 @@ class ChannelGates:
         self.handles = []
 
 
+@dataclass(frozen=True)
+class ScoreTraining:
+    """How the channel scores are learned: `epochs` passes over the score data (at most `samples` examples each,
+    None: all), Adam at `lr`."""
+
+    epochs: int
+    lr: float = 0.01
+    samples: int | None = None
+
+
 def hydra_scores(model: nn.Module, example: torch.Tensor, ignored: list[nn.Module], source: ScoreSource, *,
-                 ratio: float, round_to: int, epochs: int, init: Any = None, lr: float = 0.01, seed: int = 0,
-                 samples: int | None = None) -> dict[Key, torch.Tensor]:
-    """Train one score per group of coupled channels for `epochs` passes over `source` (at most `samples` examples
-    each) with the weights and batch-norm statistics frozen, starting from importance `init` (a Torch-Pruning
-    importance; None: equal); the scores as output-channel scores."""
+                 ratio: float, round_to: int, training: ScoreTraining, init: Any = None,
+                 seed: int = 0) -> dict[Key, torch.Tensor]:
+    """Train one score per group of coupled channels as `training` says, over `source`, with the weights and
+    batch-norm statistics frozen, starting from importance `init` (a Torch-Pruning importance; None: equal); the
+    scores as output-channel scores."""
     gates = ChannelGates(model, example, ignored, ratio, round_to, init, seed)
     if not gates.groups:
         gates.remove()
         return {}
     # Adam: a step per score independent of the gradient's scale, which differs between layers and losses
-    opt = torch.optim.Adam(gates.scores, lr=lr)
+    opt = torch.optim.Adam(gates.scores, lr=training.lr)
     was_training = model.training
     model.eval()
     try:
-        for epoch in range(epochs):
+        for epoch in range(training.epochs):
             seen = 0
             for x, y in source.iterate(seed + epoch):
                 loss = source.loss(model, x, y)
@@ -226,7 +237,7 @@ def hydra_scores(model: nn.Module, example: torch.Tensor, ignored: list[nn.Modul
                     s.grad = torch.zeros_like(s) if g is None else g
                 opt.step()
                 seen += len(y)
-                if samples is not None and seen >= samples:
+                if training.samples is not None and seen >= training.samples:
                     break
     finally:
         gates.remove()
@@ -242,5 +253,5 @@ def finite(scores: dict[Key, torch.Tensor], what: str) -> dict[Key, torch.Tensor
     return scores
 
 
-__all__ = ["channel_importance", "hydra_scores", "kappa_scores", "keep_count", "leave_one_out_log_kappa",
-           "log_kappa", "weight_channel_sums", "finite"]
+__all__ = ["ScoreTraining", "channel_importance", "hydra_scores", "kappa_scores", "keep_count",
+           "leave_one_out_log_kappa", "log_kappa", "weight_channel_sums", "finite"]

@@ -12,13 +12,15 @@ import torch
 from torch import nn
 
 from compressor.analysis import PRUNABLE
+from compressor.attacks import AttackBudget
 from compressor.errors import CompressorError
 from compressor.training import DistContext
 
 from .. import register_transform
 from ..masking import MaskedLayers, finalize
 from ..scores import split_source, taylor_scores
-from .channel_scores import channel_importance, finite, hydra_scores, kappa_scores, weight_channel_sums
+from .channel_scores import (ScoreTraining, channel_importance, finite, hydra_scores, kappa_scores,
+                             weight_channel_sums)
 from .base import (GLOBS, SpecOptions, Transform, TransformContext, match_layers, output_shape, parse_globs,
                    run_problem, user_name)
 
@@ -128,8 +130,8 @@ class Channels(Transform):
             if kind == "taylor":
                 layers = MaskedLayers(model)
                 layers.install()
-                scores = taylor_scores(model, layers, context.data.train, eps=cfg.eps, alpha=cfg.step_size,
-                                       steps=cfg.steps, norm=cfg.norm, samples=self.samples,
+                budget = AttackBudget(cfg.eps, alpha=cfg.step_size, steps=cfg.steps, norm=cfg.norm)
+                scores = taylor_scores(model, layers, context.data.train, budget, samples=self.samples,
                                        batch_size=cfg.batch_size, seed=cfg.seed, ctx=context.ctx)
             else:
                 ctx = context.ctx or DistContext(device=next(model.parameters()).device)
@@ -219,7 +221,8 @@ class Channels(Transform):
                               batch_size=cfg.batch_size, ctx=ctx)
         start = channel_importance(weight_channel_sums(self._weight_scores(model, context, "taylor")))
         return hydra_scores(model, example_input(model, context.input_shape), ignored, source, ratio=self.ratio,
-                            round_to=self.round_to, epochs=self.score_epochs, init=start, seed=cfg.seed)
+                            round_to=self.round_to, training=ScoreTraining(self.score_epochs), init=start,
+                            seed=cfg.seed)
 
     def _importance(self, model: nn.Module, context: TransformContext, ignored: list[nn.Module]) -> Any:
         """The Torch-Pruning importance object of `importance`."""

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from compressor.attacks import build_attack, cw_margin_loss, fgsm, pgd
+from compressor.attacks import AttackBudget, build_attack, cw_margin_loss, fgsm, pgd
 from compressor.errors import CompressorError
 from compressor.evaluation import evaluate
 
@@ -9,6 +9,24 @@ from compressor.evaluation import evaluate
 @pytest.fixture(scope="module")
 def batch(digits):
     return digits.test.float_images()[:128], digits.test.y[:128]
+
+
+def test_pgd_takes_a_budget_or_its_fields(batch):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    x, y = batch[0][:16], batch[1][:16]
+    runs = []
+    for call in (lambda: pgd(model, x, y, AttackBudget(0.1, alpha=0.03, steps=3, norm="l2", restarts=2)),
+                 lambda: pgd(model, x, y, eps=0.1, alpha=0.03, steps=3, norm="l2", restarts=2),
+                 lambda: pgd(model, x, y, AttackBudget(0.5, steps=3, norm="l2"), eps=0.1, alpha=0.03, restarts=2)):
+        torch.manual_seed(1)
+        runs.append(call())
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])  # fields set over a given budget
+    assert AttackBudget(8 / 255).step_size == pytest.approx(2 / 255)
+    with pytest.raises(CompressorError, match="'epsilon' is not an option of pgd: it takes alpha, eps, norm"):
+        pgd(model, x, y, epsilon=0.1)
+    with pytest.raises(CompressorError, match="pgd needs `eps`"):
+        pgd(model, x, y, steps=3)
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.5)])

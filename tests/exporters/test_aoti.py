@@ -10,7 +10,8 @@ from compressor.checkpoint import load_model
 from compressor.errors import CompressorError
 from exporters.aoti import AotiRunner, is_aoti_package, semi_structured_speedup
 from exporters.base import follows_2to4
-from exporters.engines import engine_format, open_runner, run_many
+from exporters.engines import engine_format, open_runner
+from exporters.runners import run_many
 
 pytestmark = pytest.mark.slow  # see `make test-fast`: left out of the inner-loop tier
 

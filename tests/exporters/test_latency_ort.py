@@ -9,7 +9,7 @@ import torch
 
 from compressor.errors import CompressorError
 from exporters.latency import measure_latency
-from exporters.onnxruntime import choose_providers, make_session
+from exporters.ort_session import choose_providers, make_session
 
 
 def test_latency_percentiles_warmup_and_sync():

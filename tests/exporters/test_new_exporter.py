@@ -25,7 +25,8 @@ import torch
 
 from compressor.errors import CompressorError
 from exporters import register_exporter
-from exporters.base import Exporter, ExportResult, check_parity, file_bytes, prepare_model, random_inputs
+from compressor.folding import prepare_model
+from exporters.base import Exporter, ExportResult, check_parity, file_bytes, random_inputs
 from exporters.runners import TorchRunner
 
 

@@ -13,7 +13,7 @@ from compressor.analysis import prunable_layers
 from compressor.errors import CompressorError
 from compressor.models import create_model, list_models
 from exporters.onnx import export_onnx, onnx_initializers
-from exporters.onnxruntime import make_session
+from exporters.ort_session import make_session
 from tests.conftest import cli
 
 # every zoo model at a tiny width / input size (the export path is what is tested, not the width)

@@ -8,6 +8,7 @@ from torch import nn
 
 from compressor.errors import CompressorError, UnknownNameError
 from compressor.models import Normalize, create_model, list_models
+from compressor.models.vit import VisionTransformer, ViTShape
 from compressor.registry import MODELS
 from tests.conftest import SHARED
 
@@ -124,6 +125,12 @@ def test_vit_structure_and_arguments():
     default = create_model("vit_small_cifar", num_classes=10)
     assert len(default.blocks) == 6 and default.pos_embed.shape == (1, 65, 192)
     assert default.blocks[0].mlp.fc1.out_features == 384
+    # the shape as one value, or its fields as keywords (what checkpoints record in arch_kwargs), set over it
+    shaped = VisionTransformer(10, shape=ViTShape(depth=2, embed_dim=64, num_heads=4, mlp_ratio=3))
+    overridden = VisionTransformer(10, shape=ViTShape(depth=5, embed_dim=64, num_heads=4, mlp_ratio=3), depth=2)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    for built in (shaped, overridden):
+        assert {k: v.shape for k, v in built.state_dict().items()} == expected
 
 
 def test_vgg16_bn_layout():

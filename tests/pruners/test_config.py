@@ -1,3 +1,6 @@
+import dataclasses
+from typing import Optional
+
 import pytest
 
 from compressor.errors import CompressorError
@@ -11,6 +14,23 @@ def test_builtins_are_registered_with_typed_configs():
     assert {"--sparsity", "--allocation", "--pattern", "--schedule", "--lambda", "--tau", "--taylor"} <= flags
     assert make_pruner("tscnc", sparsity=0.9).config.lam == pytest.approx(1e-3)
     assert make_pruner("tscnc", sparsity=0.9).config.tau == pytest.approx(1e-4)
+
+
+def test_option_types_whether_or_not_annotations_are_postponed():
+    """A plugin's config module may or may not use ``from __future__ import annotations``: same CLI types."""
+    @dataclasses.dataclass
+    class Plain(PrunerConfig):
+        weight: float = 1.0
+        count: int = 2
+        flag: bool = False
+        maybe: float | None = None
+        old_style: Optional[int] = None
+        name: str = "x"
+
+    types = {f.name: f.type for f in config_fields(Plain)}
+    assert {k: types[k] for k in ("weight", "count", "flag", "maybe", "old_style", "name")} == {
+        "weight": float, "count": int, "flag": bool, "maybe": float, "old_style": int, "name": str}
+    assert types["sparsity"] is float and types["layer_sparsity"] is str  # the base's postponed annotations
 
 
 @pytest.mark.parametrize("text,expected", [("2:4", (2, 4)), ("1:8", (1, 8)), ("unstructured", None)])
