@@ -55,11 +55,11 @@ def assemble(cls: type, caller: str, fields: dict[str, Any]) -> Any:
 def job_from(cls: type, caller: str, job: Any, positional: dict[str, Any], fields: dict[str, Any]) -> Any:
     """`job` when it is a `cls` (then nothing else may be given), else the `cls` assembled from the old positional
     arguments (their field names -> values; None: not given) and the keyword `fields`."""
-    given = {k: v for k, v in positional.items() if v is not None and v is not job}
+    given = {k: v for k, v in positional.items() if v is not None}
     if isinstance(job, cls):
-        if given or fields:
-            raise TypeError(f"{caller}() takes a {cls.__name__} or its fields, not both (got "
-                            f"'{next(iter([*given, *fields]))}' too)")
+        extra = [k for k, v in given.items() if v is not job] + list(fields)
+        if extra:
+            raise TypeError(f"{caller}() takes a {cls.__name__} or its fields, not both (got '{extra[0]}' too)")
         return job
     for name in set(given) & set(fields):
         raise TypeError(f"{caller}() got multiple values for argument '{name}'")
