@@ -140,7 +140,7 @@ class PruneJob:
 
     method: str  # a registered pruner, or none (transforms alone)
     model: ModelSource
-    options: Mapping[str, Any] = field(default_factory=dict)  # the pruner's config fields, as given
+    options: Mapping[str, Any] | None = field(default_factory=dict)  # the pruner's config fields, as given
     transforms: Sequence[str] = ()  # transform specs (channels:0.5, nm:2:4, ...), applied before the pruner
     config: TrainConfig | None = None  # training in both phases (default: the method's adv and weight decay)
     data: DataSource = field(default_factory=DataSource)
@@ -180,7 +180,7 @@ class PruneJob:
                                       "both set the ratio: drop the ratio (channels,importance=...) or the target")
             if isinstance(t, Channels) and not targeted and t.ratio is None:
                 raise CompressorError(NEEDS_RATIO)
-        options = dict(self.options)
+        options = dict(self.options or {})  # None: none given (the keyword form's old default)
         for t in chosen:
             options = t.pruner_options(self.method, options)
         if self.method == "none" and not chosen and options.get("pattern", "unstructured") == "unstructured":

@@ -27,8 +27,7 @@ from compressor.training.engine import check_fingerprints, read_state
 from compressor.workflows import evaluate_model, open_model
 
 from .base import Pruner
-from .job import (DEFAULT_SPARSITY, LoopOptions, PhasePlan, PruneJob, check_prunes, decide_sparsity,  # noqa: F401
-                  make_pruner)
+from .job import DEFAULT_SPARSITY, LoopOptions, PhasePlan, PruneJob, check_prunes, make_pruner  # noqa: F401
 from .report import PruneReport, structural_summary
 from .callback import PrunerCallback
 from .monitor import ConditionTracker, condition_summary
