@@ -20,6 +20,7 @@ _API: dict[str, tuple[str, ...]] = {
     "errors": ("CompressorError", "UnknownNameError"),
     "evaluation": ("AttackResult", "Evaluation", "evaluate"),
     "flops": ("count_macs", "size_report"),
+    "jobs": ("DataSource", "EvalOptions", "ModelSource", "RunOptions", "TrainJob"),
     "models": ("Normalize", "create_model", "list_models"),
     "parsing": ("parse_eps",),
     "registry": ("ATTACKS", "DATASETS", "EXPORTERS", "MODELS", "PRUNERS", "REGISTRIES", "TRANSFORMS", "Registry",

@@ -25,9 +25,10 @@ from .schedules import Schedule  # noqa: E402
 from .scores import ScoreSource, adversarial_ce  # noqa: E402
 from . import admm, arlst, hydra, magnitude, random_pruner, tscnc  # noqa: E402,F401  (register the built-ins)
 from . import no_pruning, transforms  # noqa: E402,F401  (`--method none` and the transforms)
+from .job import LoopOptions, PhasePlan, PruneEval, PruneJob, SizeTarget  # noqa: E402
 from .workflow import make_pruner, prune, prune_model  # noqa: E402
 
 __all__ = ["PRUNERS", "TRANSFORMS", "register_pruner", "register_transform", "Allocator", "ConditionTracker",
-           "MaskedLayers", "Phase", "PruneReport", "Pruner", "PrunerCallback", "PrunerConfig", "Schedule",
-           "ScoreSource", "WeightMask", "adversarial_ce", "build_config", "condition_summary", "finalize", "is_masked", "make_pruner",
+           "LoopOptions", "MaskedLayers", "PhasePlan", "PruneEval", "PruneJob", "Phase", "PruneReport", "Pruner", "PrunerCallback", "PrunerConfig", "Schedule",
+           "ScoreSource", "SizeTarget", "WeightMask", "adversarial_ce", "build_config", "condition_summary", "finalize", "is_masked", "make_pruner",
            "option", "prune", "prune_model"]

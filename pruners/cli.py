@@ -10,15 +10,16 @@ import typer
 from rich.console import Console
 
 from compressor import TrainConfig
-from compressor.attacks import build_attack
 from compressor.errors import CompressorError
+from compressor.jobs import DataSource, RunOptions
 from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
-from compressor.cli.options import (MODEL_OPTIONS, Amp, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
+from compressor.cli.options import (MODEL_SOURCE, Amp, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
                                     Json, ModelCommand, Quiet, Seed, click_parameter, command_line, eps_value,
                                     existing_file, option_from, register_flags)
 
 from .config import config_fields
+from .job import PhasePlan, PruneEval, PruneJob, SizeTarget, train_config_for
 from .report import PruneReport
 from .targets import target_text
 from .workflow import prune
@@ -114,9 +115,9 @@ def prune_cmd(
     download: bool = Download,
     adv: Optional[str] = typer.Option(None, "--adv", help="trades or pgd (default: the method's, TRADES except "
                                                            "admm's PGD-AT)."),
-    epochs_prune: int = option_from(prune, "epochs_prune", help="Epochs of the prune phase (mask search; the "
+    epochs_prune: int = option_from(PhasePlan, "epochs_prune", help="Epochs of the prune phase (mask search; the "
                                                                  "references: HYDRA 20, robust ADMM 200)."),
-    epochs_finetune: int = option_from(prune, "epochs_finetune", help="Epochs of fine-tuning with fixed masks."),
+    epochs_finetune: int = option_from(PhasePlan, "epochs_finetune", help="Epochs of fine-tuning with fixed masks."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Prune-phase learning rate (default: the method's; "
                                                           "0.1 for HYDRA's scores, else 0.01)."),
     lr_finetune: Optional[float] = typer.Option(None, "--lr-finetune", help="Fine-tune learning rate (default 0.01)."),
@@ -130,7 +131,7 @@ def prune_cmd(
     craft_mode: str = CraftMode,
     amp: str = Amp,
     val_n: int = option_from(TrainConfig, "val_n", help="Validation images used per epoch."),
-    eval_attack: str = option_from(prune, "eval_attack", help="Attack for the before/after test accuracy."),
+    eval_attack: str = option_from(PruneEval, "eval_attack", help="Attack for the before/after test accuracy."),
     eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
     target_macs: Optional[float] = typer.Option(
         None, "--target-macs", help="Remove channels until the model has at most this fraction of the dense MACs "
@@ -140,7 +141,7 @@ def prune_cmd(
         None, "--target-speedup", help="Remove channels until the model measures this many times faster than the "
                                        "dense one on --runtime at every --target-batch-sizes (e.g. 2), timed here in "
                                        "interleaved rounds."),
-    runtime: str = option_from(prune, "runtime", help="Runtime that times --target-speedup: onnxruntime (ONNX "
+    runtime: str = option_from(SizeTarget, "runtime", help="Runtime that times --target-speedup: onnxruntime (ONNX "
                                                        "export, ONNX Runtime CPU) or pytorch (eager)."),
     target_batch_sizes: str = typer.Option("1,64", "--target-batch-sizes",
                                            help="Batch sizes at which --target-speedup must hold, comma-separated."),
@@ -158,20 +159,18 @@ def prune_cmd(
     `compressor prune model.pt --method tscnc` prunes to 0.9 sparsity (without --sparsity or an N:M --pattern) on
     the dataset the checkpoint records, and writes model.tscnc90.pt beside it."""
     existing_file(model_path, "model")
-    cls = PRUNERS.get(method)
+    PRUNERS.get(method)  # an unknown method fails before its options are checked against it
     options = _pruner_options(method, ctx.meta.get(METHOD_OPTIONS, {}), _FIELDS)
-    build_attack(eval_attack, 1.0)  # a bad attack name fails before anything runs
-    config = TrainConfig(batch_size=batch_size, adv=adv or cls.default_adv, eps=eps_value(eps), steps=steps, beta=beta,
-                         val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
-                         weight_decay=cls.default_weight_decay if weight_decay is None else weight_decay)
-    report = prune(model_path, method, output, options=options, config=config, dataset=dataset, data_root=data_root,
-                   download=download, epochs_prune=epochs_prune, epochs_finetune=epochs_finetune, lr=lr,
-                   lr_finetune=lr_finetune, eval_attack=eval_attack, eval_n=eval_n, plots=plots, force=force,
-                   resume=resume, keep_state=keep_state, quiet=quiet or json_out,
-                   trust_pickle=ctx.meta[MODEL_OPTIONS]["trust_pickle"], console=Console(stderr=True),
-                   transforms=transform or (), model_options=ctx.meta[MODEL_OPTIONS], command=command_line(),
-                   target_macs=target_macs, target_speedup=target_speedup, runtime=runtime,
-                   target_batch_sizes=_batch_sizes(target_batch_sizes))
+    evaluation = PruneEval(eval_attack, eval_n, plots)
+    config = train_config_for(method, batch_size=batch_size, adv=adv, eps=eps_value(eps), steps=steps, beta=beta,
+                              val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
+                              weight_decay=weight_decay)
+    target = SizeTarget(target_macs, target_speedup, runtime, _batch_sizes(target_batch_sizes))
+    job = PruneJob(method, ctx.meta[MODEL_SOURCE].at(model_path), options, transform or (), config,
+                   DataSource(dataset, data_root, download),
+                   RunOptions(output, force, resume, keep_state, quiet or json_out, command_line()),
+                   PhasePlan(epochs_prune, epochs_finetune, lr, lr_finetune), evaluation, target)
+    report = prune(job, console=Console(stderr=True))
     if not isinstance(report, PruneReport):  # a non-zero DDP rank
         return
     if json_out:

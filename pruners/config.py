@@ -169,10 +169,8 @@ class PrunerConfig:
         nm = parse_pattern(self.pattern)
         self.pattern = "unstructured" if nm is None else f"{nm[0]}:{nm[1]}"
         self.layer_sparsity = parse_rules(self.layer_sparsity or {})
-        if self.sparsity is None:
-            if nm is None:
-                raise CompressorError("no `sparsity` given: pass e.g. `sparsity` 0.95 (or an N:M `pattern` alone)")
-            self.sparsity = 1 - nm[0] / nm[1]
+        if self.sparsity is None:  # `pruners.job.decide_sparsity` fills it in from an N:M pattern
+            raise CompressorError("no `sparsity` given: pass e.g. `sparsity` 0.95 (or an N:M `pattern` alone)")
 
     @property
     def nm(self) -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from compressor.errors import CompressorError
 
 from . import register_pruner
-from .config import PrunerConfig
+from .config import PrunerConfig, parse_pattern
 from .magnitude import MagnitudePruner
 
 
@@ -17,11 +17,10 @@ class NoPruningConfig(PrunerConfig):
     """The shared settings; the sparsity is 0, or 1 - N/M with an N:M pattern (nm transform or --pattern)."""
 
     def validate(self) -> None:
-        if self.sparsity not in (None, 0, 0.0):
+        nm = parse_pattern(self.pattern)
+        if self.sparsity not in (None, 0, 1 - nm[0] / nm[1] if nm is not None else 0):
             raise CompressorError(f"`method` none removes no weights, but `sparsity` {self.sparsity} was given: "
                                   "drop `sparsity` or choose a pruner such as `method` magnitude")
-        explicit = self.pattern not in ("unstructured", "none", "")
-        self.sparsity = None if explicit else 0.0
         super().validate()
 
 

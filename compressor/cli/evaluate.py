@@ -8,15 +8,13 @@ from typing import Optional
 import typer
 
 from .. import evaluate_model, open_model
-from ..attacks import build_attack
-from ..data import dataset_files
 from ..errors import CompressorError
-from ..io import check_output
+from ..jobs import DataSource, EvalOptions
 from ..progress import quiet as no_bars
 from ..reporting import normalization_text, stdout_console, table, to_json
 from ..sanity import check_model_fits_data
 from . import app
-from .options import (DataRoot, Dataset, Device, Download, Eps, eps_value, existing_file, Force, Json, MODEL_OPTIONS,
+from .options import (DataRoot, Dataset, Device, Download, Eps, eps_value, existing_file, Force, Json, MODEL_SOURCE,
                       ModelCommand, names_list, option_from, Quiet, Seed)
 
 # shown in the table's settings column, in this order, when an attack's protocol has them
@@ -33,10 +31,10 @@ def eval_cmd(
     attacks: str = typer.Option("fgsm,pgd20", "--attacks",
                                 help="Comma-separated attacks, e.g. fgsm,pgd20,cw,aa (see `compressor list attacks`)."),
     eps: Optional[str] = Eps,
-    norm: str = option_from(evaluate_model, "norm", help="linf or l2."),
+    norm: str = option_from(EvalOptions, "norm", help="linf or l2."),
     n: Optional[int] = typer.Option(None, "--n", help="Evaluate the first N images of the split (default: all)."),
-    batch_size: int = option_from(evaluate_model, "batch_size"),
-    split: str = option_from(evaluate_model, "split", help="test, val, train, or all: every image of the dataset file "
+    batch_size: int = option_from(EvalOptions, "batch_size"),
+    split: str = option_from(EvalOptions, "split", help="test, val, train, or all: every image of the dataset file "
                                                       "(e.g. your own test set as npz:PATH with x, y)."),
     seed: int = Seed,
     device: str = Device,
@@ -50,23 +48,19 @@ def eval_cmd(
 ) -> None:
     """Clean accuracy and accuracy under attacks (eval mode, fp32), with the per-sample worst case."""
     existing_file(model_path, "model")
-    eps_v = eps_value(eps)
-    # fail on a bad name or output before loading anything; names as the report spells them, each once
-    attack_names = list(dict.fromkeys(build_attack(a, eps_v or 1.0, norm).name for a in names_list(attacks)))
-    if save_adv is not None:
-        check_output(save_adv, force, inputs=[model_path, *dataset_files(dataset)])
-    options = ctx.meta[MODEL_OPTIONS]
-    loaded, data = open_model(model_path, dataset=dataset, data_root=data_root, download=download, seed=seed,
-                              **options)
+    source = DataSource(dataset, data_root, download)
+    # bad numbers or an output that must not be written fail before anything is loaded
+    options = EvalOptions(eps=eps_value(eps), norm=norm, n=n, batch_size=batch_size, split=split, seed=seed,
+                          device=device, save_adv=save_adv, force=force, inputs=(model_path, *source.files()))
+    loaded, data = open_model(ctx.meta[MODEL_SOURCE].at(model_path), source, seed=seed)
     if data is None:
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")
+    built = options.attacks(names_list(attacks), data)  # built once, at the budget they run with
     ck = loaded.checkpoint
     check_model_fits_data(loaded.model, data, what=str(model_path), split=split,
                           input_shape=ck.input_shape if ck is not None else None)
     with no_bars(quiet or json_out):
-        res = evaluate_model(loaded.model, data, attack_names, eps=eps_v, norm=norm, n=n, batch_size=batch_size,
-                             split=split, seed=seed, device=device, save_adv=save_adv, force=force,
-                             normalization=loaded.normalization)
+        res = evaluate_model(loaded.model, data, built, options, normalization=loaded.normalization)
     res.model = str(model_path)
     for w in res.warnings:
         typer.echo(f"warning: {w}", err=True)

@@ -14,6 +14,7 @@ from typer.models import ParamMeta
 
 from ..errors import CompressorError
 from ..filekind import check_regular_file
+from ..jobs import ModelSource
 from .. import parse_eps, TrainConfig
 from ..models import parse_arch_kwargs
 from .invocation import FLAGS, INVOCATION, command_line, flag_for, register_flags  # noqa: F401  (moved there)
@@ -100,7 +101,8 @@ def names_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-MODEL_OPTIONS = "compressor.model_options"  # ctx.meta key: the parsed model options of a ModelCommand
+MODEL_OPTIONS = "compressor.model_options"  # ctx.meta key: the parsed model options of a ModelCommand, as a dict
+MODEL_SOURCE = "compressor.model_source"  # ctx.meta key: the same as a `ModelSource` without its path
 
 
 def _model_parameters() -> list[Any]:
@@ -113,7 +115,8 @@ def _model_parameters() -> list[Any]:
 
 class ModelCommand(TyperCommand):
     """A command that takes a model from outside: it gets the model options (--arch ... --trust-program) declared once
-    here, and receives them parsed, as keyword arguments of `open_model`, in ``ctx.meta[MODEL_OPTIONS]``."""
+    here, and receives them parsed as a `ModelSource` without its path in ``ctx.meta[MODEL_SOURCE]`` (``.at(path)``
+    for a file), and as keyword arguments of `open_model` in ``ctx.meta[MODEL_OPTIONS]``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,7 +124,8 @@ class ModelCommand(TyperCommand):
 
     def invoke(self, ctx: Any) -> Any:
         given = {p.name: ctx.params.pop(p.name) for p in _model_parameters()}
-        ctx.meta[MODEL_OPTIONS] = model_options(**given)
+        source = model_options(**given)
+        ctx.meta[MODEL_SOURCE], ctx.meta[MODEL_OPTIONS] = source, source.options()
         return super().invoke(ctx)
 
 
@@ -132,10 +136,10 @@ def existing_file(path: Path, what: str = "input") -> Path:
 
 def model_options(arch: Optional[str] = None, arch_kwargs: Optional[str] = None, num_classes: Optional[int] = None,
                   mean: Optional[str] = None, std: Optional[str] = None, no_normalize: bool = False,
-                  trust_pickle: bool = False, trust_code: bool = False, trust_program: bool = False) -> dict:
-    """The model options of a command, parsed, as keyword arguments of `open_model`."""
+                  trust_pickle: bool = False, trust_code: bool = False, trust_program: bool = False) -> ModelSource:
+    """The model options of a command, parsed and checked, as a `ModelSource` for a file given later."""
     if arch_kwargs is not None and arch is None:
         raise CompressorError("--arch-kwargs needs --arch: name the class or factory they are for")
-    return {"arch": arch, "arch_kwargs": parse_arch_kwargs(arch_kwargs), "num_classes": num_classes,
-            "mean": float_list(mean, "--mean"), "std": float_list(std, "--std"), "no_normalize": no_normalize,
-            "trust_pickle": trust_pickle, "trust_code": trust_code, "trust_program": trust_program}
+    return ModelSource(arch=arch, arch_kwargs=parse_arch_kwargs(arch_kwargs), num_classes=num_classes,
+                       mean=float_list(mean, "--mean"), std=float_list(std, "--std"), no_normalize=no_normalize,
+                       trust_pickle=trust_pickle, trust_code=trust_code, trust_program=trust_program)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .. import parse_eps, train, TrainConfig
+from ..jobs import DataSource, RunOptions, TrainJob
 from ..reporting import stdout_console, table, to_json
 from . import app
 from .options import (Amp, CraftMode, DataRoot, Device, Download, Force, Json, Quiet, Seed, command_line,
@@ -54,8 +55,9 @@ def train_cmd(
                          steps=steps, beta=beta, norm=norm, val_n=val_n, select=select, seed=seed, device=device,
                          amp=amp, craft_mode=craft_mode)
     vs = int(val_size) if val_size is not None and val_size >= 1 else val_size
-    report = train(arch, dataset, output, config, data_root=data_root, download=download, val_size=vs,
-                   force=force, resume=resume, keep_state=keep_state, quiet=quiet or json_out, command=command_line())
+    job = TrainJob(arch, config, DataSource(dataset, data_root, download, vs),
+                   RunOptions(output, force, resume, keep_state, quiet or json_out, command_line()))
+    report = train(job)
     if report.get("world_size", 1) > 1 and not _is_rank0():
         return
     if json_out:
