@@ -241,7 +241,8 @@ def part_prune(ctx: PartContext) -> None:
 
     # pilot: time a few steps to size the epochs to the budget (validation and evaluation ~ 25 % on top)
     pilot = Trainer(new_model(), data, base, quiet=True)
-    pilot.build_optimizer()
+    pilot.start()
+    pilot.begin_epoch()
     xb, yb = next(iter(pilot.loader))
     for _ in range(2):
         pilot.training_step(xb, yb)

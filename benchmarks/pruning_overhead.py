@@ -23,15 +23,14 @@ GOAL = 1.15  # a pruning or fine-tuning epoch costs at most 1.15x a plain advers
 
 
 def _pruner_trainer(model, data, cfg, method, sparsity, phase, epochs_prune, tracker) -> tuple[Trainer, Any]:
-    """A Trainer with `method` set up in `phase` exactly as prune_model would (prune first, then fine-tune)."""
+    """A started Trainer with `method` in the first epoch of `phase` (the prune phase first, as prune_model runs it)."""
     pruner = make_pruner(method, sparsity=sparsity)
     trainer = None
     for ph in ("prune", "finetune")[: 2 if phase == "finetune" else 1]:
         adapter = PrunerCallback(pruner, Phase(ph, epochs_prune, cfg.lr))
         trainer = Trainer(model, data, cfg, [adapter, tracker], quiet=True)
-        adapter.on_train_begin(trainer)
-        trainer.build_optimizer()
-        adapter.on_epoch_begin(trainer, 0)
+        trainer.start()
+        trainer.begin_epoch()
     return trainer, pruner
 
 
@@ -48,7 +47,8 @@ def measure_overhead(dense: torch.nn.Module, data: DataBundle, methods: Sequence
         cfg = train_config(args, adv, args.seed, epochs=epochs_prune, lr=0.01)
         if adv not in plain:
             plain[adv] = Trainer(copy.deepcopy(dense), data, cfg, quiet=True)
-            plain[adv].build_optimizer()
+            plain[adv].start()
+            plain[adv].begin_epoch()
         for phase in ("prune", "finetune"):
             trainer, pruner = _pruner_trainer(copy.deepcopy(dense), data, cfg, method, sparsity, phase,
                                               epochs_prune, tracker)

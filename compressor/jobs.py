@@ -2,7 +2,7 @@
 and that checking, locking, provenance and running then take whole, instead of relaying a dozen keywords.
 
 The library functions keep their keyword forms: ``train(arch, dataset, output, config, force=True)`` builds the
-same `TrainJob` as ``train(TrainJob(...))``; `assemble` sorts such flat keywords into a job's parts by field name.
+same `TrainJob` as ``train(TrainJob(...))``; `compressor.settings.assemble` sorts such flat keywords into a job's parts by field name.
 """
 
 from __future__ import annotations
@@ -19,51 +19,6 @@ from .errors import CompressorError
 from .io import check_output
 from .parsing import check_eps_range, check_seed
 from .training import Callback, TrainConfig
-
-
-def init_fields(cls: type) -> set[str]:
-    """The names a dataclass's constructor takes."""
-    return {f.name for f in dataclasses.fields(cls) if f.init}
-
-
-def gather(caller: str, fields: dict[str, Any], parts: dict[str, tuple[type, Any]]) -> dict[str, Any]:
-    """Keyword `fields` sorted into `parts` (name -> (dataclass, the part given whole, or None)): a part not given
-    whole is built from the fields that are its field names. A keyword no part takes, or a part given whole and by
-    its fields, is a TypeError naming it, as a signature's would be."""
-    left = dict(fields)
-    out = {}
-    for name, (cls, whole) in parts.items():
-        picked = {k: left.pop(k) for k in list(left) if k in init_fields(cls)}
-        if whole is not None and picked:
-            raise TypeError(f"{caller}() got `{name}` and its field '{next(iter(picked))}': give one of them")
-        out[name] = whole if whole is not None else cls(**picked)
-    if left:
-        raise TypeError(f"{caller}() got an unexpected keyword argument '{next(iter(left))}'")
-    return out
-
-
-def assemble(cls: type, caller: str, fields: dict[str, Any]) -> Any:
-    """Job `cls` from flat keywords: its own fields, and the fields of each part in ``cls.PARTS`` (part name ->
-    dataclass), or a part given whole by its name."""
-    parts: dict[str, type] = getattr(cls, "PARTS", {})
-    own = init_fields(cls) - set(parts)
-    rest = {k: v for k, v in fields.items() if k not in own and k not in parts}
-    built = gather(caller, rest, {n: (c, fields.get(n)) for n, c in parts.items()})
-    return cls(**{k: v for k, v in fields.items() if k in own}, **built)
-
-
-def job_from(cls: type, caller: str, job: Any, positional: dict[str, Any], fields: dict[str, Any]) -> Any:
-    """`job` when it is a `cls` (then nothing else may be given), else the `cls` assembled from the old positional
-    arguments (their field names -> values; None: not given) and the keyword `fields`."""
-    given = {k: v for k, v in positional.items() if v is not None}
-    if isinstance(job, cls):
-        extra = [k for k, v in given.items() if v is not job] + list(fields)
-        if extra:
-            raise TypeError(f"{caller}() takes a {cls.__name__} or its fields, not both (got '{extra[0]}' too)")
-        return job
-    for name in set(given) & set(fields):
-        raise TypeError(f"{caller}() got multiple values for argument '{name}'")
-    return assemble(cls, caller, {**given, **fields})
 
 
 @dataclass(frozen=True)

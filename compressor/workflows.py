@@ -17,7 +17,8 @@ from .data import DataBundle, DatasetInfo
 from .errors import CompressorError
 from .evaluation import ADV_KEYS_HELP, AttackResult, Evaluation, Progress, evaluate, save_adversarial
 from .io import check_output, main_process_lock
-from .jobs import DataSource, EvalOptions, ModelSource, TrainJob, gather, job_from, state_path_for  # noqa: F401
+from .jobs import DataSource, EvalOptions, ModelSource, TrainJob, state_path_for  # noqa: F401
+from .settings import gather, job_from
 from .models import create_model, is_import_path
 from .training import TrainConfig, Trainer, init_distributed, shutdown
 from .training.distributed import pick_device

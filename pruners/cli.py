@@ -29,7 +29,23 @@ PREFIX = "cfg__"  # parameter names of the generated options (flags come from th
 
 
 def _method_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
-    """CLI flag -> (ConfigField, {method: its default}), over every registered pruner's config."""
+    """CLI flag -> (ConfigField, {method: its default}), over every registered pruner's config (read when the
+    command is built, so a pruner registered after this module's import has its options too)."""
+    names = tuple(PRUNERS.names())
+    if names not in _FIELDS:
+        _FIELDS.clear()
+        _FIELDS[names] = _collect_fields()
+        register_flags({"transforms": "--transform", **{f.name: flag for flag, (f, _) in _FIELDS[names].items()}})
+    return _FIELDS[names]
+
+
+def _method_help() -> str:
+    """The --method help, naming every registered pruner."""
+    names = [n for n in PRUNERS.names() if n != "none"]
+    return f"Pruner (see `compressor list pruners`): {', '.join(names)}, or none (transforms alone)."
+
+
+def _collect_fields() -> dict[str, tuple[Any, dict[str, Any]]]:
     fields: dict[str, tuple[Any, dict[str, Any]]] = {}
     for entry in PRUNERS.entries():
         for f in config_fields(entry.obj.Config):
@@ -71,7 +87,10 @@ class PruneCommand(ModelCommand):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.params.extend(_click_option(flag, f, defaults) for flag, (f, defaults) in _FIELDS.items())
+        for param in self.params:
+            if param.name == "method":
+                param.help = _method_help()
+        self.params.extend(_click_option(flag, f, defaults) for flag, (f, defaults) in _method_fields().items())
 
     def invoke(self, ctx: Any) -> Any:
         ctx.meta[METHOD_OPTIONS] = {n: ctx.params.pop(n) for n in list(ctx.params) if n.startswith(PREFIX)}
@@ -101,8 +120,8 @@ def prune_cmd(
                                                                    "a state dict with --arch (your own model as "
                                                                    "PACKAGE.MODULE:CALLABLE, or a zoo name), or a "
                                                                    "pickled module with --trust-pickle."),
-    method: str = typer.Option(..., "--method", "-m", help="Pruner (see `compressor list pruners`): magnitude, "
-                                                             "hydra, tscnc, admm, random, or none (transforms alone)."),
+    method: str = typer.Option(..., "--method", "-m", help="Pruner (see `compressor list pruners`; the list is "
+                                                             "filled in when the command is built)."),
     transform: Optional[list[str]] = typer.Option(
         None, "--transform", "-t", metavar="SPEC", help="Transform applied before the pruner, repeatable, in the order channels, "
                                         "separable-linear, nm (see `compressor list transforms`): e.g. channels:0.5, "
@@ -160,7 +179,7 @@ def prune_cmd(
     the dataset the checkpoint records, and writes model.tscnc90.pt beside it."""
     existing_file(model_path, "model")
     PRUNERS.get(method)  # an unknown method fails before its options are checked against it
-    options = _pruner_options(method, ctx.meta.get(METHOD_OPTIONS, {}), _FIELDS)
+    options = _pruner_options(method, ctx.meta.get(METHOD_OPTIONS, {}), _method_fields())
     evaluation = PruneEval(eval_attack, eval_n, plots)
     config = train_config_for(method, batch_size=batch_size, adv=adv, eps=eps_value(eps), steps=steps, beta=beta,
                               val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
@@ -231,6 +250,6 @@ def _print(report: PruneReport) -> None:
     console.print(f"time: {report.seconds:.1f}s")
 
 
-_FIELDS = _method_fields()
-register_flags({"transforms": "--transform", **{f.name: flag for flag, (f, _) in _FIELDS.items()}})
+_FIELDS: dict[tuple[str, ...], dict[str, tuple[Any, dict[str, Any]]]] = {}  # registered names -> their fields
+_method_fields()
 prune_cmd.command_class = PruneCommand  # `compressor.cli` builds the command with it (when run)

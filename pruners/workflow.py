@@ -19,7 +19,8 @@ from compressor.data import DataBundle
 from compressor.errors import CompressorError
 from compressor.evaluation import Evaluation
 from compressor.io import check_output, file_digest, main_process_lock
-from compressor.jobs import EvalOptions, gather, job_from
+from compressor.jobs import EvalOptions
+from compressor.settings import gather, job_from
 from compressor.models import is_import_path
 from compressor.sanity import check_finite_weights, check_model_fits_data
 from compressor.training import TrainConfig, Trainer, init_distributed, shutdown
@@ -35,6 +36,7 @@ from .plots import plot_kappa_epochs, plot_kappa_layers
 from .targets import ratio_for_macs, ratio_for_speedup
 from .transforms import TransformContext, apply_transforms, check_recorded
 from .transforms.channels import Channels
+from .transforms.separable import ConditionRegularizer
 
 PHASES = ("prune", "finetune")
 LAYER_STATS = ("kappa", "kappa_support", "rank", "sigma_max", "sigma_min", "frobenius")
@@ -203,8 +205,12 @@ def _prune(job: PruneJob, output: Path, states: Sequence[Path], *, console: Any,
             _check_pruner(pruner, model, warn)
         settings = {"source": str(Path(model_path).resolve()), **fingerprints, "transforms": list(job.specs),
                     "target": job.target.settings(), **job.phases.settings()}
+        callbacks = [cb for t in chosen for cb in t.callbacks(model)]
+        if pruner.config.cond_reg > 0 and not any(isinstance(cb, ConditionRegularizer) for cb in callbacks):
+            # --cond-reg on a model that is separable already (e.g. an ARLST output pruned again)
+            callbacks.append(ConditionRegularizer(model, pruner.config.cond_reg, pruner.config.cond_nu))
         loop = LoopOptions(state_prefix=output, resume=run.resume, ctx=ctx, quiet=run.quiet, console=console,
-                           callbacks=[cb for t in chosen for cb in t.callbacks(model)], settings=settings)
+                           callbacks=callbacks, settings=settings)
         result = prune_model(model, data, pruner, config, job.phases, loop)
         if not ctx.is_main:
             return result

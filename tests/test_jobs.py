@@ -13,7 +13,8 @@ import compressor.jobs
 from compressor import TrainConfig, evaluate_model, open_model, train
 from compressor.checkpoint import save_checkpoint
 from compressor.errors import CompressorError
-from compressor.jobs import DataSource, EvalOptions, ModelSource, RunOptions, TrainJob, job_from
+from compressor.jobs import DataSource, EvalOptions, ModelSource, RunOptions, TrainJob
+from compressor.settings import job_from
 from compressor.models import create_model
 from compressor.workflows import model_kwargs
 

@@ -13,13 +13,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = ("compressor", "pruners", "exporters", "benchmarks")
 MAX_PARAMETERS = 10
-# TEMPORARY: another helper is refactoring these signatures right now; the merger removes this allow-list.
-ALLOWED = {
-    ("pruners/workflow.py", "prune"), ("pruners/workflow.py", "_prune"), ("pruners/workflow.py", "prune_model"),
-    ("pruners/workflow.py", "_report"),
-    ("compressor/workflows.py", "train"), ("compressor/workflows.py", "_train"),
-    ("compressor/workflows.py", "open_model"), ("compressor/workflows.py", "evaluate_model"),
-}
 
 Function = ast.FunctionDef | ast.AsyncFunctionDef
 
@@ -70,14 +63,8 @@ def scan() -> list[tuple[str, int, str, int]]:
 
 
 def test_no_function_takes_more_than_ten_parameters():
-    found = [f"{rel}:{line} {name} ({n})" for rel, line, name, n in scan() if (rel, name) not in ALLOWED]
+    found = [f"{rel}:{line} {name} ({n})" for rel, line, name, n in scan()]
     assert not found, "more than 10 parameters (group settings in a dataclass):\n" + "\n".join(found)
-
-
-def test_the_allow_list_is_still_needed():
-    over = {(rel, name) for rel, _, name, _ in scan()}
-    stale = sorted(f"{rel} {name}" for rel, name in ALLOWED - over)
-    assert not stale, "within the limit now, remove from ALLOWED:\n" + "\n".join(stale)
 
 
 def test_every_registered_command_is_recognised():

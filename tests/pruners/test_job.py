@@ -9,7 +9,8 @@ import pytest
 
 from compressor import TrainConfig
 from compressor.errors import CompressorError
-from compressor.jobs import DataSource, ModelSource, RunOptions, job_from
+from compressor.jobs import DataSource, ModelSource, RunOptions
+from compressor.settings import job_from
 from pruners import PhasePlan, PruneEval, PruneJob, SizeTarget, make_pruner, prune, prune_model
 from pruners.config import PrunerConfig
 from pruners.job import DEFAULT_SPARSITY, decide_sparsity, train_config_for

@@ -133,3 +133,21 @@ def test_arlst_prune_gives_the_losses_it_gave_when_the_pruner_added_h(digits):
         torch.set_num_threads(threads)
     assert [h["loss"] for h in job["history"]] == pytest.approx([2.3025965690612793, 2.302708625793457], rel=1e-5)
     assert job["sparsity"] == pytest.approx(0.8000069405885619, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_cond_reg_applies_when_the_model_is_separable_already(tmp_path, monkeypatch):
+    """Re-pruning an ARLST output (no separable-linear transform in the job) with --cond-reg still adds h(A)."""
+    from compressor.training import TrainConfig
+    from pruners import prune
+    from pruners.transforms import ConditionRegularizer
+    from tests.conftest import untrained_digits_checkpoint
+
+    tiny = dict(dataset="digits", epochs_prune=1, epochs_finetune=1, eval_n=32, quiet=True,
+                config=TrainConfig(batch_size=128, adv="pgd", eps=0.1, steps=1, val_steps=1, val_n=32))
+    first = prune(untrained_digits_checkpoint(tmp_path), "arlst", tmp_path / "arlst.pt", options={"sparsity": 0.5},
+                  **tiny)
+    terms = []
+    monkeypatch.setattr(ConditionRegularizer, "extra_loss", lambda self, *a: terms.append(self.term()) or terms[-1])
+    prune(first.output, "magnitude", tmp_path / "again.pt", options={"sparsity": 0.6, "cond_reg": 0.5}, **tiny)
+    assert terms and all(t is not None and t.item() > 0 for t in terms)
