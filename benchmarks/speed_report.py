@@ -1,0 +1,106 @@
+"""The report of speed_targets.py: per speed target and channel importance, robust accuracy over seeds, matched
+MACs, the measured speedup with its interval, retention of the dense robustness, and the 2x / 90 % goal."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from common import markdown_header
+from pruning_stats import summarise
+
+GOAL_SPEEDUP, GOAL_RETENTION = 2.0, 0.9  # a variant >= 2x faster keeping >= 90 % of the dense APGD-CE+T
+
+
+def _cells(res: dict[str, Any]) -> dict[tuple[float, str], list[dict[str, Any]]]:
+    cells: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in res["rows"]:
+        cells.setdefault((r["target"], r["importance"]), []).append(r)
+    return cells
+
+
+def summary(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per (target, importance): metrics over seeds, speedups per batch size, retention, goal, and the
+    paired APGD-CE+T difference to magnitude importance (same seeds)."""
+    dense_apgd = (res.get("dense") or {}).get("apgd", math.nan)
+    cells = _cells(res)
+    out = []
+    for (target, imp), rows in sorted(cells.items()):
+        entry: dict[str, Any] = {"target": target, "importance": imp, "seeds": sorted(r["seed"] for r in rows),
+                                 "ratio": rows[0]["ratio"]}
+        for k in ("clean", "pgd20", "apgd", "macs_fraction", "params_fraction"):
+            entry[k] = summarise([r[k] for r in rows])
+        entry["speedup"] = {b: {**summarise([r["speed"][b]["speedup"] for r in rows]),
+                                "lowest_bound": min((r["speed"][b]["low"] for r in rows
+                                                     if r["speed"][b]["low"] is not None), default=None)}
+                            for b in rows[0]["speed"]}
+        entry["retention"] = entry["apgd"]["mean"] / dense_apgd if dense_apgd else math.nan
+        entry["goal_met"] = bool(all(s["mean"] >= GOAL_SPEEDUP for s in entry["speedup"].values())
+                                 and entry["retention"] >= GOAL_RETENTION)
+        base = {r["seed"]: r["apgd"] for r in cells.get((target, "magnitude"), [])}
+        if imp != "magnitude" and base:
+            entry["apgd_vs_magnitude"] = summarise([r["apgd"] - base[r["seed"]] for r in rows if r["seed"] in base])
+        out.append(entry)
+    return out
+
+
+def _pct(s: dict[str, Any]) -> str:
+    if not s or not s["n"]:
+        return "-"
+    return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if s["n"] > 1 else "")
+
+
+def _speed(s: dict[str, Any]) -> str:
+    low = s.get("lowest_bound")
+    return f"{s['mean']:.2f}x" + (f" (≥ {low:.2f})" if low is not None else "")
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    """The Markdown page of a speed-target run."""
+    st, d = res["settings"], res.get("dense") or {}
+    lines = markdown_header("Robust channel pruning to a measured speed target", res)
+    info = res["dense_info"]
+    adapted = info.get("adapted")
+    lines += ["", f"- dense: `{info.get('arch')}` from `{info.get('source')}`"
+              + (f", adversarially adapted here: TRADES {adapted['epochs']} epochs (best {adapted['best_epoch']})"
+                 if adapted else " (used as released)"),
+              f"- data: {res['dataset']}, splits {res['splits']}; eps {res['eps']:.5f} (L-inf); {res['data_notes']}",
+              f"- every row: `channels` at the target's ratio (matched MACs), TRADES fine-tuning {st['epochs']} epochs "
+              f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps), best epoch on validation PGD; "
+              f"evaluation on the first {st['eval_n']} test images",
+              f"- speed: {st['runtime']}, batch sizes {st['batch_sizes']}, measured against the dense model in "
+              "interleaved rounds; `≥` is the lowest 95 % lower bound over the seeds' models", ""]
+    if d:
+        lines += [f"Dense: clean {100 * d['clean']:.1f}, PGD-20 {100 * d['pgd20']:.1f}, "
+                  f"APGD-CE+T {100 * d['apgd']:.1f} %.", ""]
+    lines += ["## Targets", "", "| target | channel ratio | MACs | measured at the ratio |", "|---|---|---|---|"]
+    for s, t in res["targets"].items():
+        s = f"{float(s):g}"
+        if t is None:
+            lines.append(f"| {s}x | not searched yet | | |")
+        elif t.get("ratio") is None:
+            lines.append(f"| {s}x | out of reach | | {t['error']} |")
+        else:
+            shown = "; ".join(f"b{b}: {m['speedup']:.2f}x" for b, m in t["measured"].items())
+            lines.append(f"| {s}x | {t['ratio']:.3f} | {100 * t['macs_fraction']:.1f} % | {shown} |")
+    lines += ["", "## Results (mean ± std over seeds, %)", "",
+              "| target | importance | seeds | MACs | params | clean | PGD-20 | APGD-CE+T | retention | "
+              + " | ".join(f"speedup b{b}" for b in st["batch_sizes"].split(",")) + " | APGD vs magnitude |",
+              "|---" * (10 + len(st["batch_sizes"].split(","))) + "|"]
+    for e in res["summary"]:
+        diff = e.get("apgd_vs_magnitude")
+        diff_text = (f"{100 * diff['mean']:+.1f}" + (f" (CI ±{100 * diff['ci95']:.1f})" if diff["n"] > 1 else "")
+                     if diff else "")
+        lines.append(f"| {e['target']:g}x | {e['importance']} | {len(e['seeds'])} | {_pct(e['macs_fraction'])} | "
+                     f"{_pct(e['params_fraction'])} | {_pct(e['clean'])} | {_pct(e['pgd20'])} | {_pct(e['apgd'])} | "
+                     f"{e['retention']:.2f} | " + " | ".join(_speed(s) for s in e["speedup"].values())
+                     + f" | {diff_text} |")
+    met = [e for e in res["summary"] if e["goal_met"]]
+    lines += ["", "## Goal", "", f"A variant at >= {GOAL_SPEEDUP:g}x measured speedup (mean over seeds, every batch "
+              f"size) keeping >= {GOAL_RETENTION:.0%} of the dense APGD-CE+T: "
+              + ("**met** by " + ", ".join(f"{e['importance']} at {e['target']:g}x (retention {e['retention']:.2f})"
+                                            for e in met) if met else "**not met** by any row so far.")]
+    if res["missing"]:
+        lines += ["", f"Rows not run yet ({len(res['missing'])}): " + ", ".join(res["missing"])
+                  + ". Re-run the command (same --cache) to add them."]
+    return "\n".join(lines) + "\n"

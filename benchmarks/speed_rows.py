@@ -1,0 +1,108 @@
+"""The rows of speed_targets.py: the dense model's adversarial adaptation, the channel ratio searched for each
+measured speed target, and one robust channel-pruning run (remove, fine-tune, evaluate, time)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+
+from pruning_rows import epoch_seconds, robust_eval, train_config
+from row_cache import RowCache
+
+from compressor.data import DataBundle
+from compressor.errors import CompressorError
+from compressor.flops import count_macs
+from compressor.io import atomic_write
+from compressor.registry import RUNTIMES
+from compressor.training import Trainer
+from pruners import make_pruner, prune_model
+from pruners.targets import ratio_for_speedup
+from pruners.transforms import TransformContext, apply_transforms
+from pruners.transforms.channels import Channels
+
+ADAPTED = "dense-adapted.pt"  # the adapted dense weights, in the cache folder
+
+
+def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespace, cache: RowCache,
+                log: Callable[[str], None], allowed: bool = True) -> dict[str, Any]:
+    """TRADES-fine-tune `dense` in place for --adapt-epochs (best on validation), or load the cached result."""
+    saved = cache.folder / ADAPTED if cache.folder is not None else None
+    row = cache.get("adapt")
+    if row is not None and saved is not None and saved.is_file():
+        dense.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        return row
+    if not allowed:
+        raise CompressorError(f"the dense model's adaptation is not in {cache.folder} yet: run without --max-minutes "
+                              "first")
+    cfg = train_config(args, "trades", args.seed, epochs=args.adapt_epochs, lr=args.lr_adapt)
+    torch.manual_seed(args.seed)
+    result = Trainer(dense.train(), data, cfg, quiet=True).fit()
+    dense.eval()
+    row = {"epochs": args.adapt_epochs, "lr": args.lr_adapt, "best_epoch": result.best_epoch,
+           "seconds": result.seconds, "epoch_seconds": epoch_seconds(result.history),
+           "best": {k: v for k, v in result.best_metrics.items() if k != "layers"}}
+    if saved is not None:
+        atomic_write(saved, lambda p: torch.save(dense.state_dict(), p))
+    cache.put("adapt", row)
+    log(f"dense adapted: {args.adapt_epochs} epochs, best {result.best_epoch}, {result.seconds:.0f}s")
+    return row
+
+
+def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup: float, batch_sizes: Sequence[int],
+                  args: argparse.Namespace, cache: RowCache, log: Callable[[str], None],
+                  allowed: bool = True) -> dict[str, Any] | None:
+    """The channel ratio measured to make `dense` `speedup` times faster (cached), or why it is out of reach."""
+    key = f"target-x{speedup:g}"
+    row = cache.get(key)
+    if row is not None or not allowed:
+        return row
+    t0 = time.perf_counter()
+    try:
+        row = ratio_for_speedup(dense, Channels(None), speedup, input_shape, runtime=args.runtime,
+                                batch_sizes=batch_sizes)
+        channels, trial = Channels(None), copy.deepcopy(dense)
+        kept = channels.kept_layers(dense, input_shape)
+        channels.remove(trial, row["ratio"], input_shape, [trial.get_submodule(n) for n in kept])
+        row["macs_fraction"] = count_macs(trial, input_shape) / count_macs(dense, input_shape)
+    except CompressorError as exc:
+        row = {"kind": "speedup", "target": speedup, "ratio": None, "error": str(exc)}
+    row["seconds"] = time.perf_counter() - t0
+    cache.put(key, row)
+    log(f"target {speedup:g}x: " + (f"ratio {row['ratio']:.3f}" if row["ratio"] else row["error"]))
+    return row
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], importance: str, seed: int,
+              batch_sizes: Sequence[int], args: argparse.Namespace) -> dict[str, Any]:
+    """Remove the target's ratio of channels by `importance`, fine-tune with TRADES, evaluate and time the result."""
+    shape = tuple(data.info.input_shape)
+    model = copy.deepcopy(dense)
+    cfg = train_config(args, "trades", seed, epochs=args.epochs, lr=args.lr)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    channels = Channels(target["ratio"], importance=importance, score_epochs=args.score_epochs)
+    entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
+    transform_seconds = time.perf_counter() - t0
+    job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,
+                      lr_finetune=args.lr, quiet=True, track=False)
+    row = {"importance": importance, "target": target["target"], "ratio": target["ratio"], "seed": seed,
+           "epochs": args.epochs, "transform_seconds": transform_seconds, "train_seconds": job["seconds"],
+           "epoch_seconds": epoch_seconds(job["history"]), "phases": job["phases"],
+           "macs_fraction": count_macs(model, shape) / count_macs(dense, shape),
+           "params_fraction": _parameters(model) / _parameters(dense),
+           "kept_coupled": entry.get("kept_coupled")}
+    row.update(robust_eval(model.eval(), data, args))
+    t1 = time.perf_counter()
+    measured = RUNTIMES.get(args.runtime)(dense.eval(), model, input_shape=shape, batch_sizes=list(batch_sizes))
+    row["speed"] = {str(b): m for b, m in measured.items()}
+    row["speed_seconds"] = time.perf_counter() - t1
+    row["seconds"] = time.perf_counter() - t0
+    return row

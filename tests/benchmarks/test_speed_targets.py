@@ -1,0 +1,53 @@
+"""benchmarks/speed_targets.py on digits: adaptation, the ratio searched per speed target (or out of reach),
+every importance at the same ratio, the measured speedup per row, and a report re-rendered from the cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from .conftest import load_script
+
+
+@pytest.fixture
+def st():
+    yield from load_script("speed_targets")
+
+
+def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path):
+    from tests.conftest import untrained_digits_checkpoint
+
+    dense = untrained_digits_checkpoint(tmp_path)
+    cache, out = tmp_path / "rows", tmp_path / "out"
+    argv = ["--dataset", "digits", "--val-size", "200", "--dense", str(dense), "--eps", "0.1", "--steps", "1",
+            "--epochs", "1", "--adapt-epochs", "1", "--speedups", "1.2,1000", "--importances", "magnitude,kappa",
+            "--seeds", "0", "--val-n", "32", "--eval-n", "32", "--batch-sizes", "1,32", "--runtime", "pytorch",
+            "--no-apgd-t", "--cache", str(cache), "--out", str(out)]
+    assert st.main(argv) == 0
+    (report,) = out.glob("speed_targets-*.json")
+    res = json.loads(report.read_text())
+    assert res["targets"]["1000.0"]["ratio"] is None and "out of reach" in res["targets"]["1000.0"]["error"]
+    rows = {r["importance"]: r for r in res["rows"]}
+    assert set(rows) == {"magnitude", "kappa"}
+    assert rows["magnitude"]["ratio"] == rows["kappa"]["ratio"] == res["targets"]["1.2"]["ratio"]
+    assert rows["magnitude"]["macs_fraction"] == pytest.approx(rows["kappa"]["macs_fraction"])  # matched MACs
+    assert rows["magnitude"]["macs_fraction"] < 1
+    assert set(rows["kappa"]["speed"]) == {"1", "32"} and rows["kappa"]["speed"]["32"]["speedup"] > 0
+    assert (cache / "dense-adapted.pt").is_file() and res["dense_info"]["adapted"]["epochs"] == 1
+    kappa = next(e for e in res["summary"] if e["importance"] == "kappa")
+    assert "apgd_vs_magnitude" in kappa and isinstance(kappa["goal_met"], bool)
+    md = report.with_suffix(".md").read_text()
+    assert "| 1000x | out of reach |" in md and "## Goal" in md and "| 1.2x | kappa | 1 |" in md
+
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
+    assert st.main([*argv, "--max-minutes", "0"]) == 0  # re-render only: no row, target or adaptation is redone
+    assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} == before
+    assert json.loads(report.read_text())["rows"] == res["rows"]
+
+
+def test_bad_choices_are_one_line_errors(st, tmp_path, capsys):
+    argv = ["--dataset", "digits", "--dense", str(tmp_path / "none.pt"), "--out", str(tmp_path)]
+    assert st.main([*argv, "--importances", "magnitude,random"]) == 2
+    assert "unknown 'random'" in capsys.readouterr().err
+    assert st.main([*argv, "--speedups", ""]) == 2
