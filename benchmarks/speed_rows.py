@@ -17,14 +17,25 @@ from compressor.data import DataBundle
 from compressor.errors import CompressorError
 from compressor.flops import count_macs
 from compressor.io import atomic_write
+from compressor.parsing import parse_float_list
 from compressor.registry import RUNTIMES
 from compressor.training import Trainer
+from compressor.workflows import open_model
 from pruners import make_pruner, prune_model
 from pruners.targets import ratio_for_speedup
 from pruners.transforms import TransformContext, apply_transforms
 from pruners.transforms.channels import Channels
 
 ADAPTED = "dense-adapted.pt"  # the adapted dense weights, in the cache folder
+
+
+def load_dense(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The --dense model opened as `compressor eval` opens it (its own normalisation, or --mean/--std)."""
+    mean = parse_float_list(args.mean, name="--mean") if args.mean else None
+    std = parse_float_list(args.std, name="--std") if args.std else None
+    loaded, _ = open_model(args.dense, arch=args.arch, mean=mean, std=std, no_normalize=args.no_normalize)
+    arch = loaded.checkpoint.arch if loaded.checkpoint is not None else args.arch
+    return loaded.model.eval(), {"source": str(args.dense), "arch": arch, "normalization": loaded.normalization}
 
 
 def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespace, cache: RowCache,
@@ -62,9 +73,9 @@ def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup:
         return row
     t0 = time.perf_counter()
     try:
-        row = ratio_for_speedup(dense, Channels(None), speedup, input_shape, runtime=args.runtime,
-                                batch_sizes=batch_sizes)
-        channels, trial = Channels(None), copy.deepcopy(dense)
+        row = ratio_for_speedup(dense, Channels(None, round_to=args.round_to), speedup, input_shape,
+                                runtime=args.runtime, batch_sizes=batch_sizes)
+        channels, trial = Channels(None, round_to=args.round_to), copy.deepcopy(dense)
         kept = channels.kept_layers(dense, input_shape)
         channels.remove(trial, row["ratio"], input_shape, [trial.get_submodule(n) for n in kept])
         row["macs_fraction"] = count_macs(trial, input_shape) / count_macs(dense, input_shape)
@@ -88,7 +99,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     cfg = train_config(args, "trades", seed, epochs=args.epochs, lr=args.lr)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    channels = Channels(target["ratio"], importance=importance, score_epochs=args.score_epochs)
+    channels = Channels(target["ratio"], importance=importance, round_to=args.round_to, score_epochs=args.score_epochs)
     entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
     transform_seconds = time.perf_counter() - t0
     job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,

@@ -49,9 +49,9 @@ import torch
 if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no package: its shared helpers
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, git_state, result_paths, run_main, write_results  # noqa: E402
-from pruning_rows import dense_model, eps_option, load_data, robust_eval  # noqa: E402
+from pruning_rows import eps_option, load_data, robust_eval  # noqa: E402
 from row_cache import MemoryCache, RowCache  # noqa: E402
-from speed_rows import adapt_dense, search_target, speed_row  # noqa: E402
+from speed_rows import adapt_dense, load_dense, search_target, speed_row  # noqa: E402
 from speed_report import render_markdown, summary  # noqa: E402
 
 from compressor.checkpoint import library_versions  # noqa: E402
@@ -64,7 +64,7 @@ FORMAT = "compressor.benchmark.speed_targets"
 FORMAT_VERSION = 1
 SETTINGS = ("dataset", "val_size", "dense", "arch", "mean", "std", "no_normalize", "eps", "steps", "batch_size",
             "lr", "weight_decay", "val_n", "eval_n", "epochs", "adapt_epochs", "lr_adapt", "score_epochs",
-            "batch_sizes", "runtime", "data_seed", "seed", "apgd_t", "train_n")
+            "batch_sizes", "runtime", "data_seed", "seed", "apgd_t", "train_n", "round_to")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=8, help="TRADES fine-tuning epochs after the channels are removed")
     p.add_argument("--adapt-epochs", type=int, default=0, help="TRADES epochs on the dense model first (0: none)")
     p.add_argument("--lr-adapt", type=float, default=0.01)
+    p.add_argument("--round-to", type=int, default=8, help="channel counts kept are multiples of this")
     p.add_argument("--score-epochs", type=int, default=1, help="HYDRA score epochs of importance=hydra")
     p.add_argument("--speedups", default="1.5,2,3", help="measured speed targets, e.g. 1.5,2,3")
     p.add_argument("--importances", default="magnitude,taylor,hydra,kappa", help=f"of {', '.join(IMPORTANCES[:4])}")
@@ -137,10 +138,12 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     load_start = load_average()
     data, notes = load_data(args.dataset, args.train_n, args.data_seed, args.val_size)
     args.eps_value = data.info.default_eps if args.eps_value is None else args.eps_value
-    for k in ("width", "hidden", "epochs_dense", "lr_dense"):  # dense_model's settings for a model trained here
-        setattr(args, k, None)
-    dense, dense_info = dense_model(data, args, log)
-    out_of_time = lambda: args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes  # noqa: E731
+    dense, dense_info = load_dense(args)
+    log(f"dense: loaded {args.dense} ({dense_info['arch']})")
+
+    def out_of_time() -> bool:
+        return args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes
+
     if args.adapt_epochs:
         dense_info["adapted"] = adapt_dense(dense, data, args, cache, log, allowed=not out_of_time())
     dense_row = cache.get("dense")

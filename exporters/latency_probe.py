@@ -6,6 +6,7 @@ package (pruners sit below exporters)."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +22,12 @@ from .onnx import export_onnx
 from .ort_session import OnnxRunner
 
 ROUNDS, RUNS, WARMUP = 8, 40, 5  # per probe: 8 rounds of 5 timed runs after 5 warm-up runs, per model and batch
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on: an explicit ORT thread count, which also turns thread spinning off (on a
+    shared machine spinning threads stall each other and a probe's timings become erratic)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _eager(model: nn.Module) -> Any:
@@ -49,7 +56,7 @@ def onnxruntime_probe(reference: nn.Module, candidate: nn.Module, *, input_shape
         for name, model in (("reference", reference), ("candidate", candidate)):
             path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, path, input_shape=input_shape, parity=False)
-            runners.append(OnnxRunner(path, device="cpu"))
+            runners.append(OnnxRunner(path, device="cpu", threads=_usable_cores()))
         try:
             return _probe(runners, input_shape, batch_sizes)
         finally:
