@@ -138,6 +138,9 @@ class TensorRTRunner:
         self.path = Path(path)
         self.device = torch.device(device if device.startswith("cuda") else "cuda")
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if hasattr(self.runtime, "engine_host_code_allowed"):
+            # a version-compatible engine can carry a lean runtime library to load: never from a file we were handed
+            self.runtime.engine_host_code_allowed = False
         self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise CompressorError(f"TensorRT cannot load {path}: it was built by another TensorRT version or GPU, or "

@@ -47,3 +47,31 @@ def test_tensorrt_engine_builds_and_matches(capsys, digits_ckpt, tmp_path, preci
     runner = TensorRTRunner(out)
     with pytest.raises(CompressorError, match="outside .*optimisation profile 1..32"):
         runner(torch.rand(33, 1, 8, 8))
+
+
+def test_runner_never_lets_an_engine_load_host_code(monkeypatch, tmp_path):
+    """A version-compatible engine may embed a runtime library; the runner turns that off before deserialising."""
+    import types
+
+    from exporters import tensorrt as trt_module
+
+    seen = []
+
+    class Runtime:
+        engine_host_code_allowed = True
+
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            seen.append(self.engine_host_code_allowed)
+            return None
+
+    logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    fake = types.SimpleNamespace(Runtime=Runtime, Logger=logger)
+    monkeypatch.setattr(trt_module, "import_tensorrt", lambda: fake)
+    monkeypatch.setattr(trt_module.torch.cuda, "is_available", lambda: True)
+    (tmp_path / "m.engine").write_bytes(b"not an engine")
+    with pytest.raises(CompressorError, match="cannot load"):
+        trt_module.TensorRTRunner(tmp_path / "m.engine")
+    assert seen == [False]
