@@ -84,3 +84,13 @@ def cli(capsys, *args: str):
         raise SystemExit(0)
     out = capsys.readouterr()
     return exc.value.code or 0, out.out, out.err
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models gain nothing from a second, a contended CPU makes two much slower,
+    and recorded bit-identical numbers were made with one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

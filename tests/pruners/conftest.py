@@ -35,9 +35,6 @@ def tiny_cfg() -> TrainConfig:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from a second thread, and a contended CPU makes two threads much slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def pruner_tests_use_one_thread(one_thread):
+    """Every pruner test runs on one torch thread (`tests.conftest.one_thread`)."""
     yield
-    torch.set_num_threads(before)

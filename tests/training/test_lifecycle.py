@@ -16,13 +16,7 @@ def small(digits):
     return replace(digits, train=digits.train.head(256), val=digits.val.head(64))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bit-identical comparisons: one thread, as the recorded numbers were made."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-identical comparisons: as the recorded numbers were made
 
 
 def _cnn(data):
