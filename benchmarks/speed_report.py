@@ -55,6 +55,14 @@ def _speed(s: dict[str, Any]) -> str:
     return f"{s['mean']:.2f}x" + (f" (≥ {low:.2f})" if low is not None else "")
 
 
+def _speed_sources(res: dict[str, Any]) -> str:
+    reused = sum(r.get("speed_source", "this row") != "this row" for r in res["rows"])
+    if not reused:
+        return ""
+    return (f"; {reused} of {len(res['rows'])} rows have exactly the layer shapes of their target's searched model "
+            "and carry that timing (taken with the machine otherwise idle; dense kernels' latency follows the shapes)")
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """The Markdown page of a speed-target run."""
     st, d = res["settings"], res.get("dense") or {}
@@ -69,7 +77,8 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps), best epoch on validation PGD; "
               f"evaluation on the first {st['eval_n']} test images",
               f"- speed: {st['runtime']}, batch sizes {st['batch_sizes']}, measured against the dense model in "
-              "interleaved rounds; `≥` is the lowest 95 % lower bound over the seeds' models", ""]
+              "interleaved rounds; `≥` is the lowest 95 % lower bound over the seeds' models"
+              + _speed_sources(res), ""]
     if d:
         lines += [f"Dense: clean {100 * d['clean']:.1f}, PGD-20 {100 * d['pgd20']:.1f}, "
                   f"APGD-CE+T {100 * d['apgd']:.1f} %.", ""]

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0, help="seed of the adaptation and of every evaluation")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--time-rows", action=argparse.BooleanOptionalAction, default=True,
+                   help="time every fine-tuned row; --no-time-rows reuses the target search's timing for rows whose "
+                        "layer shapes equal it (for a machine busy with other work after the search)")
     p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (0: report)")
     p.add_argument("--tag", default="", help="suffix of the result file names")

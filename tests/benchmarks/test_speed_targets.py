@@ -34,6 +34,7 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert rows["magnitude"]["macs_fraction"] == pytest.approx(rows["kappa"]["macs_fraction"])  # matched MACs
     assert rows["magnitude"]["macs_fraction"] < 1
     assert set(rows["kappa"]["speed"]) == {"1", "32"} and rows["kappa"]["speed"]["32"]["speedup"] > 0
+    assert rows["kappa"]["speed_source"] == "this row"
     assert (cache / "dense-adapted.pt").is_file() and res["dense_info"]["adapted"]["epochs"] == 1
     kappa = next(e for e in res["summary"] if e["importance"] == "kappa")
     assert "apgd_vs_magnitude" in kappa and isinstance(kappa["goal_met"], bool)
@@ -44,6 +45,12 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert st.main([*argv, "--max-minutes", "0"]) == 0  # re-render only: no row, target or adaptation is redone
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} == before
     assert json.loads(report.read_text())["rows"] == res["rows"]
+
+    assert st.main([*argv, "--seeds", "1", "--no-time-rows"]) == 0  # same shapes: the search's timing is reused
+    res = json.loads(report.read_text())
+    (again,) = [r for r in res["rows"] if r["seed"] == 1 and r["importance"] == "magnitude"]
+    assert again["speed_source"].startswith("target search") and again["speed"] == res["targets"]["1.2"]["measured"]
+    assert "carry that timing" in report.with_suffix(".md").read_text()
 
 
 def test_bad_choices_are_one_line_errors(st, tmp_path, capsys):
