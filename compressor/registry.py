@@ -196,11 +196,11 @@ EXPORTERS = Registry("exporters")
 # per batch size, the candidate's measured speedup interval; the built-ins come with the exporters package
 RUNTIMES = Registry("runtimes", plugin_kinds=("runtimes", "exporters"))
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS, RUNTIMES)}
 
 
 def get_registry(kind: str) -> Registry:
-    """The registry of `kind` (models, datasets, attacks, pruners, transforms, exporters)."""
+    """The registry of `kind` (models, datasets, attacks, pruners, transforms, exporters, runtimes)."""
     if kind in REGISTRIES:
         return REGISTRIES[kind]
     close = difflib.get_close_matches(kind, list(REGISTRIES), n=1)

@@ -36,7 +36,7 @@ def test_typo_suggestion():
 def test_unknown_kind_suggests():
     with pytest.raises(UnknownNameError, match="did you mean 'models'"):
         get_registry("modles")
-    assert set(REGISTRIES) == {"models", "datasets", "attacks", "pruners", "transforms", "exporters"}
+    assert set(REGISTRIES) == {"models", "datasets", "attacks", "pruners", "transforms", "exporters", "runtimes"}
 
 
 def _write_plugin(root, group="compressor.models"):

@@ -53,6 +53,8 @@ def test_list_shows_registries(capsys):
     assert code == 0 and "cnn-small" in out and "vgg16_bn" in out
     code, out, _ = cli(capsys, "list", "attacks", "--json")
     assert {e["name"] for e in json.loads(out)["attacks"]} >= {"fgsm", "pgd", "cw"}
+    code, out, _ = cli(capsys, "list", "runtimes", "--json")  # the latency probes of --target-speedup
+    assert {e["name"] for e in json.loads(out)["runtimes"]} >= {"onnxruntime", "pytorch"}
 
 
 @pytest.mark.parametrize("args,needle", [
