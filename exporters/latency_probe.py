@@ -21,7 +21,7 @@ from .bench import time_variants
 from .onnx import export_onnx
 from .ort_session import OnnxRunner
 
-ROUNDS, RUNS, WARMUP = 8, 40, 5  # per probe: 8 rounds of 5 timed runs after 5 warm-up runs, per model and batch
+ROUNDS, RUNS, WARMUP = 16, 128, 5  # per probe: 16 rounds of 8 timed runs after 5 warm-up runs, per model and batch
 
 
 def _usable_cores() -> int:

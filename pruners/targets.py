@@ -1,5 +1,5 @@
 """A speed or MACs target instead of a channel ratio: the global ratio of the `channels` transform is chosen by
-bisection, on copies of the model, so that the pruned model has at most a fraction of the dense MACs
+search, on copies of the model, so that the pruned model has at most a fraction of the dense MACs
 (`target_macs`, exact and deterministic) or runs a given factor faster than the dense model as measured on this
 machine (`target_speedup`, through a latency probe of `compressor.registry.RUNTIMES`)."""
 
@@ -21,7 +21,11 @@ MAX_RATIO = 0.95  # the most the search removes: every layer keeps at least 5 % 
 # Torch-Pruning keeps the layer whole. So the MACs are scanned on a grid first, and bisection runs below the
 # first grid ratio that meets the target (MACs) or below the grid ratio with the fewest MACs (speed).
 GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
-MACS_STEPS, SPEED_STEPS = 10, 5  # bisection steps: MACs are cheap to count, each speed probe exports and times
+MACS_STEPS = 10  # bisection steps: MACs are cheap to count
+# The speed search times architectures, not ratios: many ratios round to the same channel counts, and timing one
+# architecture twice would let noise give it two answers. The ratios it steps through to find them:
+LEVEL_GRID = tuple(round(0.0125 * k, 4) for k in range(1, 77))
+LEVEL_STEP = 0.02  # architectures within 2 % of MACs of a less pruned one are not worth a probe (nor its noise)
 DEFAULT_BATCH_SIZES = (1, 64)
 
 
@@ -89,34 +93,53 @@ def _interval_text(b: int, m: dict[str, Any]) -> str:
     return f"batch {b}: {m['speedup']:.2f}x [{low}]"
 
 
+def _levels(model: nn.Module, channels: Channels, input_shape: Sequence[int]) -> list[tuple[float, int]]:
+    """The distinct pruned architectures along the ratio, as (smallest ratio giving it, its MACs), each with at least
+    `LEVEL_STEP` fewer MACs than the one before (ordered for a search; none timed twice, none a near-copy)."""
+    kept = channels.kept_layers(model, tuple(input_shape))
+    levels: list[tuple[float, int]] = []
+    for ratio in LEVEL_GRID:
+        macs = count_macs(_pruned_copy(model, channels, ratio, input_shape, kept), input_shape)
+        if not levels or macs <= (1 - LEVEL_STEP) * levels[-1][1]:
+            levels.append((ratio, macs))
+    return levels
+
+
 def ratio_for_speedup(model: nn.Module, channels: Channels, speedup: float, input_shape: Sequence[int], *,
                       runtime: str = "onnxruntime",
                       batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> dict[str, Any]:
-    """The smallest channel ratio (within `SPEED_STEPS` halvings) whose pruned model measures at least `speedup`
-    times faster than `model` at every batch size on `runtime`, with the measured intervals at that ratio."""
+    """The smallest channel ratio whose pruned model measures at least `speedup` times faster than `model` at every
+    batch size on `runtime` (binary search over the distinct architectures, each timed once), with its intervals."""
     probe = RUNTIMES.get(runtime)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise CompressorError(f"`target_batch_sizes` {list(batch_sizes)} must be positive batch sizes, e.g. 1,64")
-    macs = _scan(model, channels, input_shape)
-    top = min(GRID, key=lambda r: (macs[r], r))  # the fewest MACs the transform reaches
+    levels = _levels(model, channels, input_shape)
     kept = channels.kept_layers(model, tuple(input_shape))
     reference = copy.deepcopy(model).eval()
-    measured: dict[float, dict[int, dict]] = {}
+    measured: dict[int, dict[int, dict]] = {}
 
-    def meets(ratio: float) -> bool:
-        candidate = _pruned_copy(model, channels, ratio, input_shape, kept).eval()
-        measured[ratio] = probe(reference, candidate, input_shape=tuple(input_shape), batch_sizes=list(batch_sizes))
-        return all(m["speedup"] >= speedup for m in measured[ratio].values())
+    def meets(i: int) -> bool:
+        if i not in measured:
+            candidate = _pruned_copy(model, channels, levels[i][0], input_shape, kept).eval()
+            measured[i] = probe(reference, candidate, input_shape=tuple(input_shape), batch_sizes=list(batch_sizes))
+        return all(m["speedup"] >= speedup for m in measured[i].values())
 
+    top = len(levels) - 1  # the fewest MACs the transform reaches
     if not meets(top):
         shown = "; ".join(_interval_text(b, m) for b, m in measured[top].items())
-        raise CompressorError(f"`target_speedup` {speedup:g} is out of reach on {runtime}: removing {top:.0%} of the "
-                              f"channels (the fewest MACs the transform reaches) measured {shown}: give a smaller "
-                              "`target_speedup`")
-    ratio = _bisect(meets, 0.0, top, SPEED_STEPS)
-    return {"kind": "speedup", "target": speedup, "ratio": ratio, "runtime": runtime,
-            "batch_sizes": list(batch_sizes), "probes": len(measured),
-            "measured": {str(b): m for b, m in measured[ratio].items()}}
+        raise CompressorError(f"`target_speedup` {speedup:g} is out of reach on {runtime}: removing "
+                              f"{levels[top][0]:.0%} of the channels (the fewest MACs the transform reaches) measured "
+                              f"{shown}: give a smaller `target_speedup`")
+    lo, hi = 0, top  # levels[0] is the first pruned architecture; the answer is the first level that meets
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if meets(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return {"kind": "speedup", "target": speedup, "ratio": levels[hi][0], "runtime": runtime,
+            "batch_sizes": list(batch_sizes), "probes": len(measured), "architectures": len(levels),
+            "measured": {str(b): m for b, m in measured[hi].items()}}
 
 
 def target_text(target: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ import pytest
 from compressor.errors import CompressorError
 from compressor.registry import RUNTIMES
 from pruners import prune
-from pruners.targets import MAX_RATIO, ratio_for_macs
+from pruners.targets import MAX_RATIO, _levels, ratio_for_macs, ratio_for_speedup
 from pruners.transforms import parse_transforms
 from tests.conftest import cli, untrained_digits_checkpoint
 from tests.pruners.conftest import cnn
@@ -62,6 +62,33 @@ def test_bad_targets_are_one_line_and_write_nothing(tmp_path, capsys, args, mess
     code, stdout, err = cli(capsys, "prune", str(src), *QUICK, *args, "-o", str(out))
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_speed_search_times_each_architecture_once_and_finds_the_first_that_meets(digits):
+    from compressor.flops import count_macs
+
+    model = cnn(digits)
+    shape = tuple(digits.info.input_shape)
+    dense = count_macs(model, shape)
+    timed: list[int] = []
+
+    def macs_probe(reference, candidate, *, input_shape, batch_sizes):  # a noiseless runtime: speed = MACs ratio
+        macs = count_macs(candidate, input_shape)
+        timed.append(macs)
+        s = dense / macs
+        return {b: {"speedup": s, "low": s, "high": s, "rounds": 2} for b in batch_sizes}
+
+    (channels,) = parse_transforms(["channels,round_to=1"])
+    levels = _levels(model, channels, shape)
+    assert all(b[1] <= 0.98 * a[1] for a, b in zip(levels, levels[1:]))  # ordered, no near-copies
+    RUNTIMES.add("macs-test", macs_probe, override=True)
+    try:
+        found = ratio_for_speedup(model, channels, 2.0, shape, runtime="macs-test", batch_sizes=[1])
+    finally:
+        RUNTIMES._entries.pop("macs-test")
+    assert len(timed) == len(set(timed)) == found["probes"] < len(levels)  # a binary search, no architecture twice
+    first = next(r for r, m in levels if dense / m >= 2.0)
+    assert found["ratio"] == first and found["measured"]["1"]["speedup"] >= 2.0
 
 
 def test_runtimes_are_registered_by_the_exporters_package():
