@@ -4,10 +4,11 @@
 #
 #   bash benchmarks/target_speedup.sh [SPEEDUP] [BATCH_SIZES]      # defaults: 2 and 64, ResNet-4B (eps 2/255)
 #
-# Run it on an otherwise idle machine (it times latency twice: once in the search, once in bench). Writes
-# benchmarks/results/target_speedup-resnet4b-<date>/ (pruned checkpoint, ONNX files, bench.{json,md,csv,png},
-# command.txt with the exact commands, machine and versions are in bench.json). Only the speed is judged here:
-# the pruned model is fine-tuned for one short epoch; robust accuracy at this ratio is speed_targets.py's table.
+# Run it on an otherwise idle machine: it times latency twice (in the search, then in bench), both with one
+# intra-op thread. Writes benchmarks/results/target_speedup-resnet4b-<date>-x<SPEEDUP>-b<BATCHES>/: the pruned
+# checkpoint, the ONNX files, bench/bench.{json,md,csv,png} (machine and versions inside), command.txt (the exact
+# commands) and log.txt. Only the speed is judged here: the pruned model is fine-tuned for one short epoch; robust
+# accuracy at these ratios is speed_targets.py's table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SPEEDUP=${1:-2}
@@ -19,6 +20,7 @@ MODEL=(--arch benchmarks.models.abcrown:resnet4b --mean 0.4914,0.4822,0.4465 --s
 OUT=benchmarks/results/target_speedup-resnet4b-$(date -u +%F)-x${SPEEDUP}-b${BATCHES//,/-}
 [ -f "$DENSE" ] || { echo "error: $DENSE is missing: this benchmark needs the shared ResNet-4B checkpoint" >&2; exit 2; }
 mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 run() { echo "$*" >> "$OUT/command.txt"; "$@"; }
 : > "$OUT/command.txt"
@@ -29,5 +31,5 @@ run "$C" prune "$DENSE" "${MODEL[@]}" -d "$DATA" --method none --transform chann
 run "$C" export "$DENSE" "${MODEL[@]}" -d "$DATA" -f onnx -o "$OUT/dense.onnx" --force -q
 run "$C" export "$OUT/pruned.pt" --arch "${MODEL[1]}" -f onnx -o "$OUT/pruned.onnx" --force -q
 run "$C" bench "$DENSE=$OUT/dense.onnx" "$OUT/pruned.pt=$OUT/pruned.onnx" "${MODEL[@]}" -d "$DATA" \
-    --batch-sizes 1,64 --threads "$(nproc)" --rounds 20 --runs 200 --attacks '' --square-queries 0 --n 500 \
+    --batch-sizes 1,64 --rounds 20 --runs 200 --attacks '' --square-queries 0 --n 500 \
     --out "$OUT/bench" --force

@@ -159,7 +159,8 @@ def prune_cmd(
     target_speedup: Optional[float] = typer.Option(
         None, "--target-speedup", help="Remove channels until the model measures this many times faster than the "
                                        "dense one on --runtime at every --target-batch-sizes (e.g. 2), timed here in "
-                                       "interleaved rounds."),
+                                       "interleaved rounds with one intra-op thread (as `compressor bench` by "
+                                       "default)."),
     runtime: str = option_from(SizeTarget, "runtime", help="Runtime that times --target-speedup: onnxruntime (ONNX "
                                                        "export, ONNX Runtime CPU) or pytorch (eager)."),
     target_batch_sizes: str = typer.Option("1,64", "--target-batch-sizes",
