@@ -83,6 +83,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += [f"Dense: clean {100 * d['clean']:.1f}, PGD-20 {100 * d['pgd20']:.1f}, "
                   f"APGD-CE+T {100 * d['apgd']:.1f} %.", ""]
     lines += ["## Targets", "", "| target | channel ratio | MACs | measured at the ratio |", "|---|---|---|---|"]
+    seen: dict[float, str] = {}
     for s, t in res["targets"].items():
         s = f"{float(s):g}"
         if t is None:
@@ -90,8 +91,13 @@ def render_markdown(res: dict[str, Any]) -> str:
         elif t.get("ratio") is None:
             lines.append(f"| {s}x | out of reach | | {t['error']} |")
         else:
-            shown = "; ".join(f"b{b}: {m['speedup']:.2f}x" for b, m in t["measured"].items())
-            lines.append(f"| {s}x | {t['ratio']:.3f} | {100 * t['macs_fraction']:.1f} % | {shown} |")
+            shown = "; ".join(f"b{b}: {m['speedup']:.2f}x"
+                              + (f" [{m['low']:.2f}, {m['high']:.2f}]" if m.get("low") is not None else "")
+                              for b, m in t["measured"].items())
+            same = seen.get(t["ratio"])
+            lines.append(f"| {s}x | {t['ratio']:.3f} | {100 * t['macs_fraction']:.1f} % | {shown}"
+                         + (f" (the architecture {same}x chose: its rows are shared)" if same else "") + " |")
+            seen.setdefault(t["ratio"], s)
     lines += ["", "## Results (mean ± std over seeds, %)", "",
               "| target | importance | seeds | MACs | params | clean | PGD-20 | APGD-CE+T | retention | "
               + " | ".join(f"speedup b{b}" for b in st["batch_sizes"].split(",")) + " | APGD vs magnitude |",

@@ -158,8 +158,16 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     for s in speedups:
         targets[s] = search_target(dense, input_shape, s, batches, args, cache, log, allowed=not out_of_time())
     for s in speedups:
+        ratio = (targets[s] or {}).get("ratio")
+        same = next((t for t in speedups[:speedups.index(s)] if ratio and (targets[t] or {}).get("ratio") == ratio),
+                    None)  # an earlier target that chose the same architecture: its rows are this target's too
         for seed in seeds:
             for imp in importances:
+                if same is not None:
+                    row = cache.get(f"{imp}-x{same:g}-seed{seed}")
+                    if row is not None:
+                        rows.append({**row, "target": s, "key": f"{imp}-x{s:g}-seed{seed}", "same_rows_as": same})
+                    continue
                 key = f"{imp}-x{s:g}-seed{seed}"
                 row = cache.get(key)
                 if row is None and targets[s] and targets[s].get("ratio") and not out_of_time() and cache.claim(key):

@@ -52,6 +52,15 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert again["speed_source"].startswith("target search") and again["speed"] == res["targets"]["1.2"]["measured"]
     assert "carry that timing" in report.with_suffix(".md").read_text()
 
+    twin = json.loads((cache / "target-x1.2.json").read_text())  # a second target that lands on the same ratio
+    (cache / "target-x1.25.json").write_text(json.dumps({**twin, "target": 1.25}))
+    assert st.main([*argv, "--speedups", "1.2,1.25,1000", "--max-minutes", "0"]) == 0
+    res = json.loads(report.read_text())
+    shared = [r for r in res["rows"] if r["target"] == 1.25]
+    assert len(shared) == 2 and all(r["same_rows_as"] == 1.2 for r in shared)  # reused, not run again
+    assert not any(k.startswith(("magnitude-x1.25", "kappa-x1.25")) for k in res["missing"])
+    assert "the architecture 1.2x chose: its rows are shared" in report.with_suffix(".md").read_text()
+
 
 def test_bad_choices_are_one_line_errors(st, tmp_path, capsys):
     argv = ["--dataset", "digits", "--dense", str(tmp_path / "none.pt"), "--out", str(tmp_path)]
