@@ -137,9 +137,12 @@ def ratio_for_speedup(model: nn.Module, channels: Channels, speedup: float, inpu
             hi = mid
         else:
             lo = mid + 1
+    dense = count_macs(model, input_shape)
+    probed = [{"ratio": levels[i][0], "macs_fraction": levels[i][1] / dense,
+               "speedup": {str(b): m["speedup"] for b, m in measured[i].items()}} for i in sorted(measured)]
     return {"kind": "speedup", "target": speedup, "ratio": levels[hi][0], "runtime": runtime,
             "batch_sizes": list(batch_sizes), "probes": len(measured), "architectures": len(levels),
-            "measured": {str(b): m for b, m in measured[hi].items()}}
+            "probed": probed, "measured": {str(b): m for b, m in measured[hi].items()}}
 
 
 def target_text(target: dict[str, Any]) -> str:
@@ -148,5 +151,7 @@ def target_text(target: dict[str, Any]) -> str:
         return (f"target MACs {target['target']:.0%} of dense: channel ratio {target['ratio']:.3f} gives "
                 f"{target['macs_fraction']:.1%} ({target['macs']:,} of {target['macs_dense']:,} MACs)")
     shown = "; ".join(_interval_text(int(b), m) for b, m in target["measured"].items())
+    probed = ", ".join(f"{p['macs_fraction']:.1%} MACs " + "/".join(f"{v:.2f}x" for v in p["speedup"].values())
+                       for p in target.get("probed", []))
     return (f"target speedup {target['target']:g}x on {target['runtime']}: channel ratio {target['ratio']:.3f} "
-            f"measured {shown} ({target['probes']} probes)")
+            f"measured {shown} ({target['probes']} probes" + (f": {probed})" if probed else ")"))

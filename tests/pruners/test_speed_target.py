@@ -11,7 +11,7 @@ import pytest
 from compressor.errors import CompressorError
 from compressor.registry import RUNTIMES
 from pruners import prune
-from pruners.targets import MAX_RATIO, _levels, ratio_for_macs, ratio_for_speedup
+from pruners.targets import MAX_RATIO, _levels, ratio_for_macs, ratio_for_speedup, target_text
 from pruners.transforms import parse_transforms
 from tests.conftest import cli, untrained_digits_checkpoint
 from tests.pruners.conftest import cnn
@@ -89,6 +89,8 @@ def test_speed_search_times_each_architecture_once_and_finds_the_first_that_meet
     assert len(timed) == len(set(timed)) == found["probes"] < len(levels)  # a binary search, no architecture twice
     first = next(r for r, m in levels if dense / m >= 2.0)
     assert found["ratio"] == first and found["measured"]["1"]["speedup"] >= 2.0
+    assert len(found["probed"]) == found["probes"] and {p["ratio"] for p in found["probed"]} >= {first}
+    assert f"{found['probes']} probes: " in target_text(found)  # every probe's MACs and speedup are shown
 
 
 def test_runtimes_are_registered_by_the_exporters_package():
