@@ -12,6 +12,20 @@ from pruning_stats import summarise
 GOAL_SPEEDUP, GOAL_RETENTION = 2.0, 0.9  # a variant >= 2x faster keeping >= 90 % of the dense APGD-CE+T
 
 
+def shared_targets(targets: dict[Any, dict[str, Any] | None]) -> dict[Any, Any]:
+    """Target -> the earlier target (in order) that chose the same channel ratio, whose rows it shares."""
+    first: dict[float, Any] = {}
+    shared = {}
+    for s, t in targets.items():
+        ratio = (t or {}).get("ratio")
+        if ratio is None:
+            continue
+        if ratio in first:
+            shared[s] = first[ratio]
+        first.setdefault(ratio, s)
+    return shared
+
+
 def _cells(res: dict[str, Any]) -> dict[tuple[float, str], list[dict[str, Any]]]:
     cells: dict[tuple[float, str], list[dict[str, Any]]] = {}
     for r in res["rows"]:
@@ -83,9 +97,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += [f"Dense: clean {100 * d['clean']:.1f}, PGD-20 {100 * d['pgd20']:.1f}, "
                   f"APGD-CE+T {100 * d['apgd']:.1f} %.", ""]
     lines += ["## Targets", "", "| target | channel ratio | MACs | measured at the ratio |", "|---|---|---|---|"]
-    seen: dict[float, str] = {}
-    for s, t in res["targets"].items():
-        s = f"{float(s):g}"
+    shared = shared_targets(res["targets"])
+    for key, t in res["targets"].items():
+        s = f"{float(key):g}"
         if t is None:
             lines.append(f"| {s}x | not searched yet | | |")
         elif t.get("ratio") is None:
@@ -94,10 +108,9 @@ def render_markdown(res: dict[str, Any]) -> str:
             shown = "; ".join(f"b{b}: {m['speedup']:.2f}x"
                               + (f" [{m['low']:.2f}, {m['high']:.2f}]" if m.get("low") is not None else "")
                               for b, m in t["measured"].items())
-            same = seen.get(t["ratio"])
+            same = shared.get(key)
             lines.append(f"| {s}x | {t['ratio']:.3f} | {100 * t['macs_fraction']:.1f} % | {shown}"
-                         + (f" (the architecture {same}x chose: its rows are shared)" if same else "") + " |")
-            seen.setdefault(t["ratio"], s)
+                         + (f" (the architecture {float(same):g}x chose: its rows are shared)" if same else "") + " |")
     lines += ["", "## Results (mean ± std over seeds, %)", "",
               "| target | importance | seeds | MACs | params | clean | PGD-20 | APGD-CE+T | retention | "
               + " | ".join(f"speedup b{b}" for b in st["batch_sizes"].split(",")) + " | APGD vs magnitude |",

@@ -52,7 +52,7 @@ from common import RESULTS, git_state, result_paths, run_main, write_results  # 
 from pruning_rows import eps_option, load_data, robust_eval  # noqa: E402
 from row_cache import MemoryCache, RowCache  # noqa: E402
 from speed_rows import adapt_dense, load_dense, search_target, speed_row  # noqa: E402
-from speed_report import render_markdown, summary  # noqa: E402
+from speed_report import render_markdown, shared_targets, summary  # noqa: E402
 
 from compressor.checkpoint import library_versions  # noqa: E402
 from compressor.environment import load_average, machine_info  # noqa: E402
@@ -157,10 +157,9 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     targets, rows = {}, []
     for s in speedups:
         targets[s] = search_target(dense, input_shape, s, batches, args, cache, log, allowed=not out_of_time())
+    shared = shared_targets(targets)  # a target that chose an earlier one's architecture shares its rows
     for s in speedups:
-        ratio = (targets[s] or {}).get("ratio")
-        same = next((t for t in speedups[:speedups.index(s)] if ratio and (targets[t] or {}).get("ratio") == ratio),
-                    None)  # an earlier target that chose the same architecture: its rows are this target's too
+        same = shared.get(s)
         for seed in seeds:
             for imp in importances:
                 if same is not None:

@@ -196,7 +196,8 @@ EXPORTERS = Registry("exporters")
 # per batch size, the candidate's measured speedup interval; the built-ins come with the exporters package
 RUNTIMES = Registry("runtimes", plugin_kinds=("runtimes", "exporters"))
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS, RUNTIMES)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (MODELS, DATASETS, ATTACKS, PRUNERS, TRANSFORMS, EXPORTERS,
+                                                        RUNTIMES)}
 
 
 def get_registry(kind: str) -> Registry:

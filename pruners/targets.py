@@ -19,7 +19,8 @@ from .transforms.channels import Channels
 MAX_RATIO = 0.95  # the most the search removes: every layer keeps at least 5 % of its channels
 # Removal is not monotone in the ratio near the top: where rounding to `round_to` would leave no channel,
 # Torch-Pruning keeps the layer whole. So the MACs are scanned on a grid first, and bisection runs below the
-# first grid ratio that meets the target (MACs) or below the grid ratio with the fewest MACs (speed).
+# first grid ratio that meets the target (MACs); the speed search keeps only architectures with fewer MACs than
+# every less pruned one (`_levels`).
 GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
 MACS_STEPS = 10  # bisection steps: MACs are cheap to count
 # The speed search times architectures, not ratios: many ratios round to the same channel counts, and timing one
@@ -62,7 +63,8 @@ def ratio_for_macs(model: nn.Module, channels: Channels, fraction: float,
                    input_shape: Sequence[int]) -> dict[str, Any]:
     """The smallest channel ratio whose pruned model has at most `fraction` of the dense MACs, with the MACs."""
     dense = count_macs(model, input_shape)
-    macs = _scan(model, channels, input_shape)
+    kept = channels.kept_layers(model, tuple(input_shape))
+    macs = _scan(model, channels, input_shape, kept)
     meet = [r for r in GRID if macs[r] <= fraction * dense]
     if not meet:
         least = min(macs.values()) / dense
@@ -70,7 +72,6 @@ def ratio_for_macs(model: nn.Module, channels: Channels, fraction: float,
                               f"channels leaves at least {least:.1%} of the MACs (the layers kept at full width stay, "
                               f"and channel counts round to multiples of round_to); give a `target_macs` above "
                               f"{least:.2f}")
-    kept = channels.kept_layers(model, tuple(input_shape))
 
     def meets(ratio: float) -> bool:
         macs[ratio] = count_macs(_pruned_copy(model, channels, ratio, input_shape, kept), input_shape)
@@ -82,9 +83,8 @@ def ratio_for_macs(model: nn.Module, channels: Channels, fraction: float,
             "macs_fraction": macs[ratio] / dense}
 
 
-def _scan(model: nn.Module, channels: Channels, input_shape: Sequence[int]) -> dict[float, int]:
-    """MACs of the pruned model at every `GRID` ratio."""
-    kept = channels.kept_layers(model, tuple(input_shape))
+def _scan(model: nn.Module, channels: Channels, input_shape: Sequence[int], kept: list[str]) -> dict[float, int]:
+    """MACs of the pruned model at every `GRID` ratio (`kept`: the layers `channels` keeps at full width)."""
     return {r: count_macs(_pruned_copy(model, channels, r, input_shape, kept), input_shape) for r in GRID}
 
 
@@ -93,10 +93,11 @@ def _interval_text(b: int, m: dict[str, Any]) -> str:
     return f"batch {b}: {m['speedup']:.2f}x [{low}]"
 
 
-def _levels(model: nn.Module, channels: Channels, input_shape: Sequence[int]) -> list[tuple[float, int]]:
+def _levels(model: nn.Module, channels: Channels, input_shape: Sequence[int],
+            kept: list[str]) -> list[tuple[float, int]]:
     """The distinct pruned architectures along the ratio, as (smallest ratio giving it, its MACs), each with at least
-    `LEVEL_STEP` fewer MACs than the one before (ordered for a search; none timed twice, none a near-copy)."""
-    kept = channels.kept_layers(model, tuple(input_shape))
+    `LEVEL_STEP` fewer MACs than the one before (ordered for a search; none timed twice, none a near-copy); `kept`:
+    the layers `channels` keeps at full width."""
     levels: list[tuple[float, int]] = []
     for ratio in LEVEL_GRID:
         macs = count_macs(_pruned_copy(model, channels, ratio, input_shape, kept), input_shape)
@@ -113,8 +114,8 @@ def ratio_for_speedup(model: nn.Module, channels: Channels, speedup: float, inpu
     probe = RUNTIMES.get(runtime)
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise CompressorError(f"`target_batch_sizes` {list(batch_sizes)} must be positive batch sizes, e.g. 1,64")
-    levels = _levels(model, channels, input_shape)
     kept = channels.kept_layers(model, tuple(input_shape))
+    levels = _levels(model, channels, input_shape, kept)
     reference = copy.deepcopy(model).eval()
     measured: dict[int, dict[int, dict]] = {}
 

@@ -79,7 +79,7 @@ def test_speed_search_times_each_architecture_once_and_finds_the_first_that_meet
         return {b: {"speedup": s, "low": s, "high": s, "rounds": 2} for b in batch_sizes}
 
     (channels,) = parse_transforms(["channels,round_to=1"])
-    levels = _levels(model, channels, shape)
+    levels = _levels(model, channels, shape, channels.kept_layers(model, shape))
     assert all(b[1] <= 0.98 * a[1] for a, b in zip(levels, levels[1:]))  # ordered, no near-copies
     RUNTIMES.add("macs-test", macs_probe, override=True)
     try:
