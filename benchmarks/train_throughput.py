@@ -6,7 +6,10 @@ Times the library's real code path: a `compressor.training.Trainer` (after `star
 
 * ``digits``   -- the ``cnn-small`` model on the real scikit-learn digits data, batch 128;
 * ``resnet18`` -- the zoo ``resnet18`` on CIFAR-10-shaped synthetic data (3x32x32, 10 classes,
-  uniform-random images, random labels: throughput only), batch 32 on CPU / 128 on GPU.
+  uniform-random images, random labels: throughput only), batch 32 on CPU / 128 on GPU;
+* ``resnet4b`` / ``resnet20`` -- the alpha-beta-CROWN ResNet-4B and the akamaster ResNet-20 (the two models of the
+  robust-pruning and speed-target benchmarks, from ``benchmarks/models``) on the same synthetic shape at the batch
+  those benchmarks train with (128), so that their per-epoch costs can be compared from one run.
 
 After warm-up steps the modes' timed steps are interleaved round-robin in one process, so that a
 change of machine load touches every mode alike and the ratios PGD-10 / standard and TRADES-10 /
@@ -52,6 +55,7 @@ from compressor.data import ArraySplit, DataBundle, DatasetInfo, load_dataset
 from compressor.environment import device_kind, is_busy, load_average, machine_info
 from compressor.errors import CompressorError
 from compressor.models import create_model
+from compressor.models.external import build_imported, is_import_path
 from compressor.reporting import fmt
 from compressor.training import TrainConfig, Trainer
 
@@ -105,7 +109,26 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "notes": "synthetic data: throughput only (uniform-random images, random labels)",
         "cpu": (32, 3, 10), "cuda": (128, 10, 50),
     },
+    "resnet4b": {
+        "model": "benchmarks.models.abcrown:resnet4b", "data": _synthetic_cifar_bundle,
+        "description": "alpha-beta-CROWN ResNet-4B on a CIFAR-10 shape (3x32x32, 10 classes)",
+        "notes": "synthetic data: throughput only (uniform-random images, random labels)",
+        "cpu": (128, 2, 8), "cuda": (128, 10, 50),
+    },
+    "resnet20": {
+        "model": "benchmarks.models.akamaster:resnet20", "data": _synthetic_cifar_bundle,
+        "description": "akamaster ResNet-20 on a CIFAR-10 shape (3x32x32, 10 classes)",
+        "notes": "synthetic data: throughput only (uniform-random images, random labels)",
+        "cpu": (128, 2, 8), "cuda": (128, 10, 50),
+    },
 }
+
+
+def build_workload_model(spec: dict[str, Any], info: DatasetInfo) -> torch.nn.Module:
+    """A workload's model: a zoo name, or an import path into this repository's `benchmarks/models`."""
+    if is_import_path(spec["model"]):
+        return build_imported(spec["model"], None, info.mean, info.std)
+    return create_model(spec["model"], info.num_classes, info.input_shape[0], info.mean, info.std)
 
 
 # ---------------------------------------------------------------- measurement
@@ -135,7 +158,7 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
     trainers: dict[str, Trainer] = {}
     for mode, (adv, _, _) in MODES.items():
         torch.manual_seed(seed)  # the same initial weights for every mode
-        model = create_model(spec["model"], info.num_classes, info.input_shape[0], info.mean, info.std)
+        model = build_workload_model(spec, info)
         if compile_backend:
             model = torch.compile(model, backend=compile_backend)
         cfg = TrainConfig(epochs=1, batch_size=batch, adv=adv, steps=ATTACK_STEPS, device=str(device), seed=seed,
@@ -248,9 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", default="digits,resnet18",
                    help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per mode (default per workload: digits 50, resnet18 10 on CPU / 50 on CUDA)")
+                   help="timed steps per mode (default per workload: digits 50, resnet18 10, resnet4b/resnet20 8 on CPU; "
+                        "50 on CUDA, digits 100)")
     p.add_argument("--warmup", type=int, default=None,
-                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3 on CPU / 10 on CUDA)")
+                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3, resnet4b/resnet20 2 on CPU; "
+                        "10 on CUDA, digits 20)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")

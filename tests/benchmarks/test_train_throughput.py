@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from tests.benchmarks.conftest import load_script
 
@@ -63,3 +64,14 @@ def test_unknown_workload_is_a_clear_error(bench, tmp_path, capsys):
     assert bench.main(["--device", "cpu", "--workloads", "mnist", "--out", str(tmp_path)]) == 2
     assert "unknown workload" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["resnet4b", "resnet20"])
+def test_benchmark_model_workloads_build_the_benchmarks_models(bench, name):
+    spec = bench.WORKLOADS[name]
+    info = spec["data"](2).info
+    model = bench.build_workload_model(spec, info)
+    assert any(type(m).__module__ == spec["model"].split(":")[0] for m in model.modules())
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 10)
+    assert spec["cpu"][0] == 128  # the batch the robust-pruning and speed-target grids train with
