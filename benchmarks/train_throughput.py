@@ -109,18 +109,13 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "notes": "synthetic data: throughput only (uniform-random images, random labels)",
         "cpu": (32, 3, 10), "cuda": (128, 10, 50),
     },
-    "resnet4b": {
-        "model": "benchmarks.models.abcrown:resnet4b", "data": _synthetic_cifar_bundle,
-        "description": "alpha-beta-CROWN ResNet-4B on a CIFAR-10 shape (3x32x32, 10 classes)",
+    **{name: {
+        "model": path, "data": _synthetic_cifar_bundle,
+        "description": f"{title} on a CIFAR-10 shape (3x32x32, 10 classes)",
         "notes": "synthetic data: throughput only (uniform-random images, random labels)",
         "cpu": (128, 2, 8), "cuda": (128, 10, 50),
-    },
-    "resnet20": {
-        "model": "benchmarks.models.akamaster:resnet20", "data": _synthetic_cifar_bundle,
-        "description": "akamaster ResNet-20 on a CIFAR-10 shape (3x32x32, 10 classes)",
-        "notes": "synthetic data: throughput only (uniform-random images, random labels)",
-        "cpu": (128, 2, 8), "cuda": (128, 10, 50),
-    },
+    } for name, path, title in (("resnet4b", "benchmarks.models.abcrown:resnet4b", "alpha-beta-CROWN ResNet-4B"),
+                                ("resnet20", "benchmarks.models.akamaster:resnet20", "akamaster ResNet-20"))},
 }
 
 
