@@ -108,14 +108,25 @@ def render_markdown(res: dict[str, Any]) -> str:
                          f"{100 * r['value']:.1f} | {100 * r['dense']:.1f} | {r['ratio']:.3f} |")
         lines.append("")
     if res.get("lambda_choice"):
-        lines += ["## lambda chosen on validation", "", "| L_CC reading | sparsity | lambda (best mean val PGD-20) | "
-                  "val PGD-20 | held-out PGD-20 | held-out APGD-CE+T |", "|---|---|---|---|---|---|"]
+        lines += ["## lambda chosen on validation", "",
+                  "Per reading of L_CC, the lambda with the best mean validation PGD-20 among that reading's lambdas "
+                  "and lambda 0 (no L_CC); the last column is its paired held-out difference from lambda 0 (same "
+                  "seeds, 95 % t-interval): whether the reading helps.", "",
+                  "| L_CC reading | sparsity | validation PGD-20 per lambda (seeds) | chosen lambda | held-out PGD-20 | "
+                  "held-out APGD-CE+T | APGD-CE+T vs lambda 0 (paired) |", "|---|---|---|---|---|---|---|"]
         choices = res["lambda_choice"]
         if isinstance(choices, dict):  # protocol v2 reports: {sparsity: choice}, layer-wise reading only
             choices = [{"lcc": "layer", "sparsity": float(k), **c} for k, c in choices.items()]
         for c in choices:
-            lines.append(f"| {c['lcc']} | {float(c['sparsity']):g} | {c['lambda']:g} | {100 * c['val_pgd20']:.1f} | "
-                         f"{100 * c['pgd20']:.1f} | {100 * c['apgd']:.1f} |")
+            cands = ", ".join(f"{k['lambda']:g}: {100 * k['val_pgd20']:.1f} ({k['seeds']})"
+                              for k in c.get("candidates", []))
+            vs = c.get("vs_off")
+            diff = "-" if not vs else (f"{100 * vs['apgd']['mean']:+.1f}" + (
+                f" [{100 * (vs['apgd']['mean'] - vs['apgd']['ci95']):+.1f}, "
+                f"{100 * (vs['apgd']['mean'] + vs['apgd']['ci95']):+.1f}]" if math.isfinite(vs['apgd']['ci95'])
+                else "") + f" ({len(vs['seeds'])} seeds)")
+            lines.append(f"| {c['lcc']} | {float(c['sparsity']):g} | {cands or '-'} | {c['lambda']:g} | "
+                         f"{100 * c['pgd20']:.1f} | {100 * c['apgd']:.1f} | {diff} |")
         lines.append("")
     shrink = [r for r in res["rows"] if r.get("lcc_shrink")]
     if shrink:

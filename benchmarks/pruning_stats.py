@@ -108,15 +108,37 @@ def lcc_reading(row: dict[str, Any]) -> str:
     return row["config"].get("lcc", "layer")
 
 
+def _lam(row: dict[str, Any]) -> float:
+    return float(row["config"]["lam"])
+
+
 def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str, Any]]:
-    """Per L_CC reading and sparsity: the lambda with the best mean validation PGD-20 (never the held-out split),
-    and its held-out numbers."""
+    """Per L_CC reading and sparsity: the lambda with the best mean validation PGD-20 (never the held-out split)
+    among that reading's lambdas and lambda 0 (no L_CC, a candidate of every reading), its held-out numbers, and
+    its paired held-out difference from lambda 0 (same seeds, 95 % t-interval): whether the reading helps."""
     out = []
     lam_rows = lambda_rows(rows, matched)
-    for reading, sparsity in sorted({(lcc_reading(r), r["sparsity_target"]) for r in lam_rows}):
-        entries = aggregate([r for r in lam_rows if r["sparsity_target"] == sparsity and lcc_reading(r) == reading])
-        best = max(entries, key=lambda e: e["val_pgd20"]["mean"])
-        out.append({"lcc": reading, "sparsity": sparsity, "lambda": best["options"].get("lam"),
-                    "val_pgd20": best["val_pgd20"]["mean"], "pgd20": best["pgd20"]["mean"],
-                    "apgd": best["apgd"]["mean"], "seeds": best["seeds"]})
+    for sparsity in sorted({r["sparsity_target"] for r in lam_rows}):
+        at = [r for r in lam_rows if r["sparsity_target"] == sparsity]
+        off = {r["seed"]: r for r in at if _lam(r) == 0}
+        for reading in sorted({lcc_reading(r) for r in at if _lam(r) != 0}):
+            by_lam: dict[float, list[dict[str, Any]]] = {0.0: list(off.values())} if off else {}
+            for r in at:
+                if _lam(r) != 0 and lcc_reading(r) == reading:
+                    by_lam.setdefault(_lam(r), []).append(r)
+            val = {lam: summarise([r.get("val_pgd20") for r in rs])["mean"] for lam, rs in by_lam.items()}
+            best = max((lam for lam in val if math.isfinite(val[lam])), key=val.get, default=None)
+            if best is None:
+                continue
+            chosen = by_lam[best]
+            entry = {"lcc": reading, "sparsity": sparsity, "lambda": best, "val_pgd20": val[best],
+                     "pgd20": summarise([r["pgd20"] for r in chosen])["mean"],
+                     "apgd": summarise([r["apgd"] for r in chosen])["mean"], "seeds": sorted(r["seed"] for r in chosen),
+                     "candidates": [{"lambda": lam, "val_pgd20": val[lam], "seeds": len(by_lam[lam])}
+                                    for lam in sorted(by_lam)]}
+            pairs = [(r, off[r["seed"]]) for r in chosen if r["seed"] in off] if best != 0 else []
+            if pairs:
+                entry["vs_off"] = {"seeds": sorted(r["seed"] for r, _ in pairs),
+                                   **{m: summarise([a[m] - b[m] for a, b in pairs]) for m in ("apgd", "pgd20")}}
+            out.append(entry)
     return out

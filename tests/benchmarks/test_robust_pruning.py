@@ -83,6 +83,7 @@ def test_per_layer_own_defaults_admm_pgd_and_lambda_rows_are_labelled(bench, tmp
     lam = {e["label"] for e in res["summary"] if e["group"] == "lambda"}
     assert lam == {"tscnc lambda=0", "tscnc lambda=0.001", "tscnc lcc=weight lambda=1e-06"}  # default: matched row
     assert {(c["lcc"], c["sparsity"]) for c in res["lambda_choice"]} == {("layer", 0.9), ("weight", 0.9)}
+    assert all(c["candidates"][0]["lambda"] == 0 for c in res["lambda_choice"])  # no L_CC: a candidate of both
     shrink = {r["label"]: r["lcc_shrink"] for r in res["rows"] if r["method"] == "tscnc"}
     assert all(v > 0 for v in shrink["tscnc lcc=weight lambda=1e-06"].values())
     assert all(v == 0 for v in shrink["tscnc lambda=0"].values())
@@ -151,6 +152,26 @@ def test_statistics(stats):
     s = stats.summarise([0.5, 0.6, 0.7])
     assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1)
     assert s["ci95"] == pytest.approx(t.ppf(0.975, 2) * 0.1 / 3 ** 0.5)
+
+
+def test_lambda_is_chosen_per_reading_against_no_lcc(stats):
+    def row(group, lam, lcc, seed, val, apgd):
+        return {"group": group, "method": "tscnc", "adv": "trades", "sparsity_target": 0.95, "seed": seed,
+                "label": f"tscnc {lcc} {lam:g}", "options": {"lam": lam}, "config": {"lam": lam, "lcc": lcc},
+                "val_pgd20": val, "pgd20": apgd + 0.02, "apgd": apgd}
+
+    rows = [row("layer", 1e-3, "layer", s, 0.40, 0.40 + 0.01 * s) for s in range(3)]  # the matched (default) rows
+    rows += [row("lambda", 0.0, "layer", s, 0.41, 0.41 + 0.01 * s) for s in range(3)]
+    rows += [row("lambda", 1e-2, "layer", s, 0.39, 0.30) for s in range(3)]
+    rows += [row("lambda", 1e-5, "weight", s, 0.43, 0.42 + 0.01 * s + 0.001 * s * s) for s in range(3)]
+    layer, weight = sorted(stats.lambda_choice(rows, "layer"), key=lambda c: c["lcc"])
+    # no L_CC wins the layer-wise reading on validation, and is a candidate of the per-weight reading too
+    assert layer["lambda"] == 0 and "vs_off" not in layer
+    assert [c["lambda"] for c in layer["candidates"]] == [0, 1e-3, 1e-2]
+    assert weight["lambda"] == 1e-5 and [c["lambda"] for c in weight["candidates"]] == [0, 1e-5]
+    diff = weight["vs_off"]  # held-out, paired by seed: 0.01, 0.011, 0.014
+    assert diff["seeds"] == [0, 1, 2] and diff["apgd"]["mean"] == pytest.approx(0.035 / 3)
+    assert diff["apgd"]["ci95"] > 0 and diff["pgd20"]["mean"] == pytest.approx(diff["apgd"]["mean"])
 
 
 def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
