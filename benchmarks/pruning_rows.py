@@ -166,7 +166,7 @@ def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec, args: argpa
     lr = args.lr_search if spec.method == "hydra" else args.lr
     cfg = train_config(args, spec.adv, spec.seed)
     job = prune_model(model, data, pruner, cfg, epochs_prune=spec.epochs_prune, epochs_finetune=spec.epochs_finetune,
-                      lr=lr, lr_finetune=args.lr, quiet=True)
+                      lr=lr, lr_finetune=args.lr, quiet=args.quiet)
     history = [{**{k: v for k, v in h.items() if k != "layers"},
                 "kappa_layers": {n: s["kappa"] for n, s in h.get("layers", {}).items()}} for h in job["history"]]
     weight_epochs = spec.epochs_finetune + (0 if spec.method == "hydra" else spec.epochs_prune)

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-cached", action="store_true", help="run no new row: only add AutoAttack (--aa-rows) to "
                    "cached rows from their saved models, and write the report")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (then report)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch line while a row trains (its start and "
+                   "result lines stay)")
     p.add_argument("--protocol", type=int, default=3, help="protocol version named in the report's title")
     p.add_argument("--note", default="", help="a line for the top of the report (e.g. how the chunks were run)")
     p.add_argument("--tag", default="", help="suffix of the result file names")
@@ -195,6 +197,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         saved = args.save_models / f"{spec.key}.pt" if args.save_models else None
         where = f"[{i + 1}/{len(grid)}] {spec.label} ({spec.group}) @ {spec.sparsity:g} seed {spec.seed}"
         if row is None and not out_of_time and cache.claim(spec.key):
+            log(f"{where}: training")
             row, model = run_row(dense, data, spec, args)
             if saved is not None:
                 saved.parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,8 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
                               "first")
     cfg = train_config(args, "trades", args.seed, epochs=args.adapt_epochs, lr=args.lr_adapt)
     torch.manual_seed(args.seed)
-    result = Trainer(dense.train(), data, cfg, quiet=True).fit()
+    log(f"dense: adapting with TRADES for {args.adapt_epochs} epochs")
+    result = Trainer(dense.train(), data, cfg, quiet=args.quiet).fit()
     dense.eval()
     row = {"epochs": args.adapt_epochs, "lr": args.lr_adapt, "best_epoch": result.best_epoch,
            "seconds": result.seconds, "epoch_seconds": epoch_seconds(result.history),
@@ -111,7 +112,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
     transform_seconds = time.perf_counter() - t0
     job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,
-                      lr_finetune=args.lr, quiet=True, track=False)
+                      lr_finetune=args.lr, quiet=args.quiet, track=False)
     row = {"importance": importance, "target": target["target"], "ratio": target["ratio"], "seed": seed,
            "epochs": args.epochs, "transform_seconds": transform_seconds, "train_seconds": job["seconds"],
            "epoch_seconds": epoch_seconds(job["history"]), "phases": job["phases"],

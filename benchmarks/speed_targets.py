@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "layer shapes equal it (for a machine busy with other work after the search)")
     p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (0: report)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch line while a row trains (its start and "
+                   "result lines stay)")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--force", action="store_true")
@@ -170,6 +172,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                 key = f"{imp}-x{s:g}-seed{seed}"
                 row = cache.get(key)
                 if row is None and targets[s] and targets[s].get("ratio") and not out_of_time() and cache.claim(key):
+                    log(f"{key}: training")
                     row = speed_row(dense, data, targets[s], imp, seed, batches, args)
                     row["key"], row["git_commit"] = key, git_state().get("commit")
                     cache.put(key, row)

@@ -37,6 +37,8 @@ def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, cap
     argv = [*TINY, "--methods", "magnitude,hydra,tscnc,admm", "--sparsities", "0.9", "--seeds", "0,1",
             "--allocations", "global", "--no-admm-pgd", "--cache", str(cache), "--out", str(tmp_path)]
     assert bench.main(argv) == 0
+    out = capsys.readouterr()  # a row announces itself and prints a line per epoch while it trains
+    assert "[1/8] magnitude (global) @ 0.9 seed 0: training" in out.out and "epoch 2/2" in out.err
     (js,) = tmp_path.glob("robust_pruning-digits-*.json")
     res = json.loads(js.read_text())
     rows = res["rows"]
@@ -62,6 +64,7 @@ def test_tiny_grid_is_matched_seeded_resumable_and_labelled(bench, tmp_path, cap
     assert bench.main(argv) == 0
     again = json.loads(js.read_text())
     assert again["cost"]["rows_run_now"] == 0 and len(again["rows"]) == len(rows)
+    assert "training" not in capsys.readouterr().out
     # a cache made with other settings is refused in one line, before anything runs
     assert bench.main([*argv[:-4], "--epochs-weights", "3", "--cache", str(cache), "--out", str(tmp_path)]) == 2
     assert "other settings (epochs_weights)" in capsys.readouterr().err
