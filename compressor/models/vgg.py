@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..registry import MODELS
+from .init import kaiming_init
 from .normalize import Normalize
 
 # Output channels of each 3x3 conv; "M" is a 2x2 max pool.
@@ -48,18 +49,7 @@ class VGG(nn.Module):
             nn.Linear(fc_width, fc_width), nn.ReLU(inplace=True),
             nn.Linear(fc_width, num_classes),
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        kaiming_init(self, linear_std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(self.normalize(x)))
