@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time every fine-tuned row; --no-time-rows reuses the target search's timing for rows whose "
                         "layer shapes equal it (for a machine busy with other work after the search)")
     p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
+    p.add_argument("--search-only", action="store_true",
+                   help="only search the speed targets (on a quiet machine: minutes) and write the report; the "
+                        "adaptation and the rows then run later, beside other work, with --no-time-rows")
     p.add_argument("--max-minutes", type=float, default=None, help="start no new row after this long (0: report)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch line while a row trains (its start and "
                    "result lines stay)")
@@ -149,16 +152,16 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     def out_of_time() -> bool:
         return args.max_minutes is not None and time.perf_counter() - t_start > 60 * args.max_minutes
 
-    if args.adapt_epochs:
-        dense_info["adapted"] = adapt_dense(dense, data, args, cache, log, allowed=not out_of_time())
-    dense_row = cache.get("dense")
-    if dense_row is None and not out_of_time():
-        dense_row = robust_eval(dense, data, args)
-        cache.put("dense", dense_row)
     input_shape = tuple(data.info.input_shape)
     targets, rows = {}, []
-    for s in speedups:
+    for s in speedups:  # first: latency depends on the layer shapes alone, not on the weights the adaptation changes
         targets[s] = search_target(dense, input_shape, s, batches, args, cache, log, allowed=not out_of_time())
+    if args.adapt_epochs and not args.search_only:
+        dense_info["adapted"] = adapt_dense(dense, data, args, cache, log, allowed=not out_of_time())
+    dense_row = cache.get("dense")
+    if dense_row is None and not out_of_time() and not args.search_only:
+        dense_row = robust_eval(dense, data, args)
+        cache.put("dense", dense_row)
     shared = shared_targets(targets)  # a target that chose an earlier one's architecture shares its rows
     for s in speedups:
         same = shared.get(s)
@@ -171,7 +174,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                     continue
                 key = f"{imp}-x{s:g}-seed{seed}"
                 row = cache.get(key)
-                if row is None and targets[s] and targets[s].get("ratio") and not out_of_time() and cache.claim(key):
+                if (row is None and targets[s] and targets[s].get("ratio") and not out_of_time()
+                        and not args.search_only and cache.claim(key)):
                     log(f"{key}: training")
                     row = speed_row(dense, data, targets[s], imp, seed, batches, args)
                     row["key"], row["git_commit"] = key, git_state().get("commit")

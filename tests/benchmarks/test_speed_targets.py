@@ -67,3 +67,25 @@ def test_bad_choices_are_one_line_errors(st, tmp_path, capsys):
     assert st.main([*argv, "--importances", "magnitude,random"]) == 2
     assert "unknown 'random'" in capsys.readouterr().err
     assert st.main([*argv, "--speedups", ""]) == 2
+
+
+def test_search_only_times_the_targets_first_and_leaves_adaptation_and_rows_for_later(st, tmp_path):
+    from tests.conftest import untrained_digits_checkpoint
+
+    dense = untrained_digits_checkpoint(tmp_path)
+    cache, out = tmp_path / "rows", tmp_path / "out"
+    argv = ["--dataset", "digits", "--val-size", "200", "--dense", str(dense), "--eps", "0.1", "--steps", "1",
+            "--epochs", "1", "--adapt-epochs", "1", "--speedups", "1.2", "--importances", "magnitude",
+            "--seeds", "0", "--val-n", "32", "--eval-n", "32", "--batch-sizes", "32", "--runtime", "pytorch",
+            "--no-apgd-t", "--no-time-rows", "--cache", str(cache), "--out", str(out)]
+    assert st.main([*argv, "--search-only"]) == 0
+    assert {p.stem for p in cache.glob("*.json")} == {"settings", "target-x1.2"}  # no adaptation, dense row, row
+    (report,) = out.glob("speed_targets-*.json")
+    res = json.loads(report.read_text())
+    assert res["targets"]["1.2"]["ratio"] and not res["rows"] and res["missing"] == ["magnitude-x1.2-seed0"]
+
+    target = (cache / "target-x1.2.json").read_text()
+    assert st.main(argv) == 0  # later, beside other work: adapts, evaluates and runs the row on the same target
+    assert (cache / "target-x1.2.json").read_text() == target and (cache / "dense-adapted.pt").is_file()
+    (row,) = json.loads(report.read_text())["rows"]
+    assert row["speed_source"].startswith("target search") and row["ratio"] == res["targets"]["1.2"]["ratio"]
