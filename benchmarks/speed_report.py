@@ -85,7 +85,9 @@ def render_markdown(res: dict[str, Any]) -> str:
     adapted = info.get("adapted")
     lines += ["", f"- dense: `{info.get('arch')}` from `{info.get('source')}`"
               + (f", adversarially adapted here: TRADES {adapted['epochs']} epochs (best {adapted['best_epoch']})"
-                 if adapted else " (used as released)"),
+                 if adapted else f" (its TRADES adaptation, {st['adapt_epochs']} epochs, has not run yet: the targets "
+                 "were searched first, their timing depends on the layer shapes only)" if st.get("adapt_epochs")
+                 else " (used as released)"),
               f"- data: {res['dataset']}, splits {res['splits']}; eps {res['eps']:.5f} (L-inf); {res['data_notes']}",
               f"- every row: `channels` at the target's ratio (matched MACs), TRADES fine-tuning {st['epochs']} epochs "
               f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps), best epoch on validation PGD; "

@@ -83,6 +83,7 @@ def test_search_only_times_the_targets_first_and_leaves_adaptation_and_rows_for_
     (report,) = out.glob("speed_targets-*.json")
     res = json.loads(report.read_text())
     assert res["targets"]["1.2"]["ratio"] and not res["rows"] and res["missing"] == ["magnitude-x1.2-seed0"]
+    assert "adaptation, 1 epochs, has not run yet" in report.with_suffix(".md").read_text()
 
     target = (cache / "target-x1.2.json").read_text()
     assert st.main(argv) == 0  # later, beside other work: adapts, evaluates and runs the row on the same target
