@@ -89,7 +89,10 @@ def render_markdown(res: dict[str, Any]) -> str:
                  "were searched first, their timing depends on the layer shapes only)" if st.get("adapt_epochs")
                  else " (used as released)"),
               f"- data: {res['dataset']}, splits {res['splits']}; eps {res['eps']:.5f} (L-inf); {res['data_notes']}",
-              f"- every row: `channels` at the target's ratio (matched MACs), TRADES fine-tuning {st['epochs']} epochs "
+              f"- every row: `channels` at the target's ratio (matched MACs; option-A shortcuts "
+              + ("kept: their coupled layers at full width" if st.get("keep_shortcuts") else
+                 "rewritten as frozen selection convolutions, residual streams thinned") + "), "
+              f"TRADES fine-tuning {st['epochs']} epochs "
               f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps), best epoch on validation PGD; "
               f"evaluation on the first {st['eval_n']} test images",
               f"- speed: {st['runtime']}, batch sizes {st['batch_sizes']}, measured against the dense model in "

@@ -65,6 +65,11 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     return row
 
 
+def channels_of(args: argparse.Namespace, ratio: float | None, **options: Any) -> Channels:
+    """The benchmark's `channels` transform at `ratio`: its rounding and shortcut handling from the command line."""
+    return Channels(ratio, round_to=args.round_to, shortcuts="keep" if args.keep_shortcuts else "select", **options)
+
+
 def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup: float, batch_sizes: Sequence[int],
                   args: argparse.Namespace, cache: RowCache, log: Callable[[str], None],
                   allowed: bool = True) -> dict[str, Any] | None:
@@ -75,9 +80,9 @@ def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup:
         return row
     t0 = time.perf_counter()
     try:
-        row = ratio_for_speedup(dense, Channels(None, round_to=args.round_to), speedup, input_shape,
+        row = ratio_for_speedup(dense, channels_of(args, None), speedup, input_shape,
                                 runtime=args.runtime, batch_sizes=batch_sizes)
-        channels, trial = Channels(None, round_to=args.round_to), copy.deepcopy(dense)
+        channels, trial = channels_of(args, None), copy.deepcopy(dense)
         kept = channels.kept_layers(dense, input_shape)
         channels.remove(trial, row["ratio"], input_shape, [trial.get_submodule(n) for n in kept])
         row["macs_fraction"] = count_macs(trial, input_shape) / count_macs(dense, input_shape)
@@ -108,7 +113,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     cfg = train_config(args, "trades", seed, epochs=args.epochs, lr=args.lr)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    channels = Channels(target["ratio"], importance=importance, round_to=args.round_to, score_epochs=args.score_epochs)
+    channels = channels_of(args, target["ratio"], importance=importance, score_epochs=args.score_epochs)
     entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
     transform_seconds = time.perf_counter() - t0
     job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,

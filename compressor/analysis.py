@@ -41,8 +41,10 @@ def condition_number(weight: torch.Tensor) -> dict[str, float]:
 
 
 def is_prunable(module: nn.Module) -> bool:
-    """A Conv/Linear layer, or a module declaring ``prunable_weight = True`` (its `weight` may be sparsified)."""
-    return isinstance(module, PRUNABLE) or getattr(module, "prunable_weight", False) is True
+    """A Conv/Linear layer, or a module declaring ``prunable_weight = True`` (its `weight` may be sparsified); one
+    declaring ``prunable_weight = False`` is not (e.g. a frozen 0/1 shortcut convolution)."""
+    flag = getattr(module, "prunable_weight", None)
+    return flag is True or (flag is None and isinstance(module, PRUNABLE))
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -237,6 +237,11 @@ def _print(report: PruneReport) -> None:
             console.print(f"transform {t['name']}: kept at full width (their channels feed an operation Torch-Pruning "
                           f"cannot follow, e.g. a parameter-free shortcut): {', '.join(t['kept_coupled'])}",
                           soft_wrap=True)
+        if t.get("rewritten_shortcuts"):
+            console.print(f"transform {t['name']}: shortcuts that subsample and zero-pad channels rewritten as frozen "
+                          f"0/1 strided 1x1 convolutions (same output), so the residual streams are thinned too: "
+                          f"{', '.join(t['rewritten_shortcuts'])} (shortcuts=keep leaves their layers at full width)",
+                          soft_wrap=True)
     if report.target is not None:
         console.print(target_text(report.target), soft_wrap=True)
     if report.pattern_skipped:

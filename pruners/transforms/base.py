@@ -229,3 +229,8 @@ def parse_globs(text: str) -> list[str]:
 
 
 GLOBS = "glob list such as 'classifier.0|blocks.*.mlp.*'"
+
+
+def example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """A zero batch of one input, on the model's device, for graph tracing."""
+    return torch.zeros(1, *input_shape, device=next(model.parameters()).device)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressor.analysis import PRUNABLE
+from compressor.analysis import PRUNABLE, is_prunable
 from compressor.attacks import AttackBudget
 from compressor.errors import CompressorError
 from compressor.training import DistContext
@@ -21,11 +21,13 @@ from ..masking import MaskedLayers, finalize
 from ..scores import split_source, taylor_scores
 from .channel_scores import (ScoreTraining, channel_importance, finite, hydra_scores, kappa_scores,
                              weight_channel_sums)
-from .base import (GLOBS, SpecOptions, Transform, TransformContext, match_layers, output_shape, parse_globs,
-                   run_problem, user_name)
+from .base import (GLOBS, SpecOptions, Transform, TransformContext, example_input, match_layers, output_shape,
+                   parse_globs, run_problem, user_name)
+from .shortcuts import restore_shortcuts, rewrite_shortcuts
 
 TRIAL_RATIO = 0.5  # the trial removals that find coupled layers, before a target search has chosen the ratio
 IMPORTANCES = ("magnitude", "taylor", "hydra", "kappa", "pruner")
+SHORTCUTS = ("select", "keep")
 NEEDS_RATIO = "`transforms` channels needs the ratio of channels to remove: e.g. channels:0.5 (or give `target_macs` or `target_speedup`)"
 
 
@@ -47,16 +49,17 @@ def _round_to(text: str) -> int:
     return value
 
 
+def _shortcuts(text: str) -> str:
+    if text not in SHORTCUTS:
+        raise ValueError(text)
+    return text
+
+
 def _importance(text: str) -> str:
     if text not in IMPORTANCES:
         raise CompressorError(f"`transforms` channels: unknown importance '{text}': choose "
                               f"{', '.join(IMPORTANCES)}")
     return text
-
-
-def example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
-    """A zero batch of one input, on the model's device, for graph tracing."""
-    return torch.zeros(1, *input_shape, device=next(model.parameters()).device)
 
 
 @register_transform()
@@ -67,17 +70,22 @@ class Channels(Transform):
     over the channel's weights; HYDRA scores learned per channel for score_epochs through a top-k gate with the
     weights frozen; the leave-one-out change of log kappa of the layers a channel touches; or the paired pruner's
     scores; summed over the coupled layers. Counts are rounded to multiples of round_to; the output layer is kept.
+
+    Shortcuts that subsample and zero-pad channels without parameters (ResNet option A) are rewritten as frozen 0/1
+    strided 1x1 convolutions computing the same output (`shortcuts=select`, `pruners.transforms.shortcuts`), so the
+    residual stream is thinned too; with `shortcuts=keep` the layers coupled to them stay at full width instead.
     """
 
     name = "channels"
     stage = 1
     structural = True
-    OPTIONS = ("ratio", "importance", "round_to", "ignore", "samples", "score_epochs")
+    OPTIONS = ("ratio", "importance", "round_to", "ignore", "samples", "score_epochs", "shortcuts")
 
     def __init__(self, ratio: float | None, importance: str = "magnitude", round_to: int = 8,
-                 ignore: list[str] | None = None, samples: int = 256, score_epochs: int = 1):
+                 ignore: list[str] | None = None, samples: int = 256, score_epochs: int = 1,
+                 shortcuts: str = "select"):
         self.ratio, self.importance, self.round_to = ratio, importance, round_to
-        self.ignore, self.samples, self.score_epochs = ignore, samples, score_epochs
+        self.ignore, self.samples, self.score_epochs, self.shortcuts = ignore, samples, score_epochs, shortcuts
         self._coupled: tuple[int, tuple[str, ...], list[str]] | None = None  # (model id, ignored, kept): searched once
 
     @classmethod
@@ -88,7 +96,8 @@ class Channels(Transform):
                 options.take("round_to", _round_to, 8, "positive integer"),
                 options.take("ignore", parse_globs, None, GLOBS),
                 options.take("samples", _round_to, 256, "positive integer"),
-                options.take("score_epochs", _round_to, 1, "positive integer"))
+                options.take("score_epochs", _round_to, 1, "positive integer"),
+                options.take("shortcuts", _shortcuts, "select", " or ".join(SHORTCUTS)))
         options.finish(cls.OPTIONS)
         if epochs_given and rest[0] != "hydra":
             raise CompressorError("`transforms` channels: score_epochs is an option of importance=hydra: drop it or "
@@ -100,6 +109,10 @@ class Channels(Transform):
             raise CompressorError("`transforms` channels:...,importance=pruner needs a pruner: pass `method` (e.g. "
                                   "tscnc) or choose importance=magnitude or taylor")
         return options
+
+    def prepare(self, model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+        """With shortcuts=select, rewrite `model`'s channel-selecting shortcuts in place (same output); all of them."""
+        return rewrite_shortcuts(model, input_shape) if self.shortcuts == "select" else {}
 
     def ignored(self, model: nn.Module) -> list[str]:
         """Layers whose output channels stay: the ignore globs, by default the output (last Linear) layer."""
@@ -159,6 +172,7 @@ class Channels(Transform):
         expected = output_shape(model, input_shape)
         ratio = self.ratio or TRIAL_RATIO
         trial = copy.deepcopy(model).eval()
+        self.prepare(trial, input_shape)
         example = example_input(trial, input_shape)
         if group_of is None:
             tp.pruner.BasePruner(trial, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
@@ -186,8 +200,9 @@ class Channels(Transform):
             return []
         import torch_pruning as tp
 
-        graph = tp.DependencyGraph().build_dependency(copy.deepcopy(model).eval(),
-                                                      example_input(model, input_shape), verbose=False)
+        copied = copy.deepcopy(model).eval()
+        self.prepare(copied, input_shape)
+        graph = tp.DependencyGraph().build_dependency(copied, example_input(model, input_shape), verbose=False)
         names = {id(m): n for n, m in graph.model.named_modules()}
         out_fns = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
         kept: list[str] = []
@@ -231,7 +246,7 @@ class Channels(Transform):
         if self.importance == "magnitude":
             return tp.importance.GroupMagnitudeImportance(p=2)
         if self.importance == "kappa":
-            layers = [m for m in model.modules() if isinstance(m, PRUNABLE)]
+            layers = [m for m in model.modules() if is_prunable(m)]
             return channel_importance(finite(kappa_scores(layers), "kappa"))
         if self.importance == "hydra":
             return channel_importance(finite(self._hydra_scores(model, context, ignored), "hydra"))
@@ -243,6 +258,7 @@ class Channels(Transform):
         """Remove `ratio` of the channels of `model` in place (magnitude importance unless given); the pruner."""
         import torch_pruning as tp
 
+        self.prepare(model, input_shape)
         was_training = model.training
         model.eval()
         pruner = tp.pruner.BasePruner(model, example_input(model, input_shape),
@@ -255,6 +271,7 @@ class Channels(Transform):
     def apply(self, model: nn.Module, context: TransformContext) -> dict[str, Any]:
         if self.ratio is None:
             raise CompressorError(NEEDS_RATIO)
+        shortcuts = self.prepare(model, context.input_shape)  # before any score: they see the graph that is cut
         names = self.ignored(model)
         all_kept = self.kept_layers(model, context.input_shape)
         kept = all_kept[len(names):]
@@ -269,6 +286,8 @@ class Channels(Transform):
                 "round_to": self.round_to, "input_shape": list(context.input_shape),
                 "ignored": self.ignored_names(model, ignored), "history": history, "channels": after,
                 "kept_coupled": [user_name(model, n) for n in kept],
+                **({"shortcuts": shortcuts, "rewritten_shortcuts": [user_name(model, n) for n in shortcuts]}
+                   if shortcuts else {}),
                 "channels_before": sum(before.values()), "channels_after": sum(after.values())}
 
     @staticmethod
@@ -280,6 +299,8 @@ class Channels(Transform):
     def rebuild(cls, model: nn.Module, entry: dict[str, Any]) -> None:
         import torch_pruning as tp
 
+        if entry.get("shortcuts"):
+            restore_shortcuts(model, entry["shortcuts"], tuple(entry["input_shape"]))
         graph = tp.DependencyGraph().build_dependency(model, example_input(model, tuple(entry["input_shape"])),
                                                       verbose=False)
         try:
@@ -294,4 +315,4 @@ class Channels(Transform):
 
 def channel_counts(model: nn.Module) -> dict[str, int]:
     """Output channels (features) of every Conv/Linear layer."""
-    return {n: int(m.weight.shape[0]) for n, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    return {n: int(m.weight.shape[0]) for n, m in model.named_modules() if is_prunable(m)}
