@@ -4,6 +4,7 @@ every importance at the same ratio, the measured speedup per row, and a report r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,15 +16,21 @@ def st():
     yield from load_script("speed_targets")
 
 
-def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path):
+def tiny_argv(tmp_path, speedups: str, importances: str, batch_sizes: str) -> tuple[list[str], Path, Path]:
+    """A digits grid small enough for a test: (argv, cache folder, results folder)."""
     from tests.conftest import untrained_digits_checkpoint
 
     dense = untrained_digits_checkpoint(tmp_path)
     cache, out = tmp_path / "rows", tmp_path / "out"
     argv = ["--dataset", "digits", "--val-size", "200", "--dense", str(dense), "--eps", "0.1", "--steps", "1",
-            "--epochs", "1", "--adapt-epochs", "1", "--speedups", "1.2,1000", "--importances", "magnitude,kappa",
-            "--seeds", "0", "--val-n", "32", "--eval-n", "32", "--batch-sizes", "1,32", "--runtime", "pytorch",
+            "--epochs", "1", "--adapt-epochs", "1", "--speedups", speedups, "--importances", importances,
+            "--seeds", "0", "--val-n", "32", "--eval-n", "32", "--batch-sizes", batch_sizes, "--runtime", "pytorch",
             "--no-apgd-t", "--cache", str(cache), "--out", str(out)]
+    return argv, cache, out
+
+
+def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path):
+    argv, cache, out = tiny_argv(tmp_path, "1.2,1000", "magnitude,kappa", "1,32")
     assert st.main(argv) == 0
     (report,) = out.glob("speed_targets-*.json")
     res = json.loads(report.read_text())
@@ -70,14 +77,8 @@ def test_bad_choices_are_one_line_errors(st, tmp_path, capsys):
 
 
 def test_search_only_times_the_targets_first_and_leaves_adaptation_and_rows_for_later(st, tmp_path):
-    from tests.conftest import untrained_digits_checkpoint
-
-    dense = untrained_digits_checkpoint(tmp_path)
-    cache, out = tmp_path / "rows", tmp_path / "out"
-    argv = ["--dataset", "digits", "--val-size", "200", "--dense", str(dense), "--eps", "0.1", "--steps", "1",
-            "--epochs", "1", "--adapt-epochs", "1", "--speedups", "1.2", "--importances", "magnitude",
-            "--seeds", "0", "--val-n", "32", "--eval-n", "32", "--batch-sizes", "32", "--runtime", "pytorch",
-            "--no-apgd-t", "--no-time-rows", "--cache", str(cache), "--out", str(out)]
+    argv, cache, out = tiny_argv(tmp_path, "1.2", "magnitude", "32")
+    argv.append("--no-time-rows")
     assert st.main([*argv, "--search-only"]) == 0
     assert {p.stem for p in cache.glob("*.json")} == {"settings", "target-x1.2"}  # no adaptation, dense row, row
     (report,) = out.glob("speed_targets-*.json")
