@@ -46,6 +46,13 @@ GROUP_TITLES = {"global": "matched allocation: global (one threshold), one-shot 
                 "variant": "variants (at the first matched allocation)"}
 
 
+def _paired_text(d: dict[str, Any]) -> str:
+    """A paired difference in points, with its 95 % interval where there are two seeds or more."""
+    ci = d["ci95"]
+    return f"{100 * d['mean']:+.1f}" + (f" [{100 * (d['mean'] - ci):+.1f}, {100 * (d['mean'] + ci):+.1f}]"
+                                         if math.isfinite(ci) else "")
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     st = res["settings"]
@@ -110,21 +117,18 @@ def render_markdown(res: dict[str, Any]) -> str:
     if res.get("lambda_choice"):
         lines += ["## lambda chosen on validation", "",
                   "Per reading of L_CC, the lambda with the best mean validation PGD-20 among that reading's lambdas "
-                  "and lambda 0 (no L_CC); the last column is its paired held-out difference from lambda 0 (same "
-                  "seeds, 95 % t-interval): whether the reading helps.", "",
+                  "and lambda 0 (no L_CC); the last column gives each lambda's held-out APGD-CE+T minus lambda 0's, "
+                  "paired by seed (95 % t-interval): whether the reading helps.", "",
                   "| L_CC reading | sparsity | validation PGD-20 per lambda (seeds) | chosen lambda | held-out PGD-20 | "
-                  "held-out APGD-CE+T | APGD-CE+T vs lambda 0 (paired) |", "|---|---|---|---|---|---|---|"]
+                  "held-out APGD-CE+T | APGD-CE+T vs lambda 0 per lambda (paired) |", "|---|---|---|---|---|---|---|"]
         choices = res["lambda_choice"]
         if isinstance(choices, dict):  # protocol v2 reports: {sparsity: choice}, layer-wise reading only
             choices = [{"lcc": "layer", "sparsity": float(k), **c} for k, c in choices.items()]
         for c in choices:
             cands = ", ".join(f"{k['lambda']:g}: {100 * k['val_pgd20']:.1f} ({k['seeds']})"
                               for k in c.get("candidates", []))
-            vs = c.get("vs_off")
-            diff = "-" if not vs else (f"{100 * vs['apgd']['mean']:+.1f}" + (
-                f" [{100 * (vs['apgd']['mean'] - vs['apgd']['ci95']):+.1f}, "
-                f"{100 * (vs['apgd']['mean'] + vs['apgd']['ci95']):+.1f}]" if math.isfinite(vs['apgd']['ci95'])
-                else "") + f" ({len(vs['seeds'])} seeds)")
+            diff = "; ".join(f"{k['lambda']:g}: {_paired_text(k['vs_off']['apgd'])} ({len(k['vs_off']['seeds'])} seeds)"
+                             for k in c.get("candidates", []) if k.get("vs_off")) or "-"
             lines.append(f"| {c['lcc']} | {float(c['sparsity']):g} | {cands or '-'} | {c['lambda']:g} | "
                          f"{100 * c['pgd20']:.1f} | {100 * c['apgd']:.1f} | {diff} |")
         lines.append("")

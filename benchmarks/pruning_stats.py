@@ -112,6 +112,13 @@ def _lam(row: dict[str, Any]) -> float:
     return float(row["config"]["lam"])
 
 
+def _vs_off(rows: Sequence[dict[str, Any]], off: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Held-out APGD-CE+T and PGD-20 of `rows` minus lambda 0's, paired by seed, with 95 % t-intervals."""
+    pairs = [(r, off[r["seed"]]) for r in rows if r["seed"] in off]
+    return {"seeds": sorted(r["seed"] for r, _ in pairs),
+            **{m: summarise([a[m] - b[m] for a, b in pairs]) for m in ("apgd", "pgd20")}}
+
+
 def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str, Any]]:
     """Per L_CC reading and sparsity: the lambda with the best mean validation PGD-20 (never the held-out split)
     among that reading's lambdas and lambda 0 (no L_CC, a candidate of every reading), its held-out numbers, and
@@ -134,11 +141,10 @@ def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str
             entry = {"lcc": reading, "sparsity": sparsity, "lambda": best, "val_pgd20": val[best],
                      "pgd20": summarise([r["pgd20"] for r in chosen])["mean"],
                      "apgd": summarise([r["apgd"] for r in chosen])["mean"], "seeds": sorted(r["seed"] for r in chosen),
-                     "candidates": [{"lambda": lam, "val_pgd20": val[lam], "seeds": len(by_lam[lam])}
+                     "candidates": [{"lambda": lam, "val_pgd20": val[lam], "seeds": len(by_lam[lam]),
+                                     **({"vs_off": _vs_off(by_lam[lam], off)} if lam != 0 and off else {})}
                                     for lam in sorted(by_lam)]}
-            pairs = [(r, off[r["seed"]]) for r in chosen if r["seed"] in off] if best != 0 else []
-            if pairs:
-                entry["vs_off"] = {"seeds": sorted(r["seed"] for r, _ in pairs),
-                                   **{m: summarise([a[m] - b[m] for a, b in pairs]) for m in ("apgd", "pgd20")}}
+            if best != 0 and off:
+                entry["vs_off"] = _vs_off(chosen, off)
             out.append(entry)
     return out

@@ -175,6 +175,8 @@ def test_lambda_is_chosen_per_reading_against_no_lcc(stats):
     diff = weight["vs_off"]  # held-out, paired by seed: 0.01, 0.011, 0.014
     assert diff["seeds"] == [0, 1, 2] and diff["apgd"]["mean"] == pytest.approx(0.035 / 3)
     assert diff["apgd"]["ci95"] > 0 and diff["pgd20"]["mean"] == pytest.approx(diff["apgd"]["mean"])
+    per_lambda = {c["lambda"]: c.get("vs_off") for c in layer["candidates"]}  # every lambda against no L_CC
+    assert per_lambda[0] is None and per_lambda[1e-2]["apgd"]["mean"] == pytest.approx(0.30 - 0.42)
 
 
 def test_starts_from_a_given_dense_checkpoint(bench, tmp_path):
