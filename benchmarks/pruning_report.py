@@ -46,11 +46,16 @@ GROUP_TITLES = {"global": "matched allocation: global (one threshold), one-shot 
                 "variant": "variants (at the first matched allocation)"}
 
 
+def _interval(d: dict[str, Any], sign: str = "") -> str | None:
+    """The 95 % interval of a summary in points, e.g. "[-0.7, +0.9]" with sign "+"; None below two seeds."""
+    lo, hi = d["mean"] - d["ci95"], d["mean"] + d["ci95"]
+    return f"[{100 * lo:{sign}.1f}, {100 * hi:{sign}.1f}]" if math.isfinite(d["ci95"]) else None
+
+
 def _paired_text(d: dict[str, Any]) -> str:
     """A paired difference in points, with its 95 % interval where there are two seeds or more."""
-    ci = d["ci95"]
-    return f"{100 * d['mean']:+.1f}" + (f" [{100 * (d['mean'] - ci):+.1f}, {100 * (d['mean'] + ci):+.1f}]"
-                                         if math.isfinite(ci) else "")
+    ci = _interval(d, "+")
+    return f"{100 * d['mean']:+.1f}" + (f" {ci}" if ci else "")
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -101,8 +106,7 @@ def render_markdown(res: dict[str, Any]) -> str:
                   "t-interval; an interval that contains 0 means no resolved difference.", "",
                   "| allocation | sparsity | best | vs | seeds | difference | 95 % CI |", "|---|---|---|---|---|---|---|"]
         for c in res["comparisons"]:
-            ci = (f"[{100 * (c['mean'] - c['ci95']):.1f}, {100 * (c['mean'] + c['ci95']):.1f}]"
-                  if math.isfinite(c["ci95"]) else "-")
+            ci = _interval(c) or "-"
             lines.append(f"| {c['group']} | {c['sparsity']:g} | {c['a']} | {c['b']} | {len(c['seeds'])} | "
                          f"{100 * c['mean']:+.1f}" + (f" ± {100 * c['std']:.1f}" if math.isfinite(c['std']) else "")
                          + f" | {ci} |")

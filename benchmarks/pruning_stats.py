@@ -138,13 +138,13 @@ def lambda_choice(rows: Sequence[dict[str, Any]], matched: str) -> list[dict[str
             if best is None:
                 continue
             chosen = by_lam[best]
-            entry = {"lcc": reading, "sparsity": sparsity, "lambda": best, "val_pgd20": val[best],
-                     "pgd20": summarise([r["pgd20"] for r in chosen])["mean"],
-                     "apgd": summarise([r["apgd"] for r in chosen])["mean"], "seeds": sorted(r["seed"] for r in chosen),
-                     "candidates": [{"lambda": lam, "val_pgd20": val[lam], "seeds": len(by_lam[lam]),
-                                     **({"vs_off": _vs_off(by_lam[lam], off)} if lam != 0 and off else {})}
-                                    for lam in sorted(by_lam)]}
-            if best != 0 and off:
-                entry["vs_off"] = _vs_off(chosen, off)
-            out.append(entry)
+            candidates = [{"lambda": lam, "val_pgd20": val[lam], "seeds": len(by_lam[lam]),
+                           **({"vs_off": _vs_off(by_lam[lam], off)} if lam != 0 and off else {})}
+                          for lam in sorted(by_lam)]
+            vs_off = next((c["vs_off"] for c in candidates if c["lambda"] == best and "vs_off" in c), None)
+            out.append({"lcc": reading, "sparsity": sparsity, "lambda": best, "val_pgd20": val[best],
+                        "pgd20": summarise([r["pgd20"] for r in chosen])["mean"],
+                        "apgd": summarise([r["apgd"] for r in chosen])["mean"],
+                        "seeds": sorted(r["seed"] for r in chosen), "candidates": candidates,
+                        **({"vs_off": vs_off} if vs_off else {})})
     return out

@@ -80,10 +80,9 @@ def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup:
         return row
     t0 = time.perf_counter()
     try:
-        row = ratio_for_speedup(dense, channels_of(args, None), speedup, input_shape,
-                                runtime=args.runtime, batch_sizes=batch_sizes)
         channels, trial = channels_of(args, None), copy.deepcopy(dense)
-        kept = channels.kept_layers(dense, input_shape)
+        row = ratio_for_speedup(dense, channels, speedup, input_shape, runtime=args.runtime, batch_sizes=batch_sizes)
+        kept = channels.kept_layers(dense, input_shape)  # found once by the search, reused here
         channels.remove(trial, row["ratio"], input_shape, [trial.get_submodule(n) for n in kept])
         row["macs_fraction"] = count_macs(trial, input_shape) / count_macs(dense, input_shape)
         row["shapes"] = layer_shapes(trial)

@@ -258,6 +258,11 @@ def render_markdown(res: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- CLI
+def _defaults(i: int) -> str:
+    """Each workload's default of field `i` of its (batch, warmup, steps), on CPU and on CUDA."""
+    return ", ".join(f"{n} {w['cpu'][i]}/{w['cuda'][i]}" for n, w in WORKLOADS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train_throughput.py",
                                 description="images/s of standard, PGD-10 and TRADES training steps")
@@ -265,12 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA when available, else CPU")
     p.add_argument("--workloads", default="digits,resnet18",
                    help=f"comma-separated, from: {', '.join(WORKLOADS)}")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per mode (default per workload: digits 50, resnet18 10, resnet4b/resnet20 8 on CPU; "
-                        "50 on CUDA, digits 100)")
+    p.add_argument("--steps", type=int, default=None, help=f"timed steps per mode (default, CPU/CUDA: {_defaults(2)})")
     p.add_argument("--warmup", type=int, default=None,
-                   help="warm-up steps per mode (default per workload: digits 10, resnet18 3, resnet4b/resnet20 2 on CPU; "
-                        "10 on CUDA, digits 20)")
+                   help=f"warm-up steps per mode (default, CPU/CUDA: {_defaults(1)})")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")

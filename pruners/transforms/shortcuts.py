@@ -5,6 +5,7 @@ output on random inputs is exactly such a selection (found from its behaviour, n
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import torch
@@ -75,22 +76,22 @@ def find_shortcuts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
         if isinstance(m, SelectShortcut):
             found[name] = {"in_channels": m.in_channels, "out_channels": m.out_channels, "stride": m.stride[0],
                            "pairs": [(int(i), int(o)) for o, i in torch.nonzero(m.weight[:, :, 0, 0]).tolist()]}
-        elif name and not any(True for _ in m.children()) and not any(True for _ in m.parameters(recurse=False)) \
-                and not any(True for _ in m.buffers(recurse=False)):
+        elif name and next(chain(m.children(), m.parameters(recurse=False), m.buffers(recurse=False)), None) is None:
             def hook(mod, args, out, name=name):
                 if args and isinstance(args[0], torch.Tensor) and isinstance(out, torch.Tensor) \
                         and args[0].dim() == 4 and out.dim() == 4 and args[0].shape[1] != out.shape[1]:
                     shapes[name] = (tuple(args[0].shape), tuple(out.shape))
             hooks.append(m.register_forward_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input(model, input_shape))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    if hooks:  # no bare leaf module: nothing to trace
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad():
+                model(example_input(model, input_shape))
+        finally:
+            for h in hooks:
+                h.remove()
+            model.train(was_training)
     for name, (shape, out_shape) in shapes.items():
         sel = _selection(model.get_submodule(name), shape, out_shape)
         if sel is not None:
