@@ -77,6 +77,25 @@ def _speed_sources(res: dict[str, Any]) -> str:
             "and carry that timing (taken with the machine otherwise idle; dense kernels' latency follows the shapes)")
 
 
+def _timed_on(res: dict[str, Any]) -> list[str]:
+    """Which CPUs the speedups were measured on: latency holds for that machine, not for the one that trained."""
+    cpus = {}
+    for t in res["targets"].values():
+        if t is not None:
+            cpus.setdefault(_cpu(t.get("machine")), []).append(f"{t['target']:g}x")
+    for r in res["rows"]:
+        if r.get("speed_source") == "this row":
+            cpus.setdefault(_cpu(r.get("speed_machine")), []).append(r["key"])
+    if not cpus:
+        return []
+    return ["", "Timed on: " + "; ".join(f"{cpu} ({', '.join(what)})" for cpu, what in cpus.items())
+            + f". This report was written on {_cpu(res['machine'])}."]
+
+
+def _cpu(machine: dict[str, Any] | None) -> str:
+    return f"{machine['cpu_model']}, {machine['cpu_count']} cores" if machine else "a machine not recorded"
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """The Markdown page of a speed-target run."""
     st, d = res["settings"], res.get("dense") or {}
@@ -116,6 +135,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             same = shared.get(key)
             lines.append(f"| {s}x | {t['ratio']:.3f} | {100 * t['macs_fraction']:.1f} % | {shown}"
                          + (f" (the architecture {float(same):g}x chose: its rows are shared)" if same else "") + " |")
+    lines += _timed_on(res)
     lines += ["", "## Results (mean ± std over seeds, %)", "",
               "| target | importance | seeds | MACs | params | clean | PGD-20 | APGD-CE+T | retention | "
               + " | ".join(f"speedup b{b}" for b in st["batch_sizes"].split(",")) + " | APGD vs magnitude |",
@@ -133,6 +153,9 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"size) keeping >= {GOAL_RETENTION:.0%} of the dense APGD-CE+T: "
               + ("**met** by " + ", ".join(f"{e['importance']} at {e['target']:g}x (retention {e['retention']:.2f})"
                                             for e in met) if met else "**not met** by any row so far.")]
+    out_of_reach = [f"{float(k):g}x" for k, t in res["targets"].items() if t is not None and t.get("ratio") is None]
+    if out_of_reach:
+        lines += ["", f"No rows at {', '.join(out_of_reach)}: out of reach (above)."]
     if res["missing"]:
         lines += ["", f"Rows not run yet ({len(res['missing'])}): " + ", ".join(res["missing"])
                   + ". Re-run the command (same --cache) to add them."]

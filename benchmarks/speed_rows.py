@@ -14,7 +14,7 @@ from pruning_rows import epoch_seconds, robust_eval, train_config
 from row_cache import RowCache
 
 from compressor.data import DataBundle
-from compressor.environment import load_average
+from compressor.environment import load_average, machine_info
 from compressor.errors import CompressorError
 from compressor.flops import count_macs
 from compressor.io import atomic_write
@@ -89,7 +89,7 @@ def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup:
         row["load_average"] = load_average()
     except CompressorError as exc:
         row = {"kind": "speedup", "target": speedup, "ratio": None, "error": str(exc)}
-    row["seconds"] = time.perf_counter() - t0
+    row["seconds"], row["machine"] = time.perf_counter() - t0, machine_info("cpu")  # latency holds for this CPU only
     cache.put(key, row)
     log(f"target {speedup:g}x: " + (f"ratio {row['ratio']:.3f}" if row["ratio"] else row["error"]))
     return row
@@ -128,9 +128,11 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     if not args.time_rows and layer_shapes(model) == target.get("shapes"):
         # dense kernels: same shapes, same latency; the target's timing was taken when the machine was quiet
         row["speed"], row["speed_source"] = target["measured"], "target search (same layer shapes)"
+        row["speed_machine"] = target.get("machine")
     else:
         measured = RUNTIMES.get(args.runtime)(dense.eval(), model, input_shape=shape, batch_sizes=list(batch_sizes))
         row["speed"], row["speed_source"] = {str(b): m for b, m in measured.items()}, "this row"
+        row["speed_machine"] = machine_info("cpu")
     row["speed_seconds"] = time.perf_counter() - t1
     row["seconds"] = time.perf_counter() - t0
     return row

@@ -188,6 +188,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                         + ", ".join(f"b{b} {m['speedup']:.2f}x" for b, m in row["speed"].items()))
                 if row is not None:
                     rows.append(row)
+    reachable = [s for s in speedups if targets[s] is None or targets[s].get("ratio") is not None]
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "date": cache.started[:10], "started_utc": cache.started,
         "last_run_utc": started, "command": command, "machine": machine_info("cpu"), "versions": library_versions(),
@@ -195,7 +196,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "splits": {k: len(getattr(data, k)) for k in ("train", "val", "test")}, "eps": args.eps_value,
         "settings": {**settings, "speedups": speedups, "importances": importances, "seeds": seeds},
         "dense_info": dense_info, "dense": dense_row, "targets": {str(s): t for s, t in targets.items()}, "rows": rows,
-        "missing": [f"{i}-x{s:g}-seed{d}" for s in speedups for d in seeds for i in importances
+        "missing": [f"{i}-x{s:g}-seed{d}" for s in reachable for d in seeds for i in importances
                     if not any(r["key"] == f"{i}-x{s:g}-seed{d}" for r in rows)],
     }
     res["summary"] = summary(res)

@@ -47,6 +47,9 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert "apgd_vs_magnitude" in kappa and isinstance(kappa["goal_met"], bool)
     md = report.with_suffix(".md").read_text()
     assert "| 1000x | out of reach |" in md and "## Goal" in md and "| 1.2x | kappa | 1 |" in md
+    assert not res["missing"] and "No rows at 1000x: out of reach" in md  # never to be run, so not "missing"
+    assert res["targets"]["1.2"]["machine"]["cpu_model"] and rows["kappa"]["speed_machine"]["cpu_count"]
+    assert "Timed on: " in md and "(1.2x, 1000x, magnitude-x1.2-seed0, kappa-x1.2-seed0)" in md
 
     before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")}
     assert st.main([*argv, "--max-minutes", "0"]) == 0  # re-render only: no row, target or adaptation is redone
