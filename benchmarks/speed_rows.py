@@ -17,7 +17,7 @@ from compressor.data import DataBundle
 from compressor.environment import load_average, machine_info
 from compressor.errors import CompressorError
 from compressor.flops import count_macs
-from compressor.io import atomic_write
+from compressor.io import atomic_write, file_digest
 from compressor.parsing import parse_float_list
 from compressor.registry import RUNTIMES
 from compressor.training import Trainer
@@ -28,6 +28,7 @@ from pruners.transforms import TransformContext, apply_transforms
 from pruners.transforms.channels import Channels
 
 ADAPTED = "dense-adapted.pt"  # the adapted dense weights, in the cache folder
+ADAPTING = "dense-adapt.state"  # the adaptation's training state after its last finished epoch, until it is done
 
 
 def load_dense(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -52,8 +53,11 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
                               "first")
     cfg = train_config(args, "trades", args.seed, epochs=args.adapt_epochs, lr=args.lr_adapt)
     torch.manual_seed(args.seed)
-    log(f"dense: adapting with TRADES for {args.adapt_epochs} epochs")
-    result = Trainer(dense.train(), data, cfg, quiet=args.quiet).fit()
+    state = cache.folder / ADAPTING if cache.folder is not None else None
+    resume = state is not None and state.is_file()  # an adaptation longer than a session goes on where it stopped
+    log(f"dense: adapting with TRADES for {args.adapt_epochs} epochs" + (f" (resuming {state})" if resume else ""))
+    result = Trainer(dense.train(), data, cfg, quiet=args.quiet, state_path=state,
+                     settings={"source_model": file_digest(args.dense)}).fit(resume=resume)
     dense.eval()
     row = {"epochs": args.adapt_epochs, "lr": args.lr_adapt, "best_epoch": result.best_epoch,
            "seconds": result.seconds, "epoch_seconds": epoch_seconds(result.history),
@@ -61,6 +65,8 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     if saved is not None:
         atomic_write(saved, lambda p: torch.save(dense.state_dict(), p))
     cache.put("adapt", row)
+    if state is not None:
+        state.unlink(missing_ok=True)  # the adapted weights above replace it
     log(f"dense adapted: {args.adapt_epochs} epochs, best {result.best_epoch}, {result.seconds:.0f}s")
     return row
 
