@@ -60,7 +60,7 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
                      settings={"source_model": file_digest(args.dense)}).fit(resume=resume)
     dense.eval()
     row = {"epochs": args.adapt_epochs, "lr": args.lr_adapt, "best_epoch": result.best_epoch,
-           "seconds": result.seconds, "epoch_seconds": epoch_seconds(result.history),
+           "seconds": result.seconds, "epoch_seconds": epoch_seconds(result.history), "resumed": resume,
            "best": {k: v for k, v in result.best_metrics.items() if k != "layers"}}
     if saved is not None:
         atomic_write(saved, lambda p: torch.save(dense.state_dict(), p))

@@ -94,3 +94,45 @@ def test_search_only_times_the_targets_first_and_leaves_adaptation_and_rows_for_
     assert (cache / "target-x1.2.json").read_text() == target and (cache / "dense-adapted.pt").is_file()
     (row,) = json.loads(report.read_text())["rows"]
     assert row["speed_source"].startswith("target search") and row["ratio"] == res["targets"]["1.2"]["ratio"]
+
+
+def test_an_interrupted_adaptation_resumes_after_its_last_finished_epoch(st, tmp_path, monkeypatch):
+    import sys
+
+    from compressor.training import Trainer
+
+    argv, cache, out = tiny_argv(tmp_path, "1.2", "magnitude", "32")
+    argv[argv.index("--adapt-epochs") + 1] = "2"
+    run_epoch = Trainer._run_epoch
+
+    def stopped_in_second_epoch(self, progress):
+        if self.epoch == 1:
+            raise KeyboardInterrupt  # the session ends mid-epoch
+        run_epoch(self, progress)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", stopped_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        st.main(argv)
+    state = cache / sys.modules["speed_rows"].ADAPTING
+    assert state.is_file() and not (cache / "dense-adapted.pt").exists()
+    first = torch_load(state)["history"]
+    assert len(first) == 1
+
+    epochs_run = []
+
+    def counted(self, progress):
+        epochs_run.append(self.epoch)
+        run_epoch(self, progress)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", counted)
+    assert st.main([*argv, "--max-minutes", "10"]) == 0
+    assert epochs_run[0] == 1  # the adaptation went on with its second epoch (the row's fine-tuning follows)
+    res = json.loads(next(out.glob("speed_targets-*.json")).read_text())
+    assert res["dense_info"]["adapted"]["resumed"] and (cache / "dense-adapted.pt").is_file()
+    assert not state.exists()  # replaced by the adapted weights
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
