@@ -112,7 +112,9 @@ def render_markdown(res: dict[str, Any]) -> str:
               + ("kept: their coupled layers at full width" if st.get("keep_shortcuts") else
                  "rewritten as frozen selection convolutions, residual streams thinned") + "), "
               f"TRADES fine-tuning {st['epochs']} epochs "
-              f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps), best epoch on validation PGD; "
+              f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps"
+              + (", bf16 autocast and channels_last, as the adaptation; attacks in validation and evaluation in fp32"
+                 if st.get("bf16") else "") + "), best epoch on validation PGD; "
               f"evaluation on the first {st['eval_n']} test images",
               f"- speed: {st['runtime']}, batch sizes {st['batch_sizes']}, measured against the dense model in "
               "interleaved rounds; `≥` is the lowest 95 % lower bound over the seeds' models"

@@ -20,7 +20,7 @@ from compressor.flops import count_macs
 from compressor.io import atomic_write, file_digest
 from compressor.parsing import parse_float_list
 from compressor.registry import RUNTIMES
-from compressor.training import Trainer
+from compressor.training import TrainConfig, Trainer
 from compressor.workflows import open_model
 from pruners import make_pruner, prune_model
 from pruners.targets import ratio_for_speedup
@@ -40,6 +40,12 @@ def load_dense(args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any
     return loaded.model.eval(), {"source": str(args.dense), "arch": arch, "normalization": loaded.normalization}
 
 
+def speed_train_config(args: argparse.Namespace, seed: int, **kw: Any) -> TrainConfig:
+    """TRADES as the grid trains, in bf16 autocast with channels_last under --bf16 (evaluation stays fp32)."""
+    fast = {"amp": "bf16", "channels_last": "on"} if args.bf16 else {}
+    return train_config(args, "trades", seed, **fast, **kw)
+
+
 def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespace, cache: RowCache,
                 log: Callable[[str], None], allowed: bool = True) -> dict[str, Any]:
     """TRADES-fine-tune `dense` in place for --adapt-epochs (best on validation), or load the cached result."""
@@ -51,7 +57,7 @@ def adapt_dense(dense: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     if not allowed:
         raise CompressorError(f"the dense model's adaptation is not in {cache.folder} yet: run without --max-minutes "
                               "first")
-    cfg = train_config(args, "trades", args.seed, epochs=args.adapt_epochs, lr=args.lr_adapt)
+    cfg = speed_train_config(args, args.seed, epochs=args.adapt_epochs, lr=args.lr_adapt)
     torch.manual_seed(args.seed)
     state = cache.folder / ADAPTING if cache.folder is not None else None
     resume = state is not None and state.is_file()  # an adaptation longer than a session goes on where it stopped
@@ -115,7 +121,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     """Remove the target's ratio of channels by `importance`, fine-tune with TRADES, evaluate and time the result."""
     shape = tuple(data.info.input_shape)
     model = copy.deepcopy(dense)
-    cfg = train_config(args, "trades", seed, epochs=args.epochs, lr=args.lr)
+    cfg = speed_train_config(args, seed, epochs=args.epochs, lr=args.lr)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     channels = channels_of(args, target["ratio"], importance=importance, score_epochs=args.score_epochs)

@@ -64,7 +64,7 @@ FORMAT = "compressor.benchmark.speed_targets"
 FORMAT_VERSION = 1
 SETTINGS = ("dataset", "val_size", "dense", "arch", "mean", "std", "no_normalize", "eps", "steps", "batch_size",
             "lr", "weight_decay", "val_n", "eval_n", "epochs", "adapt_epochs", "lr_adapt", "score_epochs",
-            "batch_sizes", "runtime", "data_seed", "seed", "apgd_t", "train_n", "round_to", "keep_shortcuts")
+            "batch_sizes", "runtime", "data_seed", "seed", "apgd_t", "train_n", "round_to", "keep_shortcuts", "bf16")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapt-epochs", type=int, default=0, help="TRADES epochs on the dense model first (0: none)")
     p.add_argument("--lr-adapt", type=float, default=0.01)
     p.add_argument("--round-to", type=int, default=8, help="channel counts kept are multiples of this")
+    p.add_argument("--bf16", action="store_true",
+                   help="train (adaptation, scores, fine-tuning) in bf16 autocast with channels_last: ~1.9x faster "
+                        "on CPUs with AVX512-BF16; attacks in evaluation and validation stay fp32")
     p.add_argument("--keep-shortcuts", action="store_true",
                    help="`channels` shortcuts=keep: layers coupled to option-A shortcuts stay at full width (default: "
                         "the shortcuts are rewritten as frozen selection convolutions and the residual streams thinned)")

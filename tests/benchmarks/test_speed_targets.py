@@ -103,6 +103,7 @@ def test_an_interrupted_adaptation_resumes_after_its_last_finished_epoch(st, tmp
 
     argv, cache, out = tiny_argv(tmp_path, "1.2", "magnitude", "32")
     argv[argv.index("--adapt-epochs") + 1] = "2"
+    argv.append("--bf16")
     run_epoch = Trainer._run_epoch
 
     def stopped_in_second_epoch(self, progress):
@@ -115,8 +116,9 @@ def test_an_interrupted_adaptation_resumes_after_its_last_finished_epoch(st, tmp
         st.main(argv)
     state = cache / sys.modules["speed_rows"].ADAPTING
     assert state.is_file() and not (cache / "dense-adapted.pt").exists()
-    first = torch_load(state)["history"]
-    assert len(first) == 1
+    saved = torch_load(state)
+    assert len(saved["history"]) == 1
+    assert saved["config"]["amp"] == "bf16" and saved["config"]["channels_last"] == "on"  # --bf16
 
     epochs_run = []
 
@@ -130,6 +132,7 @@ def test_an_interrupted_adaptation_resumes_after_its_last_finished_epoch(st, tmp
     res = json.loads(next(out.glob("speed_targets-*.json")).read_text())
     assert res["dense_info"]["adapted"]["resumed"] and (cache / "dense-adapted.pt").is_file()
     assert not state.exists()  # replaced by the adapted weights
+    assert "bf16 autocast and channels_last" in next(out.glob("speed_targets-*.md")).read_text()
 
 
 def torch_load(path: Path) -> dict:
