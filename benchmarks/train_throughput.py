@@ -72,6 +72,8 @@ MODES: dict[str, tuple[str, int, str]] = {
                                "target (~1/3 pass, inside the 10 % allowance)"),
 }
 GOAL_FACTOR = 1.1
+# precision name -> TrainConfig (amp, channels_last); "default" is the Trainer's choice (bf16 + channels_last on CUDA)
+PRECISIONS: dict[str, tuple[str, str]] = {"default": ("auto", "auto"), "fp32": ("off", "off"), "bf16": ("on", "on")}
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -225,6 +227,18 @@ def measure_workload(name: str, device: torch.device, *, warmup: int | None = No
     }
 
 
+def precision_ratios(workloads: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per workload and mode: fp32's median step time over bf16's (the speedup of bf16), when both were timed."""
+    by = {(w["name"], w["precision"]): w for w in workloads}
+    out = {}
+    for (name, precision), w in by.items():
+        base = by.get((name, "fp32"))
+        if precision == "bf16" and base is not None:
+            fp32 = {r["mode"]: r["median_s_per_step"] for r in base["modes"]}
+            out[name] = {r["mode"]: fp32[r["mode"]] / r["median_s_per_step"] for r in w["modes"]}
+    return out
+
+
 # ---------------------------------------------------------------- report
 def render_markdown(res: dict[str, Any]) -> str:
     lines = markdown_header(f"Training-step throughput ({res['device_kind']}, {res['date']})", res)
@@ -238,7 +252,8 @@ def render_markdown(res: dict[str, Any]) -> str:
     ]
     for w in res["workloads"]:
         lines += [
-            f"## {w['name']}: {w['description']}",
+            f"## {w['name']}: {w['description']}" + (f" ({w['precision']})" if w.get("precision", "default")
+                                                        != "default" else ""),
             "",
             f"{w['notes']}; batch {w['batch_size']}; {w['warmup_steps']} warm-up + {w['timed_steps']} timed steps "
             f"per mode; eps {w['eps']:.4g}, step size {w['alpha']:.4g}, crafting in {w['craft_mode']} mode; "
@@ -254,6 +269,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                          f"{r['p90_s_per_step']:.4f} | {fmt(r['images_per_s'], 1)} | {r['ratio_to_standard']:.2f} | "
                          f"{r['reference_passes']} | {goal} |")
         lines.append("")
+    for name, modes in res.get("precision_ratios", {}).items():
+        lines += [f"bf16 speedup over fp32 on {name} (median step times, timed one after the other in this run): "
+                  + ", ".join(f"{m} {r:.2f}x" for m, r in modes.items()), ""]
     return "\n".join(lines)
 
 
@@ -274,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None,
                    help=f"warm-up steps per mode (default, CPU/CUDA: {_defaults(1)})")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)")
+    p.add_argument("--precisions", default="default",
+                   help=f"comma-separated, from: {', '.join(PRECISIONS)}; each workload is timed in each, one after "
+                        "the other in this run (default: the Trainer's own choice for the device)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder (default: benchmarks/results)")
     p.add_argument("--force", action="store_true", help="overwrite an existing results file")
@@ -287,6 +308,9 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     if unknown or not names:
         raise CompressorError(f"unknown workload(s) {', '.join(unknown) or '(none given)'}: "
                               f"choose from {', '.join(WORKLOADS)}")
+    precisions = [n.strip() for n in args.precisions.split(",") if n.strip()]
+    if not precisions or any(n not in PRECISIONS for n in precisions):
+        raise CompressorError(f"--precisions: choose from {', '.join(PRECISIONS)} (got '{args.precisions}')")
     device = resolve_device(args.device)
     if args.threads is not None and args.threads < 1:
         raise CompressorError("--threads must be at least 1")
@@ -303,6 +327,7 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
                        started: _dt.datetime, json_path: Path, md_path: Path, log: Callable[[str], None]
                        ) -> tuple[dict[str, Any], Path, Path]:
     names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    precisions = [n.strip() for n in args.precisions.split(",") if n.strip()]
 
     load_start = load_average()
     res: dict[str, Any] = {
@@ -318,8 +343,10 @@ def _measure_and_write(args: argparse.Namespace, command: str, device: torch.dev
     if res["busy_at_start"]:
         log("warning: the machine is busy (1-minute load average above half the cores): CPU timings will be noisy; "
             "re-run when it is quiet")
-    res["workloads"] = [measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log)
-                        for n in names]
+    res["workloads"] = [{**measure_workload(n, device, warmup=args.warmup, steps=args.steps, seed=args.seed, log=log,
+                                            amp=PRECISIONS[p][0], channels_last=PRECISIONS[p][1]), "precision": p}
+                        for n in names for p in precisions]
+    res["precision_ratios"] = precision_ratios(res["workloads"])
     write_results(res, json_path, md_path, render_markdown, log)
     return res, json_path, md_path
 

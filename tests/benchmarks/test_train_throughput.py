@@ -75,3 +75,18 @@ def test_benchmark_model_workloads_build_the_benchmarks_models(bench, name):
     out = model(torch.rand(2, 3, 32, 32))
     assert out.shape == (2, 10)
     assert spec["cpu"][0] == 128  # the batch the robust-pruning and speed-target grids train with
+
+
+def test_precisions_time_each_workload_in_fp32_and_bf16_with_the_ratio(bench, tmp_path):
+    args = ["--device", "cpu", "--workloads", "digits", "--warmup", "0", "--steps", "1", "--threads", "1",
+            "--precisions", "fp32,bf16", "--out", str(tmp_path)]
+    assert bench.main(args) == 0
+    (json_path,) = tmp_path.glob("train_throughput-cpu-*.json")
+    res = json.loads(json_path.read_text())
+    fp32, bf16 = res["workloads"]
+    assert (fp32["precision"], fp32["amp_bf16"], fp32["channels_last"]) == ("fp32", False, False)
+    assert (bf16["precision"], bf16["amp_bf16"], bf16["channels_last"]) == ("bf16", True, True)
+    ratio = res["precision_ratios"]["digits"]["trades10"]
+    assert ratio == pytest.approx(fp32["modes"][2]["median_s_per_step"] / bf16["modes"][2]["median_s_per_step"])
+    assert "bf16 speedup over fp32 on digits" in json_path.with_suffix(".md").read_text()
+    assert bench.main([*args[:-2], "--precisions", "fp16", "--out", str(tmp_path / "x")]) == 2
