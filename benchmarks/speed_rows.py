@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -117,8 +118,12 @@ def layer_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
 
 
 def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], importance: str, seed: int,
-              batch_sizes: Sequence[int], args: argparse.Namespace) -> dict[str, Any]:
-    """Remove the target's ratio of channels by `importance`, fine-tune with TRADES, evaluate and time the result."""
+              batch_sizes: Sequence[int], args: argparse.Namespace, state_prefix: Path | None = None
+              ) -> dict[str, Any]:
+    """Remove the target's ratio of channels by `importance`, fine-tune with TRADES, evaluate and time the result.
+
+    With `state_prefix` the fine-tuning keeps a per-epoch state beside it and an interrupted row goes on from its
+    last finished epoch (the removal is redone first: it gives the same layer shapes, and the state the weights)."""
     shape = tuple(data.info.input_shape)
     model = copy.deepcopy(dense)
     cfg = speed_train_config(args, seed, epochs=args.epochs, lr=args.lr)
@@ -127,10 +132,13 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     channels = channels_of(args, target["ratio"], importance=importance, score_epochs=args.score_epochs)
     entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
     transform_seconds = time.perf_counter() - t0
+    states = sorted(state_prefix.parent.glob(f"{state_prefix.name}.*.state")) if state_prefix is not None else []
     job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,
-                      lr_finetune=args.lr, quiet=args.quiet, track=False)
+                      lr_finetune=args.lr, quiet=args.quiet, track=False, state_prefix=state_prefix, resume=True,
+                      settings={"importance": importance, "ratio": target["ratio"]})
     row = {"importance": importance, "target": target["target"], "ratio": target["ratio"], "seed": seed,
-           "epochs": args.epochs, "transform_seconds": transform_seconds, "train_seconds": job["seconds"],
+           "epochs": args.epochs, "resumed": bool(states), "transform_seconds": transform_seconds,
+           "train_seconds": job["seconds"],
            "epoch_seconds": epoch_seconds(job["history"]), "phases": job["phases"],
            "macs_fraction": count_macs(model, shape) / count_macs(dense, shape),
            "params_fraction": _parameters(model) / _parameters(dense),
@@ -147,4 +155,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
         row["speed_machine"] = machine_info("cpu")
     row["speed_seconds"] = time.perf_counter() - t1
     row["seconds"] = time.perf_counter() - t0
+    if state_prefix is not None:
+        for state in state_prefix.parent.glob(f"{state_prefix.name}.*.state"):
+            state.unlink()  # the finished row replaces its training state
     return row

@@ -183,7 +183,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                 if (row is None and targets[s] and targets[s].get("ratio") and not out_of_time()
                         and not args.search_only and cache.claim(key)):
                     log(f"{key}: training")
-                    row = speed_row(dense, data, targets[s], imp, seed, batches, args)
+                    row = speed_row(dense, data, targets[s], imp, seed, batches, args,
+                                    state_prefix=cache.folder / key if cache.folder is not None else None)
                     row["key"], row["git_commit"] = key, git_state().get("commit")
                     cache.put(key, row)
                     log(f"{key}: ratio {row['ratio']:.3f}, MACs {row['macs_fraction']:.1%}, clean {row['clean']:.3f}, "

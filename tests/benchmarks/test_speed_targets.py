@@ -139,3 +139,29 @@ def torch_load(path: Path) -> dict:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_an_interrupted_row_goes_on_from_its_last_finished_epoch(st, tmp_path, monkeypatch):
+    from compressor.training import Trainer
+
+    argv, cache, out = tiny_argv(tmp_path, "1.2", "magnitude", "32")
+    argv[argv.index("--epochs") + 1] = "2"
+    run_epoch = Trainer._run_epoch
+    row_epochs = []
+
+    def interrupted(self, progress):
+        in_row = self.state_path is not None and self.state_path.name.startswith("magnitude-x1.2-seed0.")
+        if in_row:
+            row_epochs.append(self.epoch)
+            if self.epoch == 1 and row_epochs.count(1) == 1:
+                raise KeyboardInterrupt  # the session ends in the row's second epoch
+        run_epoch(self, progress)
+
+    monkeypatch.setattr(Trainer, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        st.main(argv)
+    assert [p.name for p in cache.glob("*.state")] == ["magnitude-x1.2-seed0.finetune.state"]
+    assert st.main(argv) == 0
+    assert row_epochs == [0, 1, 1]  # the second run trained only the epoch that had not finished
+    (row,) = json.loads(next(out.glob("speed_targets-*.json")).read_text())["rows"]
+    assert row["resumed"] and len(row["phases"]) == 1 and not list(cache.glob("*.state"))
