@@ -14,8 +14,8 @@ from compressor.errors import CompressorError
 from compressor.jobs import DataSource, RunOptions
 from compressor.registry import PRUNERS
 from compressor.reporting import normalization_text, stdout_console, table, to_json
-from compressor.cli.options import (MODEL_SOURCE, Amp, CraftMode, DataRoot, Dataset, Device, Download, Eps, Force,
-                                    Json, ModelCommand, Quiet, Seed, click_parameter, command_line, eps_value,
+from compressor.cli.options import (MODEL_SOURCE, Amp, ChannelsLast, CraftMode, DataRoot, Dataset, Device, Download,
+                                    Eps, Force, Json, ModelCommand, Quiet, Seed, click_parameter, command_line, eps_value,
                                     existing_file, option_from, register_flags)
 
 from .config import config_fields
@@ -149,6 +149,7 @@ def prune_cmd(
                                                  "admm, else 5e-4)."),
     craft_mode: str = CraftMode,
     amp: str = Amp,
+    channels_last: str = ChannelsLast,
     val_n: int = option_from(TrainConfig, "val_n", help="Validation images used per epoch."),
     eval_attack: str = option_from(PruneEval, "eval_attack", help="Attack for the before/after test accuracy."),
     eval_n: Optional[int] = typer.Option(None, "--eval-n", help="Test images for before/after (default: all)."),
@@ -184,6 +185,7 @@ def prune_cmd(
     evaluation = PruneEval(eval_attack, eval_n, plots)
     config = train_config_for(method, batch_size=batch_size, adv=adv, eps=eps_value(eps), steps=steps, beta=beta,
                               val_n=val_n, seed=seed, device=device, craft_mode=craft_mode, amp=amp,
+                              channels_last=channels_last,
                               weight_decay=weight_decay)
     target = SizeTarget(target_macs, target_speedup, runtime, _batch_sizes(target_batch_sizes))
     job = PruneJob(method, ctx.meta[MODEL_SOURCE].at(model_path), options, transform or (), config,

@@ -78,7 +78,10 @@ Eps = typer.Option(None, "--eps", help="Perturbation budget, e.g. 8/255 (default
 CraftMode = option_from(TrainConfig, "craft_mode", help="Model mode while crafting training examples: train (BatchNorm "
                          "in train mode, as Madry et al. / Ye et al.), eval (as the TRADES reference), or auto: train "
                          "for PGD-AT, eval for TRADES.")
-Amp = option_from(TrainConfig, "amp", help="bf16 autocast while training: on, off, or auto (on with CUDA).")
+Amp = option_from(TrainConfig, "amp", help="bf16 autocast while training: on, off, or auto (on with CUDA; on a "
+                  "CPU with AVX512-BF16, on with --channels-last on measured 1.8x faster on a ResNet-20).")
+ChannelsLast = option_from(TrainConfig, "channels_last", help="channels_last memory format while training: on, off, "
+                           "or auto (on with CUDA).")
 
 
 def eps_value(text: Optional[str], name: str = "--eps") -> Optional[float]:

@@ -11,7 +11,7 @@ from .. import parse_eps, train, TrainConfig
 from ..jobs import DataSource, RunOptions, TrainJob
 from ..reporting import stdout_console, table, to_json
 from . import app
-from .options import (Amp, CraftMode, DataRoot, Device, Download, Force, Json, Quiet, Seed, command_line,
+from .options import (Amp, ChannelsLast, CraftMode, DataRoot, Device, Download, Force, Json, Quiet, Seed, command_line,
                       option_from)
 
 
@@ -41,6 +41,7 @@ def train_cmd(
     seed: int = Seed,
     device: str = Device,
     amp: str = Amp,
+    channels_last: str = ChannelsLast,
     craft_mode: str = CraftMode,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.state."),
     keep_state: bool = typer.Option(False, "--keep-state", help="Keep OUTPUT.state after success."),
@@ -53,7 +54,7 @@ def train_cmd(
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                          schedule=schedule, adv=adv, eps=eps_v, alpha=parse_eps(alpha, name="--alpha") if alpha else None,
                          steps=steps, beta=beta, norm=norm, val_n=val_n, select=select, seed=seed, device=device,
-                         amp=amp, craft_mode=craft_mode)
+                         amp=amp, channels_last=channels_last, craft_mode=craft_mode)
     vs = int(val_size) if val_size is not None and val_size >= 1 else val_size
     job = TrainJob(arch, config, DataSource(dataset, data_root, download, vs),
                    RunOptions(output, force, resume, keep_state, quiet or json_out, command_line()))

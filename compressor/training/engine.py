@@ -105,6 +105,8 @@ class TrainConfig:
             raise CompressorError(f"`craft_mode` must be train, eval or auto, got '{self.craft_mode}'")
         if self.amp not in AMP_MODES:
             raise CompressorError(f"`amp` must be on, off or auto, got '{self.amp}'")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise CompressorError(f"`channels_last` must be on, off or auto, got '{self.channels_last}'")
 
     @property
     def step_size(self) -> float:

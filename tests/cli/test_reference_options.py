@@ -1,5 +1,5 @@
-"""Reference-faithful training options on `train` and `prune` (--weight-decay, --craft-mode, --amp) are used and
-recorded in the checkpoint provenance; the ARLST preset adds its separable layers and turns h(A) on."""
+"""Reference-faithful training options on `train` and `prune` (--weight-decay, --craft-mode, --amp, --channels-last)
+are used and recorded in the checkpoint provenance; the ARLST preset adds its separable layers and turns h(A) on."""
 
 import json
 
@@ -34,6 +34,9 @@ def test_train_records_weight_decay_craft_mode_and_amp(tmp_path, capsys):
     code, _, err = cli(capsys, "train", "--dataset", "digits", "--epochs", "1", "--craft-mode", "sideways",
                        "-o", str(tmp_path / "bad.pt"))
     assert code == 2 and "--craft-mode must be train, eval or auto" in err and not (tmp_path / "bad.pt").exists()
+    code, _, err = cli(capsys, "train", "--dataset", "digits", "--epochs", "1", "--channels-last", "yes",
+                       "-o", str(tmp_path / "bad.pt"))
+    assert code == 2 and "--channels-last must be on, off or auto" in err and not (tmp_path / "bad.pt").exists()
 
 
 def test_prune_method_defaults_and_overrides_are_recorded(ckpt, tmp_path, capsys):
@@ -47,10 +50,12 @@ def test_prune_method_defaults_and_overrides_are_recorded(ckpt, tmp_path, capsys
     assert json.loads(stdout)["train"]["craft_mode"] == "train"
     out = tmp_path / "mag.pt"
     code, _, err = cli(capsys, "prune", str(ckpt), "-m", "magnitude", "--sparsity", "0.5", "-o", str(out), *TINY,
-                       "--weight-decay", "2e-4", "--craft-mode", "train", "--amp", "on", "--json")
+                       "--weight-decay", "2e-4", "--craft-mode", "train", "--amp", "on", "--channels-last", "on",
+                       "--json")
     assert code == 0, err
     cfg = _train_config(out)
     assert (cfg["adv"], cfg["weight_decay"], cfg["craft_mode"], cfg["amp"]) == ("trades", 2e-4, "train", "on")
+    assert cfg["channels_last"] == "on"
 
 
 def test_arlst_preset_adds_separable_layers_and_h_of_a(ckpt, tmp_path, capsys):
