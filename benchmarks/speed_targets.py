@@ -164,10 +164,6 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         targets[s] = search_target(dense, input_shape, s, batches, args, cache, log, allowed=not out_of_time())
     if args.adapt_epochs and not args.search_only:
         dense_info["adapted"] = adapt_dense(dense, data, args, cache, log, allowed=not out_of_time())
-    dense_row = cache.get("dense")
-    if dense_row is None and not out_of_time() and not args.search_only:
-        dense_row = robust_eval(dense, data, args)
-        cache.put("dense", dense_row)
     shared = shared_targets(targets)  # a target that chose an earlier one's architecture shares its rows
     for s in speedups:
         same = shared.get(s)
@@ -192,6 +188,10 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                         + ", ".join(f"b{b} {m['speedup']:.2f}x" for b, m in row["speed"].items()))
                 if row is not None:
                     rows.append(row)
+    dense_row = cache.get("dense")  # after the rows: only the report needs it, and a second process runs rows
+    if dense_row is None and not out_of_time() and not args.search_only and cache.claim("dense"):
+        dense_row = robust_eval(dense, data, args)
+        cache.put("dense", dense_row)
     reachable = [s for s in speedups if targets[s] is None or targets[s].get("ratio") is not None]
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "date": cache.started[:10], "started_utc": cache.started,
