@@ -132,12 +132,12 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
     channels = channels_of(args, target["ratio"], importance=importance, score_epochs=args.score_epochs)
     entry = apply_transforms(model, [channels], TransformContext(shape, data=data, config=cfg))[0]
     transform_seconds = time.perf_counter() - t0
-    states = sorted(state_prefix.parent.glob(f"{state_prefix.name}.*.state")) if state_prefix is not None else []
+    resumed = bool(_row_states(state_prefix))
     job = prune_model(model, data, make_pruner("none"), cfg, epochs_prune=0, epochs_finetune=args.epochs,
                       lr_finetune=args.lr, quiet=args.quiet, track=False, state_prefix=state_prefix, resume=True,
                       settings={"importance": importance, "ratio": target["ratio"]})
     row = {"importance": importance, "target": target["target"], "ratio": target["ratio"], "seed": seed,
-           "epochs": args.epochs, "resumed": bool(states), "transform_seconds": transform_seconds,
+           "epochs": args.epochs, "resumed": resumed, "transform_seconds": transform_seconds,
            "train_seconds": job["seconds"],
            "epoch_seconds": epoch_seconds(job["history"]), "phases": job["phases"],
            "macs_fraction": count_macs(model, shape) / count_macs(dense, shape),
@@ -155,7 +155,11 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
         row["speed_machine"] = machine_info("cpu")
     row["speed_seconds"] = time.perf_counter() - t1
     row["seconds"] = time.perf_counter() - t0
-    if state_prefix is not None:
-        for state in state_prefix.parent.glob(f"{state_prefix.name}.*.state"):
-            state.unlink()  # the finished row replaces its training state
+    for state in _row_states(state_prefix):
+        state.unlink()  # the finished row replaces its training state
     return row
+
+
+def _row_states(prefix: Path | None) -> list[Path]:
+    """The per-phase training states `prune_model` keeps beside `prefix` (`pruners.workflow.phase_state_path`)."""
+    return sorted(prefix.parent.glob(f"{prefix.name}.*.state")) if prefix is not None else []

@@ -320,15 +320,12 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     json_path, md_path = result_paths(args.out, stem, args.force)
 
     with measuring(device, args.threads):  # leave a calling process (a test, a notebook) as it was
-        return _measure_and_write(args, command, device, kind, started, json_path, md_path, log)
+        return _measure_and_write(args, names, precisions, command, device, kind, started, json_path, md_path, log)
 
 
-def _measure_and_write(args: argparse.Namespace, command: str, device: torch.device, kind: str,
-                       started: _dt.datetime, json_path: Path, md_path: Path, log: Callable[[str], None]
-                       ) -> tuple[dict[str, Any], Path, Path]:
-    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    precisions = [n.strip() for n in args.precisions.split(",") if n.strip()]
-
+def _measure_and_write(args: argparse.Namespace, names: Sequence[str], precisions: Sequence[str], command: str,
+                       device: torch.device, kind: str, started: _dt.datetime, json_path: Path, md_path: Path,
+                       log: Callable[[str], None]) -> tuple[dict[str, Any], Path, Path]:
     load_start = load_average()
     res: dict[str, Any] = {
         "format": FORMAT, "format_version": 1, "date": f"{started:%Y-%m-%d}",

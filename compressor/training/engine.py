@@ -30,6 +30,7 @@ ADV_MODES = ("none", "pgd", "trades")
 SCHEDULES = ("cosine", "multistep", "constant")
 CRAFT_MODES = ("auto", "train", "eval")
 AMP_MODES = ("auto", "on", "bf16", "off")
+CHANNELS_LAST_MODES = ("auto", "on", "off")
 
 
 # settings that do not change the result: a run may resume with other values (e.g. on another device)
@@ -105,7 +106,7 @@ class TrainConfig:
             raise CompressorError(f"`craft_mode` must be train, eval or auto, got '{self.craft_mode}'")
         if self.amp not in AMP_MODES:
             raise CompressorError(f"`amp` must be on, off or auto, got '{self.amp}'")
-        if self.channels_last not in ("auto", "on", "off"):
+        if self.channels_last not in CHANNELS_LAST_MODES:
             raise CompressorError(f"`channels_last` must be on, off or auto, got '{self.channels_last}'")
 
     @property
