@@ -106,11 +106,16 @@ def held_out(data: DataBundle, args: argparse.Namespace) -> ArraySplit:
     return data.test.head(args.eval_n) if args.eval_n else data.test
 
 
-def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace) -> dict[str, Any]:
-    """Clean, PGD-20, APGD-CE, then APGD-T on the survivors, all on the same held-out images; validation PGD-20."""
+def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace,
+                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Clean, PGD-20, APGD-CE, then APGD-T on the survivors, all on the same held-out images; validation PGD-20.
+
+    `log` gets a line as each stage starts and ends (an fp32 ResNet-20 evaluation takes most of an hour of one core)."""
     eps, seed = args.eps_value, args.seed
     part = held_out(data, args)
+    say = log or (lambda _: None)
     t0 = time.perf_counter()
+    say(f"evaluating: clean, PGD-20 and APGD-CE on {len(part)} images")
     res, clean, ok = seeded_evaluate(model, part, [build_attack(a, eps, seed=seed) for a in ("pgd20", "apgd-ce")],
                                      seed)
     survived = clean & ok["pgd20"] & ok["apgd-ce"]
@@ -118,12 +123,16 @@ def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     out = {"n": len(part), "clean": res["clean_accuracy"], "pgd20": res["attacks"]["pgd20"]["accuracy"],
            "apgd_ce": res["attacks"]["apgd-ce"]["accuracy"], "warnings": list(res["warnings"])}
     seconds = {a: v["seconds"] for a, v in res["attacks"].items()}
+    say(f"evaluated: PGD-20 {out['pgd20']:.3f} ({seconds['pgd20']:.0f}s), APGD-CE {out['apgd_ce']:.3f} "
+        f"({seconds['apgd-ce']:.0f}s)" + (f"; APGD-T on the {len(idx)} survivors" if len(idx) and args.apgd_t else ""))
     if len(idx) and args.apgd_t:
         res_t, _, ok_t = seeded_evaluate(model, part.subset(idx), [build_attack("apgd-t", eps, seed=seed)], seed)
         survived[idx] = ok_t["apgd-t"]
         seconds["apgd-t"] = res_t["attacks"]["apgd-t"]["seconds"]
         out["warnings"] += [w for w in res_t["warnings"] if w not in out["warnings"]]
     out["apgd"] = survived.float().mean().item()
+    if "apgd-t" in seconds:
+        say(f"evaluated: APGD-CE+T {out['apgd']:.3f} ({seconds['apgd-t']:.0f}s)")
     out["apgd_attacks"] = "pgd20+apgd-ce" + ("+apgd-t" if args.apgd_t else "")
     out["robust_mask"] = "".join("1" if v else "0" for v in survived.tolist())  # per image, for the AA worst case
     out["attack_seconds"] = seconds
@@ -158,7 +167,8 @@ def add_autoattack(model: torch.nn.Module, row: dict[str, Any], data: DataBundle
 
 # ---------------------------------------------------------------- one pruning run
 def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec, args: argparse.Namespace,
-            evaluate_row: Callable[..., dict[str, Any]] | None = None) -> tuple[dict[str, Any], torch.nn.Module]:
+            evaluate_row: Callable[..., dict[str, Any]] | None = None, log: Callable[[str], None] | None = None
+            ) -> tuple[dict[str, Any], torch.nn.Module]:
     """Prune a copy of the dense model as `spec` says and evaluate it (`evaluate_row`: `robust_eval`, held-out
     attacks and validation, by default); returns the row and the pruned model."""
     model = copy.deepcopy(dense)
@@ -180,6 +190,6 @@ def run_row(dense: torch.nn.Module, data: DataBundle, spec: RowSpec, args: argpa
            "pattern_skipped": job["pattern_skipped"], "git_commit": git_state().get("commit"),
            "lcc_shrink": job["summary"].get("lcc_shrink"),
            "updates": {k: v for k, v in job["summary"].items() if k != "lcc_shrink"}}
-    row.update((evaluate_row or robust_eval)(model.eval(), data, args))
+    row.update(evaluate_row(model.eval(), data, args) if evaluate_row else robust_eval(model.eval(), data, args, log))
     row["seconds"] = row["train_seconds"] + row["eval_seconds"]
     return row, model

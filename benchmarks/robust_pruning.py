@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     dense, dense_train = dense_model(data, args, log)
     dense_row = cache.get("dense")
     if dense_row is None:
-        dense_row = robust_eval(dense, data, args)
+        dense_row = robust_eval(dense, data, args, lambda m: log(f"dense: {m}"))
         cache.put("dense", dense_row)
     report_only = args.max_minutes is not None and args.max_minutes <= 0
     if "dense" in args.aa_rows.split(",") and "aa" not in dense_row and not report_only:
@@ -198,7 +198,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         where = f"[{i + 1}/{len(grid)}] {spec.label} ({spec.group}) @ {spec.sparsity:g} seed {spec.seed}"
         if row is None and not out_of_time and cache.claim(spec.key):
             log(f"{where}: training")
-            row, model = run_row(dense, data, spec, args)
+            row, model = run_row(dense, data, spec, args, log=lambda m, w=where: log(f"{w}: {m}"))
             if saved is not None:
                 saved.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(model.state_dict(), saved)

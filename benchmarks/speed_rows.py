@@ -118,8 +118,8 @@ def layer_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
 
 
 def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], importance: str, seed: int,
-              batch_sizes: Sequence[int], args: argparse.Namespace, state_prefix: Path | None = None
-              ) -> dict[str, Any]:
+              batch_sizes: Sequence[int], args: argparse.Namespace, state_prefix: Path | None = None,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Remove the target's ratio of channels by `importance`, fine-tune with TRADES, evaluate and time the result.
 
     With `state_prefix` the fine-tuning keeps a per-epoch state beside it and an interrupted row goes on from its
@@ -143,7 +143,7 @@ def speed_row(dense: torch.nn.Module, data: DataBundle, target: dict[str, Any], 
            "macs_fraction": count_macs(model, shape) / count_macs(dense, shape),
            "params_fraction": _parameters(model) / _parameters(dense),
            "kept_coupled": entry.get("kept_coupled")}
-    row.update(robust_eval(model.eval(), data, args))
+    row.update(robust_eval(model.eval(), data, args, log))
     t1 = time.perf_counter()
     if not args.time_rows and layer_shapes(model) == target.get("shapes"):
         # dense kernels: same shapes, same latency; the target's timing was taken when the machine was quiet

@@ -181,7 +181,8 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                         and not args.search_only and cache.claim(key)):
                     log(f"{key}: training")
                     row = speed_row(dense, data, targets[s], imp, seed, batches, args,
-                                    state_prefix=cache.folder / key if cache.folder is not None else None)
+                                    state_prefix=cache.folder / key if cache.folder is not None else None,
+                                    log=lambda m, k=key: log(f"{k}: {m}"))
                     row["key"], row["git_commit"] = key, git_state().get("commit")
                     cache.put(key, row)
                     log(f"{key}: ratio {row['ratio']:.3f}, MACs {row['macs_fraction']:.1%}, clean {row['clean']:.3f}, "
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
                     rows.append(row)
     dense_row = cache.get("dense")  # after the rows: only the report needs it, and a second process runs rows
     if dense_row is None and not out_of_time() and not args.search_only and cache.claim("dense"):
-        dense_row = robust_eval(dense, data, args)
+        dense_row = robust_eval(dense, data, args, lambda m: log(f"dense: {m}"))
         cache.put("dense", dense_row)
     reachable = [s for s in speedups if targets[s] is None or targets[s].get("ratio") is not None]
     res: dict[str, Any] = {

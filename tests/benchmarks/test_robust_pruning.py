@@ -143,8 +143,12 @@ def test_apgd_t_runs_on_the_survivors_of_the_same_images(bench):
     args.eps_value = 0.1
     data = load_dataset("digits")
     model = create_model("cnn-small", **model_kwargs(data.info, width=8, hidden=16)).eval()
-    out = bench.robust_eval(model, data, args)
+    lines = []
+    out = bench.robust_eval(model, data, args, lines.append)
     assert out["apgd_attacks"] == "pgd20+apgd-ce+apgd-t" and out["n"] == 12
+    assert lines[0] == "evaluating: clean, PGD-20 and APGD-CE on 12 images"  # each stage says when it starts and ends
+    assert lines[1].startswith(f"evaluated: PGD-20 {out['pgd20']:.3f}")
+    assert len(lines) == (3 if "apgd-t" in out["attack_seconds"] else 2)
     assert out["apgd"] <= min(out["pgd20"], out["apgd_ce"])
     assert out["apgd"] == pytest.approx(out["robust_mask"].count("1") / 12)
 
