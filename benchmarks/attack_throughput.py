@@ -20,7 +20,13 @@ Workloads:
 * ``digits``   -- ``cnn-small`` adversarially trained here on the real scikit-learn digits (PGD-AT, a few
   epochs, seconds), its test images; eps 0.1;
 * ``resnet18`` -- the zoo ``resnet18`` (random weights) on CIFAR-10-shaped synthetic images (throughput
-  only); eps 8/255. AutoAttack runs on ``digits`` by default (``--aa-workloads``).
+  only); eps 8/255. AutoAttack runs on ``digits`` by default (``--aa-workloads``);
+* ``resnet20`` / ``resnet4b`` -- the akamaster ResNet-20 and the alpha-beta-CROWN ResNet-4B (random weights,
+  ``benchmarks/models``), the models of speed_targets.py, likewise.
+
+Beside ours, "ours, channels_last" runs the same PGD on a channels_last copy of the model (what
+``evaluate(..., channels_last=True)`` and the benchmarks' ``--eval-channels-last`` do): same fp32 numbers up
+to float rounding; its ratio to ours says whether that layout pays on this device.
 
 Timed calls are interleaved round-robin after warm-up (rotating the order), so that a change in
 machine load touches every implementation alike; times are reported as medians, ratios as the median
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime as _dt
 import importlib
 import sys
@@ -64,6 +71,7 @@ from compressor.environment import device_kind, is_busy, load_average, machine_i
 from compressor.errors import CompressorError  # noqa: E402
 from compressor.io import atomic_write_text  # noqa: E402
 from compressor.models import create_model  # noqa: E402
+from compressor.models.external import build_imported  # noqa: E402
 from compressor.reporting import fmt, to_json  # noqa: E402
 from compressor.training import TrainConfig, Trainer  # noqa: E402
 from train_throughput import CIFAR_MEAN, CIFAR_STD  # noqa: E402
@@ -81,6 +89,11 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     "resnet18": {"description": "resnet18 (random weights) on a CIFAR-10 shape (3x32x32, 10 classes)",
                  "notes": "synthetic data: throughput only (uniform-random images, random labels)",
                  "eps": 8 / 255, "cpu": (16, 1, 3), "cuda": (256, 3, 20)},
+    **{name: {"description": f"{title} (random weights) on a CIFAR-10 shape (3x32x32, 10 classes)",
+              "notes": "synthetic data: throughput only (uniform-random images, random labels)",
+              "eps": 8 / 255, "cpu": (256, 1, 3), "cuda": (256, 3, 20), "build": path}
+       for name, path, title in (("resnet20", "benchmarks.models.akamaster:resnet20", "akamaster ResNet-20"),
+                                 ("resnet4b", "benchmarks.models.abcrown:resnet4b", "alpha-beta-CROWN ResNet-4B"))},
 }
 
 
@@ -105,11 +118,13 @@ def _digits(device: torch.device, epochs: int, seed: int, log: Callable[[str], N
                          "clean_accuracy": clean}
 
 
-def random_resnet18(device: torch.device, n: int, seed: int):
-    """A randomly initialised CIFAR ResNet-18 and `n` random images and labels (model, x, y, about), seeded."""
+def random_cifar_model(name: str, device: torch.device, n: int, seed: int):
+    """Workload `name`'s randomly initialised CIFAR model and `n` random images and labels (model, x, y, about)."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = create_model("resnet18", 10, 3, CIFAR_MEAN, CIFAR_STD).to(device).eval()
+    path = WORKLOADS[name].get("build")
+    model = (build_imported(path, None, CIFAR_MEAN, CIFAR_STD) if path
+             else create_model(name, 10, 3, CIFAR_MEAN, CIFAR_STD)).to(device).eval()
     x = torch.rand((n, 3, 32, 32), generator=gen).to(device)
     y = torch.randint(0, 10, (n,), generator=gen).to(device)
     return model, x, y, {"training": "none (random weights)"}
@@ -147,7 +162,9 @@ def measure_pgd(name: str, model, x, y, eps: float, device: torch.device, warmup
     """Our PGD-10 against torchattacks' PGD-10 (when `ta` is given) and the model floor, on one batch."""
     ours = build_attack(f"pgd{STEPS}", eps)
     alpha = ours.options["alpha"]
-    calls: dict[str, Callable[[], Any]] = {"ours": lambda: ours(model, x, y)}
+    model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    calls: dict[str, Callable[[], Any]] = {"ours": lambda: ours(model, x, y),
+                                           "ours, channels_last": lambda: ours(model_cl, x, y)}
     if ta is not None:
         theirs = ta.PGD(model, eps=eps, alpha=alpha, steps=STEPS, random_start=True)
         calls["torchattacks"] = lambda: theirs(x, y)
@@ -156,7 +173,7 @@ def measure_pgd(name: str, model, x, y, eps: float, device: torch.device, warmup
         f"timed rounds, device {device}")
     times, last = interleaved_times(calls, warmup, reps, device, log, name)
     rows = {impl: time_stats(t, len(y)) for impl, t in times.items()}
-    for impl in ("ours", "torchattacks"):
+    for impl in ("ours", "ours, channels_last", "torchattacks"):
         if impl in rows:
             x_adv = last[impl]
             d = (x_adv - x).flatten(1).abs().amax(1)
@@ -165,7 +182,9 @@ def measure_pgd(name: str, model, x, y, eps: float, device: torch.device, warmup
     res: dict[str, Any] = {"batch_size": len(y), "eps": eps, "alpha": alpha, "steps": STEPS, "random_start": True,
                            "loss": "ce", "warmup_rounds": warmup, "timed_rounds": reps, "implementations": rows,
                            "clean_accuracy": accuracy_on(model, x, y),
-                           "model_share_of_ours": paired_ratio(times["model floor"], times["ours"])}
+                           "model_share_of_ours": paired_ratio(times["model floor"], times["ours"]),
+                           "channels_last_speedup": paired_ratio(times["ours"], times["ours, channels_last"])}
+    log(f"  [{name}] channels_last: {res['channels_last_speedup']:.2f}x ours in the default layout")
     if "torchattacks" in rows:
         res["speedup_vs_torchattacks"] = paired_ratio(times["torchattacks"], times["ours"])
         res["goal_speedup"] = GOAL_SPEEDUP
@@ -245,6 +264,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         else:
             lines.append(f"No reference implementation was run; the model's own passes take "
                          f"{100 * p['model_share_of_ours']:.0f} % of our time.")
+        if "channels_last_speedup" in p:
+            lines.append(f"Ours on a channels_last copy of the model: **{p['channels_last_speedup']:.2f}x** ours in "
+                         "the default layout (median of the per-round ratios; above 1: channels_last is faster here).")
         lines.append("")
         if "autoattack" in w:
             a = w["autoattack"]
@@ -355,7 +377,7 @@ def _measure(args: argparse.Namespace, command: str, device: torch.device, kind:
         if name == "digits":
             model, x_all, y_all, about = _digits(device, args.train_epochs, args.seed, log)
         else:
-            model, x_all, y_all, about = random_resnet18(device, max(batch, args.aa_n), args.seed)
+            model, x_all, y_all, about = random_cifar_model(name, device, max(batch, args.aa_n), args.seed)
         w = {"name": name, "description": spec["description"], "notes": spec["notes"], "model": about,
              "pgd": measure_pgd(name, model, x_all[:batch], y_all[:batch], eps, device, warmup, reps, ta, log)}
         if name in aa_names:

@@ -147,7 +147,7 @@ def part_attack(ctx: PartContext) -> None:
                           "reference": "reference_pgd in benchmarks/gpu_check_parts.py (plain loop)"})
 
     def pgd_throughput() -> dict[str, Any]:
-        model, x, y, about = at.random_resnet18(ctx.device, batch, 0)
+        model, x, y, about = at.random_cifar_model("resnet18", ctx.device, batch, 0)
         if ctx.dry:  # the same synthetic CIFAR-shaped images, a small model (seconds, not minutes, on a CPU)
             from compressor.models import create_model
             from train_throughput import CIFAR_MEAN, CIFAR_STD

@@ -20,7 +20,7 @@ from pruning_grid import RowSpec
 from compressor.attacks import Attack, build_attack
 from compressor.checkpoint import load_model
 from compressor.data import ArraySplit, DataBundle, load_dataset, stratified_indices
-from compressor.evaluation import evaluate
+from compressor.evaluation import channels_last_weights, evaluate
 from compressor.models import create_model
 from compressor.parsing import parse_eps, parse_float_list
 from compressor.training import TrainConfig, Trainer
@@ -110,11 +110,26 @@ def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespa
                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Clean, PGD-20, APGD-CE, then APGD-T on the survivors, all on the same held-out images; validation PGD-20.
 
-    `log` gets a line as each stage starts and ends (an fp32 ResNet-20 evaluation takes most of an hour of one core)."""
+    `log` gets a line as each stage starts and ends (an fp32 ResNet-20 evaluation takes most of an hour of one core).
+    With `--eval-channels-last` the attacks run on channels_last weights (the same numbers up to float rounding)."""
+    t0 = time.perf_counter()
+    channels_last = bool(getattr(args, "eval_channels_last", False))
+    with channels_last_weights(model, channels_last):
+        out = _held_out_attacks(model, data, args, log or (lambda _: None))
+        out.update(validation_eval(model, data, args))
+    out["eval_seconds"], out["eval_channels_last"] = time.perf_counter() - t0, channels_last
+    cs = condition_summary(model)
+    out.update({k: cs[k] for k in ("sparsity", "kappa_mean", "kappa_max", "singular_layers", "kappa_support_mean",
+                                   "kappa_support_max", "lipschitz_bound")})
+    out["layers"] = cs["layers"]
+    return out
+
+
+def _held_out_attacks(model: torch.nn.Module, data: DataBundle, args: argparse.Namespace,
+                      say: Callable[[str], None]) -> dict[str, Any]:
+    """`robust_eval`'s attacks on the held-out images, each stage said as it starts and ends."""
     eps, seed = args.eps_value, args.seed
     part = held_out(data, args)
-    say = log or (lambda _: None)
-    t0 = time.perf_counter()
     say(f"evaluating: clean, PGD-20 and APGD-CE on {len(part)} images")
     res, clean, ok = seeded_evaluate(model, part, [build_attack(a, eps, seed=seed) for a in ("pgd20", "apgd-ce")],
                                      seed)
@@ -136,12 +151,6 @@ def robust_eval(model: torch.nn.Module, data: DataBundle, args: argparse.Namespa
     out["apgd_attacks"] = "pgd20+apgd-ce" + ("+apgd-t" if args.apgd_t else "")
     out["robust_mask"] = "".join("1" if v else "0" for v in survived.tolist())  # per image, for the AA worst case
     out["attack_seconds"] = seconds
-    out.update(validation_eval(model, data, args))
-    out["eval_seconds"] = time.perf_counter() - t0
-    cs = condition_summary(model)
-    out.update({k: cs[k] for k in ("sparsity", "kappa_mean", "kappa_max", "singular_layers", "kappa_support_mean",
-                                   "kappa_support_max", "lipschitz_bound")})
-    out["layers"] = cs["layers"]
     return out
 
 

@@ -67,7 +67,7 @@ def test_tiny_digits_run_writes_json_and_markdown(bench, stub_torchattacks, tmp_
     (w,) = res["workloads"]
     p = w["pgd"]
     assert (p["batch_size"], p["steps"], p["eps"], p["timed_rounds"]) == (16, 10, 0.5, 2)
-    assert set(p["implementations"]) == {"ours", "torchattacks", "model floor"}
+    assert set(p["implementations"]) == {"ours", "ours, channels_last", "torchattacks", "model floor"}
     for r in p["implementations"].values():
         assert len(r["times_s"]) == 2 and 0 < r["median_s"] <= r["p90_s"]
         assert r["images_per_s"] == pytest.approx(16 / r["median_s"])
@@ -75,6 +75,8 @@ def test_tiny_digits_run_writes_json_and_markdown(bench, stub_torchattacks, tmp_
     theirs, ours = (p["implementations"][k]["times_s"] for k in ("torchattacks", "ours"))
     assert p["speedup_vs_torchattacks"] == pytest.approx(float(np.median(np.divide(theirs, ours))))
     assert 0 < p["model_share_of_ours"]
+    cl = p["implementations"]["ours, channels_last"]["times_s"]
+    assert p["channels_last_speedup"] == pytest.approx(float(np.median(np.divide(ours, cl))))
 
     a = w["autoattack"]
     assert a["n"] == 4 and a["identical_outputs"] is True
@@ -83,7 +85,7 @@ def test_tiny_digits_run_writes_json_and_markdown(bench, stub_torchattacks, tmp_
     assert a["wrapper_overhead"] == pytest.approx(ours[0] / direct[0] - 1)
     assert a["protocol"]["attacks"]["square"]["queries"] == 5000
 
-    assert "| ours |" in md and "Wrapper overhead" in md and res["machine"]["cpu_model"] in md
+    assert "| ours |" in md and "| ours, channels_last |" in md and "Wrapper overhead" in md and res["machine"]["cpu_model"] in md
     capsys.readouterr()
     assert bench.main(args) == 2  # an existing result is kept unless --force
     assert "already exists" in capsys.readouterr().err

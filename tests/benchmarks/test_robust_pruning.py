@@ -149,6 +149,11 @@ def test_apgd_t_runs_on_the_survivors_of_the_same_images(bench):
     assert lines[0] == "evaluating: clean, PGD-20 and APGD-CE on 12 images"  # each stage says when it starts and ends
     assert lines[1].startswith(f"evaluated: PGD-20 {out['pgd20']:.3f}")
     assert len(lines) == (3 if "apgd-t" in out["attack_seconds"] else 2)
+    assert out["eval_channels_last"] is False
+    args.eval_channels_last = True  # --eval-channels-last: the same images' outcomes, up to float rounding
+    fast = bench.robust_eval(model, data, args)
+    assert fast["eval_channels_last"] is True and fast["clean"] == out["clean"]
+    assert abs(fast["apgd"] - out["apgd"]) <= 1 / 12 and all(p.is_contiguous() for p in model.parameters())
     assert out["apgd"] <= min(out["pgd20"], out["apgd_ce"])
     assert out["apgd"] == pytest.approx(out["robust_mask"].count("1") / 12)
 
