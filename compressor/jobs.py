@@ -19,6 +19,7 @@ from .errors import CompressorError
 from .io import check_output
 from .parsing import check_eps_range, check_seed
 from .training import Callback, TrainConfig
+from .training.engine import CHANNELS_LAST_MODES
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class EvalOptions:
     split: str = "test"  # test, val, train or all (every image of the dataset file)
     seed: int = 0
     device: str = "auto"
+    channels_last: str = "auto"  # attack on channels_last weights: on, off or auto (on with CUDA); fp32 either way
     save_adv: str | Path | None = None  # .npz for the adversarial examples (`compressor.evaluation.ADV_KEYS_HELP`)
     force: bool = False  # overwrite an existing `save_adv`
     inputs: tuple[str | Path, ...] = ()  # files `save_adv` must not be (the model, the dataset's own file)
@@ -124,6 +126,8 @@ class EvalOptions:
             raise CompressorError(f"`batch_size` must be >= 1, got {self.batch_size}")
         if self.n is not None and self.n < 1:
             raise CompressorError(f"`n` must be >= 1, got {self.n}: leave it out to evaluate the whole split")
+        if self.channels_last not in CHANNELS_LAST_MODES:
+            raise CompressorError(f"`channels_last` must be on, off or auto, got '{self.channels_last}'")
         if self.save_adv is not None:
             check_output(self.save_adv, self.force, self.inputs)
 

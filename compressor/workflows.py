@@ -147,14 +147,16 @@ def evaluate_model(model: nn.Module | Callable[[torch.Tensor], Any], data: DataB
     dev = pick_device(options.device)
     if isinstance(model, nn.Module):
         model = model.to(dev).float()
+    channels_last = options.channels_last == "on" or (options.channels_last == "auto" and dev.type == "cuda")
     with preserved_rng(dev):
         torch.manual_seed(options.seed)  # CPU and every CUDA device
         res = evaluate(model, part, built, batch_size=options.batch_size, n=n, device=dev, progress=progress,
-                       keep_adv=options.save_adv is not None)
+                       keep_adv=options.save_adv is not None, channels_last=channels_last)
     adversarial = res.pop("adversarial", None)
     protocol = {"dataset": data.info.name, "split": split, "split_description": data.describe(split),
                 "n": res["n"], "norm": options.norm, "eps": eps, "seed": options.seed,
                 "batch_size": options.batch_size, "device": str(dev), "model_mode": "eval", "dtype": "float32",
+                "memory_format": "channels_last" if res["channels_last"] else "contiguous",
                 "normalization": normalization or {"source": "not recorded by the caller"},
                 "attacks": {a.name: a.protocol() for a in built},
                 "versions": {**library_versions(), "pyautoattack": pyautoattack.__version__}}

@@ -189,7 +189,7 @@ def _prune(job: PruneJob, output: Path, states: Sequence[Path], *, console: Any,
     ctx = init_distributed(config.device)
     try:
         options = EvalOptions(eps=eps, norm=config.norm, n=job.evaluation.eval_n, seed=config.seed,
-                              device=str(ctx.device))
+                              device=str(ctx.device), channels_last=config.channels_last)
         attacks = options.attacks([job.evaluation.eval_attack], data)  # the same for before and after
 
         def measure() -> dict[str, Any]:

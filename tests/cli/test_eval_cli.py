@@ -69,6 +69,20 @@ def test_json_report_protocol_worst_case_and_saved_examples(ckpt, tmp_path, caps
         assert json.loads(str(f["meta"]))["attacks"]["cw"]["steps"] == 30
 
 
+def test_channels_last_is_recorded_and_changes_no_outcome_beyond_rounding(ckpt, capsys):
+    runs = {}
+    for mode in ("off", "on"):
+        code, stdout, err = cli(capsys, "eval", str(ckpt), "--attacks", "pgd20", "--eps", "0.1", "--n", "128",
+                                "--device", "cpu", "--channels-last", mode, "--json")
+        assert code == 0, err
+        runs[mode] = json.loads(stdout)
+    assert runs["on"]["protocol"]["memory_format"] == "channels_last"
+    assert runs["off"]["protocol"]["memory_format"] == "contiguous"  # auto is off on a CPU too
+    assert runs["on"]["clean_accuracy"] == runs["off"]["clean_accuracy"]
+    on, off = (runs[m]["attacks"]["pgd20"]["accuracy"] for m in ("on", "off"))
+    assert abs(on - off) <= 2 / 128  # float rounding may flip an image on a decision boundary, not more
+
+
 def test_autoattack_json_keeps_stdout_clean(ckpt, capsys):
     code, stdout, err = cli(capsys, "eval", str(ckpt), "--attacks", "pgd20,aa", "--eps", "0.3", "--n", "12",
                             "--device", "cpu", "--json")
@@ -110,6 +124,7 @@ def test_warnings_go_to_stderr_and_into_the_json(dead_ckpt, capsys):
     (["--eps", "8/"], "not a number"),
     (["--n", "0"], "--n must be >= 1"),
     (["--batch-size", "0"], "--batch-size must be >= 1"),
+    (["--channels-last", "yes"], "--channels-last must be on, off or auto"),
 ])
 def test_bad_input_is_one_line_exit_2(ckpt, tmp_path, capsys, args, needle):
     out = tmp_path / "adv.npz"
