@@ -96,6 +96,14 @@ def _cpu(machine: dict[str, Any] | None) -> str:
     return f"{machine['cpu_model']}, {machine['cpu_count']} cores" if machine else "a machine not recorded"
 
 
+def _eval_layouts(res: dict[str, Any]) -> str:
+    """Which evaluations attacked channels_last weights (`--eval-channels-last`), when any did."""
+    done = [r for r in [*res["rows"], res.get("dense") or {}] if "apgd" in r and "same_rows_as" not in r]
+    cl = sum(bool(r.get("eval_channels_last")) for r in done)
+    return (f"; {cl} of the {len(done)} evaluations (dense and rows) attacked channels_last weights "
+            "(`--eval-channels-last`: the same fp32 numbers up to float rounding)" if cl else "")
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """The Markdown page of a speed-target run."""
     st, d = res["settings"], res.get("dense") or {}
@@ -115,7 +123,7 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"(lr {st['lr']}, batch {st['batch_size']}, {st['steps']} steps"
               + (", bf16 autocast and channels_last, as the adaptation; attacks in validation and evaluation in fp32"
                  if st.get("bf16") else "") + "), best epoch on validation PGD; "
-              f"evaluation on the first {st['eval_n']} test images",
+              f"evaluation on the first {st['eval_n']} test images" + _eval_layouts(res),
               f"- speed: {st['runtime']}, batch sizes {st['batch_sizes']}, measured against the dense model in "
               "interleaved rounds; `≥` is the lowest 95 % lower bound over the seeds' models"
               + _speed_sources(res), ""]

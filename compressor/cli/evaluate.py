@@ -54,7 +54,8 @@ def eval_cmd(
     source = DataSource(dataset, data_root, download)
     # bad numbers or an output that must not be written fail before anything is loaded
     options = EvalOptions(eps=eps_value(eps), norm=norm, n=n, batch_size=batch_size, split=split, seed=seed,
-                          device=device, channels_last=channels_last, save_adv=save_adv, force=force, inputs=(model_path, *source.files()))
+                          device=device, channels_last=channels_last, save_adv=save_adv, force=force,
+                          inputs=(model_path, *source.files()))
     loaded, data = open_model(ctx.meta[MODEL_SOURCE].at(model_path), source, seed=seed)
     if data is None:
         raise CompressorError(f"{model_path} records no dataset: pass --dataset NAME")

@@ -56,11 +56,14 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} == before
     assert json.loads(report.read_text())["rows"] == res["rows"]
 
-    assert st.main([*argv, "--seeds", "1", "--no-time-rows"]) == 0  # same shapes: the search's timing is reused
-    res = json.loads(report.read_text())
+    assert st.main([*argv, "--seeds", "1", "--no-time-rows", "--eval-channels-last"]) == 0  # same shapes: the search's
+    res = json.loads(report.read_text())  # timing is reused
     (again,) = [r for r in res["rows"] if r["seed"] == 1 and r["importance"] == "magnitude"]
     assert again["speed_source"].startswith("target search") and again["speed"] == res["targets"]["1.2"]["measured"]
-    assert "carry that timing" in report.with_suffix(".md").read_text()
+    assert again["eval_channels_last"] is True and rows["magnitude"]["eval_channels_last"] is False
+    md = report.with_suffix(".md").read_text()
+    assert "carry that timing" in md  # below: the report holds seed 1's two rows and the dense model
+    assert "2 of the 3 evaluations (dense and rows) attacked channels_last" in md
 
     twin = json.loads((cache / "target-x1.2.json").read_text())  # a second target that lands on the same ratio
     (cache / "target-x1.25.json").write_text(json.dumps({**twin, "target": 1.25}))
