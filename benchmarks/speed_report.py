@@ -51,10 +51,26 @@ def summary(res: dict[str, Any]) -> list[dict[str, Any]]:
         entry["retention"] = entry["apgd"]["mean"] / dense_apgd if dense_apgd else math.nan
         entry["goal_met"] = bool(all(s["mean"] >= GOAL_SPEEDUP for s in entry["speedup"].values())
                                  and entry["retention"] >= GOAL_RETENTION)
+        entry["elsewhere"] = _elsewhere(res, target, rows, entry["retention"])
         base = {r["seed"]: r["apgd"] for r in cells.get((target, "magnitude"), [])}
         if imp != "magnitude" and base:
             entry["apgd_vs_magnitude"] = summarise([r["apgd"] - base[r["seed"]] for r in rows if r["seed"] in base])
         out.append(entry)
+    return out
+
+
+def _elsewhere(res: dict[str, Any], target: float, rows: list[dict[str, Any]], retention: float) -> list[dict]:
+    """The other machines' timing of this entry's architecture, when every row has exactly the target's layer
+    shapes (a row timed by itself is not known to), with the goal checked on each machine."""
+    if not all(r.get("speed_source", "").startswith("target search") for r in rows):
+        return []
+    out = []
+    for other in res.get("elsewhere", []):
+        t = other["targets"].get(str(target))
+        if t is not None:
+            out.append({"cpu": _cpu(other["machine"]), "speedup": t["measured"],
+                        "goal_met": bool(all(m["speedup"] >= GOAL_SPEEDUP for m in t["measured"].values())
+                                         and retention >= GOAL_RETENTION)})
     return out
 
 
@@ -102,6 +118,27 @@ def _eval_layouts(res: dict[str, Any]) -> str:
     cl = sum(bool(r.get("eval_channels_last")) for r in done)
     return (f"; {cl} of the {len(done)} evaluations (dense and rows) attacked channels_last weights "
             "(`--eval-channels-last`: the same fp32 numbers up to float rounding)" if cl else "")
+
+
+def _elsewhere_lines(res: dict[str, Any]) -> list[str]:
+    """The same architectures timed on other CPUs (`--timed-elsewhere`), and the goal on each."""
+    entries = [(e, o) for e in res["summary"] for o in e.get("elsewhere", [])]
+    if not entries:
+        return []
+    lines = ["", "## Timed on other CPUs", "", "The same layer shapes timed by another machine's target search "
+             "(`--timed-elsewhere`: " + ", ".join(f"`{o['source']}`" for o in res["elsewhere"]) + "); accuracy as "
+             "above.", "", "| target | importance | CPU | retention | speedup per batch size | goal |", "|---|---|---|---|---|---|"]
+    for e, o in entries:
+        shown = "; ".join(f"b{b}: {m['speedup']:.2f}x" + (f" [{m['low']:.2f}, {m['high']:.2f}]" if m["low"] is not None
+                                                          else "") for b, m in o["speedup"].items())
+        lines.append(f"| {e['target']:g}x | {e['importance']} | {o['cpu']} | {e['retention']:.2f} | {shown} | "
+                     + ("**met**" if o["goal_met"] else "not met") + " |")
+    for cpu in dict.fromkeys(o["cpu"] for _, o in entries):
+        met = [e for e, o in entries if o["cpu"] == cpu and o["goal_met"]]
+        lines += ["", f"On {cpu}: the goal is " + ("**met** by " + ", ".join(
+            f"{e['importance']} at the {e['target']:g}x target ({len(e['seeds'])} seed{'s' * (len(e['seeds']) > 1)}, "
+            f"retention {e['retention']:.2f})" for e in met) if met else "**not met** by any row so far") + "."]
+    return lines
 
 
 def render_markdown(res: dict[str, Any]) -> str:
@@ -163,6 +200,7 @@ def render_markdown(res: dict[str, Any]) -> str:
               f"size) keeping >= {GOAL_RETENTION:.0%} of the dense APGD-CE+T: "
               + ("**met** by " + ", ".join(f"{e['importance']} at {e['target']:g}x (retention {e['retention']:.2f})"
                                             for e in met) if met else "**not met** by any row so far.")]
+    lines += _elsewhere_lines(res)
     out_of_reach = [f"{float(k):g}x" for k, t in res["targets"].items() if t is not None and t.get("ratio") is None]
     if out_of_reach:
         lines += ["", f"No rows at {', '.join(out_of_reach)}: out of reach (above)."]

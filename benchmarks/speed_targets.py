@@ -20,7 +20,8 @@ Protocol (every choice is in the report):
   test images, the same for every row (`pruning_rows.robust_eval`), and the pruned model's own measured speedup
   over the dense model (interleaved rounds, with its interval) at every batch size.
 - **Goal.** A variant at >= 2x measured speedup that keeps >= 90 % of the dense APGD-CE+T accuracy, reported
-  whichever way it falls.
+  whichever way it falls. Latency belongs to the CPU: ``--timed-elsewhere CACHE`` adds another machine's timing of
+  the same layer shapes (its ``--search-only`` cache) and checks the goal on that CPU too.
 
 Resumable like robust_pruning.py: finished rows (and the searched ratios) live in ``--cache``; ``--max-minutes``
 stops starting new rows; ``--max-minutes 0`` only re-renders the report.
@@ -51,6 +52,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # benchmarks/ is no pa
 from common import RESULTS, git_state, result_paths, run_main, write_results  # noqa: E402
 from pruning_rows import eps_option, load_data, robust_eval  # noqa: E402
 from row_cache import MemoryCache, RowCache  # noqa: E402
+from speed_elsewhere import load_elsewhere, match_elsewhere  # noqa: E402
 from speed_rows import adapt_dense, load_dense, search_target, speed_row  # noqa: E402
 from speed_report import render_markdown, shared_targets, summary  # noqa: E402
 
@@ -113,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time every fine-tuned row; --no-time-rows reuses the target search's timing for rows whose "
                         "layer shapes equal it (for a machine busy with other work after the search)")
     p.add_argument("--cache", type=Path, default=None, help="folder of finished rows: resume from it, add to it")
+    p.add_argument("--timed-elsewhere", type=Path, action="append", default=[], metavar="CACHE",
+                   help="another CPU's target search of the same dense model (`--search-only --cache CACHE` run "
+                        "there; repeatable): its timings of exactly these layer shapes are reported beside, with the "
+                        "goal checked on that CPU")
     p.add_argument("--search-only", action="store_true",
                    help="only search the speed targets (on a quiet machine: minutes) and write the report; the "
                         "adaptation and the rows then run later, beside other work, with --no-time-rows")
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
     t_start = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     speedups, importances, seeds, batches = _choices(args)
+    elsewhere = load_elsewhere(args.timed_elsewhere)  # checked before hours of rows, used by the report
     args.eps_value = eps_option(args.eps)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k in SETTINGS}
     cache = RowCache(args.cache, settings, started) if args.cache else MemoryCache(started)
@@ -208,6 +215,7 @@ def run(args: argparse.Namespace, command: str, log: Callable[[str], None] = pri
         "missing": [f"{i}-x{s:g}-seed{d}" for s in reachable for d in seeds for i in importances
                     if not any(r["key"] == f"{i}-x{s:g}-seed{d}" for r in rows)],
     }
+    res["elsewhere"] = match_elsewhere(elsewhere, targets)
     res["summary"] = summary(res)
     res["seconds"] = time.perf_counter() - t_start
     write_results(res, json_path, md_path, render_markdown, log)

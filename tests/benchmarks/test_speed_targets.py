@@ -99,6 +99,37 @@ def test_search_only_times_the_targets_first_and_leaves_adaptation_and_rows_for_
     assert row["speed_source"].startswith("target search") and row["ratio"] == res["targets"]["1.2"]["ratio"]
 
 
+def test_the_same_shapes_timed_on_another_cpu_are_reported_with_the_goal_there(st, tmp_path, capsys):
+    argv, cache, out = tiny_argv(tmp_path, "1.2", "magnitude", "32")
+    argv.append("--no-time-rows")
+    assert st.main(argv) == 0
+    other = tmp_path / "other-cpu"
+    other.mkdir()
+    target = json.loads((cache / "target-x1.2.json").read_text())
+    fast = {"speedup": 2.5, "low": 2.4, "high": 2.6}
+    (other / "target-x2.json").write_text(json.dumps(
+        {**target, "target": 2.0, "measured": {"32": fast}, "machine": {"cpu_model": "Other CPU", "cpu_count": 4}}))
+    elsewhere = ["--timed-elsewhere", str(other), "--max-minutes", "0"]
+    assert st.main([*argv, *elsewhere]) == 0
+    (report,) = out.glob("speed_targets-*.json")
+    res = json.loads(report.read_text())
+    (entry,) = res["summary"]
+    (there,) = entry["elsewhere"]
+    assert there["cpu"] == "Other CPU, 4 cores" and there["speedup"]["32"]["speedup"] == 2.5
+    assert there["goal_met"] == (entry["retention"] >= 0.9)
+    md = report.with_suffix(".md").read_text()
+    assert "## Timed on other CPUs" in md and "| 1.2x | magnitude | Other CPU, 4 cores |" in md
+    assert "b32: 2.50x [2.40, 2.60]" in md and "On Other CPU, 4 cores: the goal is" in md
+
+    (other / "target-x3.json").write_text(json.dumps({**target, "shapes": "conv1: 8x3x3x3"}))  # hostile: a string
+    capsys.readouterr()
+    assert st.main([*argv, *elsewhere]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "target-x3.json" in err and "`shapes`" in err
+    assert st.main([*argv, "--timed-elsewhere", str(tmp_path / "nowhere"), "--max-minutes", "0"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
 def test_an_interrupted_adaptation_resumes_after_its_last_finished_epoch(st, tmp_path, monkeypatch):
     import sys
 
