@@ -153,7 +153,7 @@ def test_apgd_t_runs_on_the_survivors_of_the_same_images(bench):
     args.eval_channels_last = True  # --eval-channels-last: the same images' outcomes, up to float rounding
     fast = bench.robust_eval(model, data, args)
     assert fast["eval_channels_last"] is True and fast["clean"] == out["clean"]
-    assert abs(fast["apgd"] - out["apgd"]) <= 1 / 12 and all(p.is_contiguous() for p in model.parameters())
+    assert abs(fast["apgd"] - out["apgd"]) <= 2 / 12 and all(p.is_contiguous() for p in model.parameters())
     assert out["apgd"] <= min(out["pgd20"], out["apgd_ce"])
     assert out["apgd"] == pytest.approx(out["robust_mask"].count("1") / 12)
 
