@@ -24,7 +24,8 @@ def _number(value: Any) -> bool:
 
 
 def _target(path: Path) -> dict[str, Any] | None:
-    """One searched target of another machine, checked field by field (None: out of reach there)."""
+    """The architecture another machine timed for one target, checked field by field: the one it chose, or for a
+    target out of reach there the most pruned one it measured (None: neither)."""
     if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_TARGET_BYTES:
         raise _fail(path, "not a regular target file under 1 MiB")
     try:
@@ -33,10 +34,14 @@ def _target(path: Path) -> dict[str, Any] | None:
         raise _fail(path, f"not JSON ({e.__class__.__name__})") from None
     if not isinstance(t, dict) or not _number(t.get("target")):
         raise _fail(path, "no numeric `target`")
-    if t.get("ratio") is None:
+    timed = t if t.get("ratio") is not None else t.get("limit")
+    if timed is None:
         return None
-    shapes, measured, machine = t.get("shapes"), t.get("measured"), t.get("machine")
-    if not (_number(t["ratio"]) and isinstance(shapes, dict) and shapes and all(
+    machine = t.get("machine")
+    if not isinstance(timed, dict):
+        raise _fail(path, "`limit` is not an object")
+    shapes, measured = timed.get("shapes"), timed.get("measured")
+    if not (_number(timed.get("ratio")) and isinstance(shapes, dict) and shapes and all(
             isinstance(k, str) and isinstance(v, list) and all(isinstance(d, int) for d in v)
             for k, v in shapes.items())):
         raise _fail(path, "`ratio` or `shapes` missing or of the wrong type")
@@ -48,7 +53,7 @@ def _target(path: Path) -> dict[str, Any] | None:
     if not (isinstance(machine, dict) and isinstance(machine.get("cpu_model"), str)
             and isinstance(machine.get("cpu_count"), int)):
         raise _fail(path, "no `machine` with `cpu_model` and `cpu_count`")
-    return {"target": float(t["target"]), "ratio": float(t["ratio"]), "shapes": shapes,
+    return {"target": float(t["target"]), "ratio": float(timed["ratio"]), "shapes": shapes,
             "measured": {b: {k: m.get(k) for k in MEASURE_KEYS} for b, m in measured.items()},
             "machine": {"cpu_model": machine["cpu_model"], "cpu_count": machine["cpu_count"]}}
 

@@ -24,7 +24,7 @@ from compressor.registry import RUNTIMES
 from compressor.training import TrainConfig, Trainer
 from compressor.workflows import open_model
 from pruners import make_pruner, prune_model
-from pruners.targets import ratio_for_speedup
+from pruners.targets import SpeedOutOfReach, ratio_for_speedup
 from pruners.transforms import TransformContext, apply_transforms
 from pruners.transforms.channels import Channels
 
@@ -92,20 +92,30 @@ def search_target(dense: torch.nn.Module, input_shape: tuple[int, ...], speedup:
     if row is not None or not allowed:
         return row
     t0 = time.perf_counter()
+    channels = channels_of(args, None)
     try:
-        channels, trial = channels_of(args, None), copy.deepcopy(dense)
         row = ratio_for_speedup(dense, channels, speedup, input_shape, runtime=args.runtime, batch_sizes=batch_sizes)
-        kept = channels.kept_layers(dense, input_shape)  # found once by the search, reused here
-        channels.remove(trial, row["ratio"], input_shape, [trial.get_submodule(n) for n in kept])
+        trial = _removed(dense, channels, row["ratio"], input_shape)
         row["macs_fraction"] = count_macs(trial, input_shape) / count_macs(dense, input_shape)
         row["shapes"] = layer_shapes(trial)
         row["load_average"] = load_average()
     except CompressorError as exc:
         row = {"kind": "speedup", "target": speedup, "ratio": None, "error": str(exc)}
+        if isinstance(exc, SpeedOutOfReach):  # what the most pruned architecture measured, for other CPUs' reports
+            row["limit"] = {**exc.limit, "shapes": layer_shapes(_removed(dense, channels, exc.limit["ratio"],
+                                                                         input_shape))}
     row["seconds"], row["machine"] = time.perf_counter() - t0, machine_info("cpu")  # latency holds for this CPU only
     cache.put(key, row)
     log(f"target {speedup:g}x: " + (f"ratio {row['ratio']:.3f}" if row["ratio"] else row["error"]))
     return row
+
+
+def _removed(dense: torch.nn.Module, channels: Channels, ratio: float, input_shape: tuple[int, ...]) -> torch.nn.Module:
+    """A copy of `dense` without `ratio` of its channels (the layers the search kept at full width kept)."""
+    trial = copy.deepcopy(dense)
+    kept = channels.kept_layers(dense, input_shape)  # the search found them already: cached by `channels`
+    channels.remove(trial, ratio, input_shape, [trial.get_submodule(n) for n in kept])
+    return trial
 
 
 def _parameters(model: torch.nn.Module) -> int:

@@ -106,6 +106,14 @@ def _levels(model: nn.Module, channels: Channels, input_shape: Sequence[int],
     return levels
 
 
+class SpeedOutOfReach(CompressorError):
+    """A speed target the most pruned architecture does not meet; `limit` is what was measured there."""
+
+    def __init__(self, message: str, limit: dict[str, Any]):
+        super().__init__(message)
+        self.limit = limit
+
+
 def ratio_for_speedup(model: nn.Module, channels: Channels, speedup: float, input_shape: Sequence[int], *,
                       runtime: str = "onnxruntime",
                       batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES) -> dict[str, Any]:
@@ -128,9 +136,10 @@ def ratio_for_speedup(model: nn.Module, channels: Channels, speedup: float, inpu
     top = len(levels) - 1  # the fewest MACs the transform reaches
     if not meets(top):
         shown = "; ".join(_interval_text(b, m) for b, m in measured[top].items())
-        raise CompressorError(f"`target_speedup` {speedup:g} is out of reach on {runtime}: removing "
+        raise SpeedOutOfReach(f"`target_speedup` {speedup:g} is out of reach on {runtime}: removing "
                               f"{levels[top][0]:.0%} of the channels (the fewest MACs the transform reaches) measured "
-                              f"{shown}: give a smaller `target_speedup`")
+                              f"{shown}: give a smaller `target_speedup`",
+                              {"ratio": levels[top][0], "measured": {str(b): m for b, m in measured[top].items()}})
     lo, hi = 0, top  # levels[0] is the first pruned architecture; the answer is the first level that meets
     while lo < hi:
         mid = (lo + hi) // 2

@@ -34,7 +34,9 @@ def test_rows_at_matched_macs_with_measured_speed_and_cached_report(st, tmp_path
     assert st.main(argv) == 0
     (report,) = out.glob("speed_targets-*.json")
     res = json.loads(report.read_text())
-    assert res["targets"]["1000.0"]["ratio"] is None and "out of reach" in res["targets"]["1000.0"]["error"]
+    unreachable = res["targets"]["1000.0"]
+    assert unreachable["ratio"] is None and "out of reach" in unreachable["error"]
+    assert unreachable["limit"]["shapes"] and unreachable["limit"]["measured"]["32"]["speedup"] < 1000  # its best
     rows = {r["importance"]: r for r in res["rows"]}
     assert set(rows) == {"magnitude", "kappa"}
     assert rows["magnitude"]["ratio"] == rows["kappa"]["ratio"] == res["targets"]["1.2"]["ratio"]
@@ -109,17 +111,23 @@ def test_the_same_shapes_timed_on_another_cpu_are_reported_with_the_goal_there(s
     fast = {"speedup": 2.5, "low": 2.4, "high": 2.6}
     (other / "target-x2.json").write_text(json.dumps(
         {**target, "target": 2.0, "measured": {"32": fast}, "machine": {"cpu_model": "Other CPU", "cpu_count": 4}}))
-    elsewhere = ["--timed-elsewhere", str(other), "--max-minutes", "0"]
+    third = tmp_path / "third-cpu"  # where every target was out of reach: the most pruned architecture's timing
+    third.mkdir()
+    limit = {"ratio": target["ratio"], "shapes": target["shapes"], "measured": {"32": {**fast, "speedup": 1.1}}}
+    (third / "target-x3.json").write_text(json.dumps({"target": 3, "ratio": None, "error": "out of reach",
+                                                      "limit": limit, "machine": {"cpu_model": "Slow", "cpu_count": 2}}))
+    elsewhere = ["--timed-elsewhere", str(other), "--timed-elsewhere", str(third), "--max-minutes", "0"]
     assert st.main([*argv, *elsewhere]) == 0
     (report,) = out.glob("speed_targets-*.json")
     res = json.loads(report.read_text())
     (entry,) = res["summary"]
-    (there,) = entry["elsewhere"]
+    there, slow = entry["elsewhere"]
     assert there["cpu"] == "Other CPU, 4 cores" and there["speedup"]["32"]["speedup"] == 2.5
-    assert there["goal_met"] == (entry["retention"] >= 0.9)
+    assert there["goal_met"] == (entry["retention"] >= 0.9) and slow["cpu"] == "Slow, 2 cores" and not slow["goal_met"]
     md = report.with_suffix(".md").read_text()
     assert "## Timed on other CPUs" in md and "| 1.2x | magnitude | Other CPU, 4 cores |" in md
     assert "b32: 2.50x [2.40, 2.60]" in md and "On Other CPU, 4 cores: the goal is" in md
+    assert "| 1.2x | magnitude | Slow, 2 cores |" in md and "On Slow, 2 cores: the goal is **not met**" in md
 
     (other / "target-x3.json").write_text(json.dumps({**target, "shapes": "conv1: 8x3x3x3"}))  # hostile: a string
     capsys.readouterr()
