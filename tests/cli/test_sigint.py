@@ -17,6 +17,11 @@ PRUNE = ["-m", "tscnc", "--sparsity", "0.5", "--epochs-prune", "3", "--epochs-fi
          "--val-n", "64", "--eval-n", "40", "--device", "cpu"]
 
 
+def _default_sigint() -> None:
+    """A test run started in the background by a non-interactive shell ignores SIGINT, and so would the child."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
 def test_sigint_during_prune_exits_with_one_line_and_resume_continues(tmp_path):
@@ -26,7 +31,8 @@ def test_sigint_during_prune_exits_with_one_line_and_resume_continues(tmp_path):
            "OMP_NUM_THREADS": "1"}
     env.pop("COMPRESSOR_PROGRESS", None)  # stderr is a pipe: plain lines, no bars
     proc = subprocess.Popen([sys.executable, "-m", "compressor", "prune", str(dense), "-o", str(out), *PRUNE],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+                            preexec_fn=_default_sigint)
     seen = []
     try:
         for line in proc.stderr:  # the first finished epoch's line: the run is busy in the next one
