@@ -59,14 +59,14 @@ def _target(path: Path) -> dict[str, Any] | None:
 
 
 def load_elsewhere(folders: list[Path]) -> list[dict[str, Any]]:
-    """Per folder: its CPU and its reachable searched targets, every file checked."""
+    """Per folder: its CPU and the architectures it timed (chosen ones and out-of-reach limits), every file checked."""
     out = []
     for folder in folders:
         if not folder.is_dir():
             raise _fail(folder, "not a folder")
         theirs = [t for p in sorted(folder.glob("target-x*.json")) if (t := _target(p)) is not None]
         if not theirs:
-            raise _fail(folder, "no reachable searched target in it")
+            raise _fail(folder, "no timed target in it")
         cpus = {(t["machine"]["cpu_model"], t["machine"]["cpu_count"]) for t in theirs}
         if len(cpus) > 1:
             raise _fail(folder, f"targets timed on {len(cpus)} different CPUs")
